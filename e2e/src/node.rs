@@ -1,0 +1,208 @@
+//! A real berthd process for a test, with its own root, state, socket and config, and a real
+//! tonic CRI client over its unix socket.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// The berthd binary: $BERTHD, or the one cargo built next to this test binary.
+pub fn berthd_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("BERTHD") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> → target/<profile>/berthd
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let p = profile_dir.join("berthd");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it first (`cargo build --bins`; `make test` does)",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port")
+}
+
+/// One berthd under test.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub certs_d: PathBuf,
+    pub cni_conf: PathBuf,
+    pub metrics: String,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Write a config and start berthd; returns once it answers Version.
+    pub async fn start() -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        let socket = state.join("berth.sock");
+        let certs_d = dir.path().join("certs.d");
+        let cni_conf = dir.path().join("net.d");
+        std::fs::create_dir_all(&certs_d).expect("mkdir certs.d");
+        std::fs::create_dir_all(&cni_conf).expect("mkdir net.d");
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let config = dir.path().join("berth.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "root = {root:?}\nstate = {state:?}\naddress = {socket:?}\nlog_level = \"debug\"\n\
+                 [registry]\nconfig_path = {certs_d:?}\n\
+                 [cni]\nconf_dir = {cni_conf:?}\nbin_dirs = [\"/usr/lib/cni\"]\n\
+                 [metrics]\naddress = {metrics:?}\n"
+            ),
+        )
+        .expect("writing berth.toml");
+        let log = dir.path().join("berthd.log");
+        let mut node = Node {
+            dir,
+            root,
+            state,
+            socket,
+            config,
+            certs_d,
+            cni_conf,
+            metrics,
+            log,
+            child: None,
+        };
+        node.spawn().await;
+        node
+    }
+
+    /// Start berthd again with the same config (after stop or kill).
+    pub async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "berthd is already running");
+        let child = self.command().spawn().expect("spawning berthd");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    /// The berthd command line for this node (a test may run it by hand).
+    pub fn command(&self) -> Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("opening berthd.log");
+        let mut cmd = Command::new(berthd_binary());
+        cmd.arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        cmd
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("berthd exited with {status}:\n{}", self.log_text());
+            }
+            if let Ok(mut rt) = self.runtime_once().await
+                && rt
+                    .version(k8s_cri::v1::VersionRequest::default())
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "berthd did not become ready:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// berthd's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The berthd process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("berthd running").id()
+    }
+
+    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        let path = self.socket.clone();
+        Endpoint::try_from("http://[::]:50051")?
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }))
+            .await
+    }
+
+    async fn runtime_once(&self) -> Result<RuntimeServiceClient<Channel>, tonic::transport::Error> {
+        Ok(RuntimeServiceClient::new(self.channel().await?))
+    }
+
+    /// A CRI RuntimeService client.
+    pub async fn runtime(&self) -> RuntimeServiceClient<Channel> {
+        self.runtime_once().await.expect("connecting to berthd")
+    }
+
+    /// A CRI ImageService client.
+    pub async fn images(&self) -> ImageServiceClient<Channel> {
+        ImageServiceClient::new(self.channel().await.expect("connecting to berthd"))
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("berthd running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        child.wait().expect("waiting for berthd")
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("berthd running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! berthd configuration: a TOML file whose every key has a default that serves out of the box,
+//! plus an optional drop-in directory (`<config>.d/*.toml`, applied in name order).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default config file location.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/berth.toml";
+
+/// Errors while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Durable data: metadata store, content store, snapshots.
+    pub root: PathBuf,
+    /// Runtime state (tmpfs): CRI socket, pinned namespaces, shim dirs.
+    pub state: PathBuf,
+    /// The CRI gRPC unix socket.
+    pub address: PathBuf,
+    /// Log filter (tracing `EnvFilter` syntax): error, warn, info, debug, trace.
+    pub log_level: String,
+    pub registry: RegistryConfig,
+    pub cni: CniConfig,
+    pub metrics: MetricsConfig,
+    pub image: ImageConfig,
+}
+
+/// `[registry]`: where registry hosts are configured.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// A directory in containerd's `certs.d` layout: `<host>/hosts.toml` (mirrors, plain-HTTP
+    /// servers, skip_verify, CA files) and `_default/hosts.toml` for every other host.
+    pub config_path: PathBuf,
+}
+
+/// `[cni]`: where CNI network configs and plugins are found.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CniConfig {
+    /// Directory of `.conflist` / `.conf` files; the first in name order is the pod network.
+    pub conf_dir: PathBuf,
+    /// Directories searched for plugin executables, in order.
+    pub bin_dirs: Vec<PathBuf>,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` serving `GET /metrics`; empty disables the endpoint.
+    pub address: String,
+}
+
+/// `[image]`: pull behaviour.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImageConfig {
+    /// Layers of one image downloaded (and unpacked) at the same time.
+    pub max_concurrent_downloads: usize,
+    /// Seconds a registry may stay silent during a pull before the pull fails.
+    pub read_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: PathBuf::from("/var/lib/berth"),
+            state: PathBuf::from("/run/berth"),
+            address: PathBuf::from("/run/berth/berth.sock"),
+            log_level: "info".to_string(),
+            registry: RegistryConfig::default(),
+            cni: CniConfig::default(),
+            metrics: MetricsConfig::default(),
+            image: ImageConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            config_path: PathBuf::from("/etc/berth/certs.d"),
+        }
+    }
+}
+
+impl Default for CniConfig {
+    fn default() -> Self {
+        CniConfig {
+            conf_dir: PathBuf::from("/etc/cni/net.d"),
+            bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            address: "127.0.0.1:9717".to_string(),
+        }
+    }
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            max_concurrent_downloads: 8,
+            read_timeout_secs: 60,
+        }
+    }
+}
+
+impl Config {
+    /// Load `path` (a missing file is the defaults only when `required` is false) and its drop-ins.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let mut merged = toml::Table::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => merge(&mut merged, parse_table(path, &text)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+        for dropin in dropin_files(path)? {
+            let text = std::fs::read_to_string(&dropin).map_err(|source| ConfigError::Read {
+                path: dropin.clone(),
+                source,
+            })?;
+            merge(&mut merged, parse_table(&dropin, &text)?);
+        }
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuse values that cannot work, with the key named.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, p) in [
+            ("root", &self.root),
+            ("state", &self.state),
+            ("address", &self.address),
+        ] {
+            if !p.is_absolute() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be an absolute path, got {}",
+                    p.display()
+                )));
+            }
+        }
+        if self.image.max_concurrent_downloads == 0 {
+            return Err(ConfigError::Invalid(
+                "image.max_concurrent_downloads must be at least 1".into(),
+            ));
+        }
+        if !self.metrics.address.is_empty()
+            && self
+                .metrics
+                .address
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "metrics.address must be host:port or empty, got {:?}",
+                self.metrics.address
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn parse_table(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+}
+
+/// `<config>.d/*.toml` in name order; a missing directory has none.
+fn dropin_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut dir = path.as_os_str().to_owned();
+    dir.push(".d");
+    let dir = PathBuf::from(dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Read { path: dir, source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Deep-merge tables: a drop-in overrides single keys, not whole sections.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_optional_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&dir.path().join("none.toml"), false).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(Config::load(&dir.path().join("none.toml"), true).is_err());
+    }
+
+    #[test]
+    fn dropins_override_single_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("berth.toml");
+        std::fs::write(
+            &main,
+            "root = \"/r\"\n[cni]\nconf_dir = \"/c\"\n[metrics]\naddress = \"\"\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("berth.toml.d")).unwrap();
+        std::fs::write(
+            dir.path().join("berth.toml.d/10-x.toml"),
+            "[cni]\nbin_dirs = [\"/b\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(&main, true).unwrap();
+        assert_eq!(c.root, PathBuf::from("/r"));
+        assert_eq!(c.cni.conf_dir, PathBuf::from("/c"));
+        assert_eq!(c.cni.bin_dirs, vec![PathBuf::from("/b")]);
+        assert_eq!(c.metrics.address, "");
+        assert_eq!(c.state, PathBuf::from("/run/berth"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("berth.toml");
+        std::fs::write(&main, "rooot = \"/r\"\n").unwrap();
+        assert!(matches!(
+            Config::load(&main, true),
+            Err(ConfigError::Parse { .. })
+        ));
+        std::fs::write(&main, "root = \"relative\"\n").unwrap();
+        assert!(matches!(
+            Config::load(&main, true),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn shipped_config_file_is_the_defaults() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/berth.toml");
+        let c = Config::load(&shipped, true).unwrap();
+        assert_eq!(c, Config::default());
+    }
+}

@@ -1,0 +1,60 @@
+//! The crate error and its one mapping to gRPC status codes.
+
+use tonic::{Code, Status};
+
+use crate::image::ImageError;
+use crate::store::StoreError;
+
+/// Everything a CRI call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("berthd is still recovering its state; retry shortly")]
+    Recovering,
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The result of a domain call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The gRPC code a client sees for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::NotFound(_) => Code::NotFound,
+            Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Recovering => Code::Unavailable,
+            Error::Store(_) => Code::Internal,
+            Error::Image(e) => match e {
+                ImageError::InvalidReference { .. } => Code::InvalidArgument,
+                ImageError::NotFound { .. } => Code::NotFound,
+                ImageError::Unauthenticated { .. } => Code::Unauthenticated,
+                ImageError::PermissionDenied { .. } => Code::PermissionDenied,
+                ImageError::Unavailable { .. } => Code::Unavailable,
+                ImageError::InvalidImage { .. } | ImageError::UnsafeLayer { .. } => {
+                    Code::InvalidArgument
+                }
+                ImageError::DigestMismatch { .. } => Code::DataLoss,
+                ImageError::Registry { .. } => Code::Unknown,
+                ImageError::Io { .. } | ImageError::Store(_) | ImageError::Internal(_) => {
+                    Code::Internal
+                }
+            },
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,13 @@
+//! berth: a Kubernetes node container runtime (CRI v1) — the daemon library.
+
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod image;
+pub mod metrics;
+pub mod network;
+pub mod server;
+pub mod snapshot;
+pub mod store;
+
+pub use error::{Error, Result};

@@ -1,0 +1,142 @@
+//! Prometheus metrics for the hot paths and the `/metrics` endpoint.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every berth metric.
+pub struct Metrics {
+    pub registry: Registry,
+    /// CRI call latency by method and gRPC code.
+    pub cri_duration: HistogramVec,
+    /// CRI calls that failed, by method and gRPC code.
+    pub cri_errors: IntCounterVec,
+    /// Whole-pull duration by result.
+    pub pull_duration: HistogramVec,
+    /// Compressed bytes of pulled images.
+    pub pull_bytes: IntCounter,
+    /// Per-layer download+decompress+unpack duration.
+    pub unpack_duration: Histogram,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let cri_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "berth_cri_request_duration_seconds",
+            "Latency of CRI calls by method and gRPC code.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &["method", "code"],
+    )?;
+    let cri_errors = IntCounterVec::new(
+        Opts::new(
+            "berth_cri_request_errors_total",
+            "CRI calls that failed, by method and gRPC code.",
+        ),
+        &["method", "code"],
+    )?;
+    let pull_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "berth_image_pull_duration_seconds",
+            "Duration of whole image pulls, by result.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &["result"],
+    )?;
+    let pull_bytes = IntCounter::new(
+        "berth_image_pull_bytes_total",
+        "Compressed bytes (config and layers) of successfully pulled images.",
+    )?;
+    let unpack_duration = Histogram::with_opts(
+        HistogramOpts::new(
+            "berth_layer_unpack_duration_seconds",
+            "Duration of one layer's streamed download, decompression and unpack.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+    )?;
+    registry.register(Box::new(cri_duration.clone()))?;
+    registry.register(Box::new(cri_errors.clone()))?;
+    registry.register(Box::new(pull_duration.clone()))?;
+    registry.register(Box::new(pull_bytes.clone()))?;
+    registry.register(Box::new(unpack_duration.clone()))?;
+    Ok(Metrics {
+        registry,
+        cri_duration,
+        cri_errors,
+        pull_duration,
+        pull_bytes,
+        unpack_duration,
+    })
+}
+
+/// The process-wide metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    // The names and label sets above are constants; a failure here is a programming error.
+    METRICS.get_or_init(|| build().expect("metric definitions are valid"))
+}
+
+/// The text exposition of every metric.
+pub fn render() -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&get().registry.gather(), &mut buf) {
+        tracing::warn!(error = %e, "encoding metrics");
+    }
+    buf
+}
+
+async fn handle(
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let resp = if req.uri().path() == "/metrics" && req.method() == hyper::Method::GET {
+        Response::builder()
+            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(Full::new(Bytes::from(render())))
+    } else {
+        Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"not found\n")))
+    };
+    Ok(resp.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+/// Bind the metrics endpoint (so a taken port fails startup, not later).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serve `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics accept");
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(handle);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "metrics connection");
+            }
+        });
+    }
+}

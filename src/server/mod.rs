@@ -1,0 +1,32 @@
+//! The CRI gRPC servers. Handlers translate a request, call one domain function and translate
+//! the answer; every call goes through [`instrument::call`].
+
+pub mod image;
+pub mod instrument;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+
+use crate::daemon::Daemon;
+
+/// The gRPC services for one daemon.
+pub fn services(
+    daemon: Arc<Daemon>,
+) -> (
+    RuntimeServiceServer<runtime::RuntimeServer>,
+    ImageServiceServer<image::ImageServer>,
+) {
+    // kubelet sends image lists and container lists well beyond the 4 MiB default.
+    const MAX_MESSAGE: usize = 16 << 20;
+    (
+        RuntimeServiceServer::new(runtime::RuntimeServer::new(daemon.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+        ImageServiceServer::new(image::ImageServer::new(daemon))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+    )
+}

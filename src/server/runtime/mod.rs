@@ -1,0 +1,274 @@
+//! CRI RuntimeService. Calls that later work implements answer UNIMPLEMENTED, never a fake
+//! success.
+
+mod runtime_config;
+mod status;
+mod version;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use k8s_cri::v1::runtime_service_server::RuntimeService;
+use k8s_cri::v1::*;
+use tonic::{Request, Response, Status};
+
+use super::instrument::call;
+use crate::daemon::Daemon;
+use crate::error::Error;
+
+/// The RuntimeService implementation.
+pub struct RuntimeServer {
+    daemon: Arc<Daemon>,
+}
+
+impl RuntimeServer {
+    pub fn new(daemon: Arc<Daemon>) -> Self {
+        RuntimeServer { daemon }
+    }
+
+    async fn unimplemented<T>(
+        &self,
+        method: &'static str,
+        id: &str,
+    ) -> Result<Response<T>, Status> {
+        call(&self.daemon, method, id, async {
+            Err(Error::Unimplemented(format!(
+                "{method} is not implemented by berth yet"
+            )))
+        })
+        .await
+    }
+}
+
+type EventStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl RuntimeService for RuntimeServer {
+    async fn version(
+        &self,
+        request: Request<VersionRequest>,
+    ) -> Result<Response<VersionResponse>, Status> {
+        let req = request.into_inner();
+        call(&self.daemon, "Version", "", async { version::version(req) }).await
+    }
+
+    async fn run_pod_sandbox(
+        &self,
+        _request: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        self.unimplemented("RunPodSandbox", "").await
+    }
+
+    async fn stop_pod_sandbox(
+        &self,
+        request: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        self.unimplemented("StopPodSandbox", &request.get_ref().pod_sandbox_id)
+            .await
+    }
+
+    async fn remove_pod_sandbox(
+        &self,
+        request: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        self.unimplemented("RemovePodSandbox", &request.get_ref().pod_sandbox_id)
+            .await
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        self.unimplemented("PodSandboxStatus", &request.get_ref().pod_sandbox_id)
+            .await
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        _request: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+        self.unimplemented("ListPodSandbox", "").await
+    }
+
+    async fn create_container(
+        &self,
+        request: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        self.unimplemented("CreateContainer", &request.get_ref().pod_sandbox_id)
+            .await
+    }
+
+    async fn start_container(
+        &self,
+        request: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        self.unimplemented("StartContainer", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn stop_container(
+        &self,
+        request: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        self.unimplemented("StopContainer", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn remove_container(
+        &self,
+        request: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        self.unimplemented("RemoveContainer", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn list_containers(
+        &self,
+        _request: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
+        self.unimplemented("ListContainers", "").await
+    }
+
+    async fn container_status(
+        &self,
+        request: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        self.unimplemented("ContainerStatus", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn update_container_resources(
+        &self,
+        request: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        self.unimplemented("UpdateContainerResources", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn reopen_container_log(
+        &self,
+        request: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        self.unimplemented("ReopenContainerLog", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn exec_sync(
+        &self,
+        request: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
+        self.unimplemented("ExecSync", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        self.unimplemented("Exec", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn attach(
+        &self,
+        request: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        self.unimplemented("Attach", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        self.unimplemented("PortForward", &request.get_ref().pod_sandbox_id)
+            .await
+    }
+
+    async fn container_stats(
+        &self,
+        request: Request<ContainerStatsRequest>,
+    ) -> Result<Response<ContainerStatsResponse>, Status> {
+        self.unimplemented("ContainerStats", &request.get_ref().container_id)
+            .await
+    }
+
+    async fn list_container_stats(
+        &self,
+        _request: Request<ListContainerStatsRequest>,
+    ) -> Result<Response<ListContainerStatsResponse>, Status> {
+        self.unimplemented("ListContainerStats", "").await
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        request: Request<PodSandboxStatsRequest>,
+    ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+        self.unimplemented("PodSandboxStats", &request.get_ref().pod_sandbox_id)
+            .await
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        _request: Request<ListPodSandboxStatsRequest>,
+    ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        self.unimplemented("ListPodSandboxStats", "").await
+    }
+
+    async fn update_runtime_config(
+        &self,
+        _request: Request<UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+        self.unimplemented("UpdateRuntimeConfig", "").await
+    }
+
+    async fn status(
+        &self,
+        request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let req = request.into_inner();
+        call(&self.daemon, "Status", "", async {
+            status::status(&self.daemon, req)
+        })
+        .await
+    }
+
+    async fn checkpoint_container(
+        &self,
+        request: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        self.unimplemented("CheckpointContainer", &request.get_ref().container_id)
+            .await
+    }
+
+    type GetContainerEventsStream = EventStream;
+
+    async fn get_container_events(
+        &self,
+        _request: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        self.unimplemented("GetContainerEvents", "").await
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _request: Request<ListMetricDescriptorsRequest>,
+    ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+        self.unimplemented("ListMetricDescriptors", "").await
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _request: Request<ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+        self.unimplemented("ListPodSandboxMetrics", "").await
+    }
+
+    async fn runtime_config(
+        &self,
+        _request: Request<RuntimeConfigRequest>,
+    ) -> Result<Response<RuntimeConfigResponse>, Status> {
+        call(&self.daemon, "RuntimeConfig", "", async {
+            runtime_config::runtime_config()
+        })
+        .await
+    }
+}
