@@ -1,4 +1,10 @@
-//! berth's end-to-end test bed: a real berthd, a real registry, images built by our own code.
+//! berth's end-to-end test bed: a real berthd, a real registry (Debian's docker-registry),
+//! and test images our own code builds from Debian's busybox-static.
 
+pub mod images;
 pub mod netns;
 pub mod node;
+pub mod registry;
+
+#[cfg(test)]
+mod image_tests;

@@ -1,0 +1,1071 @@
+//! End-to-end: real berthd processes driven through a tonic CRI client, pulling from a real
+//! docker-registry on loopback inside this process's private network namespace.
+
+use std::collections::HashSet;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_e2e::images::{Pusher, StandardSet, push_multilayer, push_standard_set};
+use berth_e2e::netns;
+use berth_e2e::node::{Node, free_port};
+use berth_e2e::registry::{Registry, RegistryOpts, http_request, install_crypto_provider};
+use k8s_cri::v1::*;
+use libtest_mimic::{Arguments, Trial};
+use tonic::Code;
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    reg: Registry,
+    set: StandardSet,
+}
+
+type TestFn = fn(&Env);
+
+fn main() -> ExitCode {
+    // Before any thread exists: the whole suite lives in its own network namespace.
+    netns::enter_private_netns();
+    install_crypto_provider();
+    let args = Arguments::from_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let reg = Registry::start(RegistryOpts {
+        access_log: true,
+        ..Default::default()
+    });
+    let set = rt.block_on(push_standard_set(&reg));
+    let env = Arc::new(Env { rt, reg, set });
+    let tests: &[(&str, TestFn)] = &[
+        (
+            "version_status_runtime_config",
+            version_status_runtime_config,
+        ),
+        ("daemon_lifecycle", daemon_lifecycle),
+        ("pull_busybox_and_inspect", pull_busybox_and_inspect),
+        ("pull_formats_and_platforms", pull_formats_and_platforms),
+        (
+            "reference_forms_and_shared_config",
+            reference_forms_and_shared_config,
+        ),
+        (
+            "shared_base_stored_once_and_gc",
+            shared_base_stored_once_and_gc,
+        ),
+        ("whiteouts_hardlinks_devices", whiteouts_hardlinks_devices),
+        (
+            "hostile_layers_leave_no_trace",
+            hostile_layers_leave_no_trace,
+        ),
+        ("errors_are_precise", errors_are_precise),
+        ("registry_auth", registry_auth),
+        (
+            "mirrors_plain_http_and_tls_hosts",
+            mirrors_plain_http_and_tls_hosts,
+        ),
+        (
+            "concurrent_pulls_fetch_each_blob_once",
+            concurrent_pulls_fetch_each_blob_once,
+        ),
+        ("remove_untag_and_delete", remove_untag_and_delete),
+        ("image_fs_info_counts_layers", image_fs_info_counts_layers),
+        ("crash_safety_kill9", crash_safety_kill9),
+        ("metrics_endpoint", metrics_endpoint),
+    ];
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let env = env.clone();
+            Trial::test(name, move || {
+                f(&env);
+                Ok(())
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(env);
+    conclusion.exit_code()
+}
+
+// ---------- helpers ----------
+
+fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.to_string(),
+        ..Default::default()
+    })
+}
+
+async fn pull(node: &Node, image: &str, auth: Option<AuthConfig>) -> Result<String, tonic::Status> {
+    node.images()
+        .await
+        .pull_image(PullImageRequest {
+            image: spec(image),
+            auth,
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().image_ref)
+}
+
+async fn pull_ok(node: &Node, image: &str) -> String {
+    match pull(node, image, None).await {
+        Ok(id) => id,
+        Err(e) => panic!("pull {image}: {e:?}\n{}", node.log_text()),
+    }
+}
+
+async fn list(node: &Node) -> Vec<Image> {
+    node.images()
+        .await
+        .list_images(ListImagesRequest { filter: None })
+        .await
+        .expect("ListImages")
+        .into_inner()
+        .images
+}
+
+async fn status(node: &Node, image: &str, verbose: bool) -> ImageStatusResponse {
+    node.images()
+        .await
+        .image_status(ImageStatusRequest {
+            image: spec(image),
+            verbose,
+        })
+        .await
+        .expect("ImageStatus")
+        .into_inner()
+}
+
+async fn remove(node: &Node, image: &str) {
+    node.images()
+        .await
+        .remove_image(RemoveImageRequest { image: spec(image) })
+        .await
+        .unwrap_or_else(|e| panic!("RemoveImage {image}: {e:?}"));
+}
+
+fn dir_entries(p: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(p) {
+        Ok(rd) => rd.map(|e| e.expect("dir entry").path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn snapshot_fs_dirs(node: &Node) -> Vec<PathBuf> {
+    dir_entries(&node.root.join("snapshots"))
+        .into_iter()
+        .map(|d| d.join("fs"))
+        .collect()
+}
+
+fn blobs(node: &Node) -> HashSet<String> {
+    dir_entries(&node.root.join("content/blobs/sha256"))
+        .into_iter()
+        .map(|p| format!("sha256:{}", p.file_name().unwrap().to_string_lossy()))
+        .collect()
+}
+
+/// The snapshot directory that holds `rel` (relative path inside the layer).
+fn snapshot_with(node: &Node, rel: &str) -> PathBuf {
+    snapshot_fs_dirs(node)
+        .into_iter()
+        .find(|d| d.join(rel).symlink_metadata().is_ok())
+        .unwrap_or_else(|| panic!("no snapshot holds {rel}"))
+}
+
+/// No image, snapshot, blob or ingest file is left.
+async fn assert_empty(node: &Node, what: &str) {
+    assert!(list(node).await.is_empty(), "{what}: images listed");
+    assert!(
+        dir_entries(&node.root.join("snapshots")).is_empty(),
+        "{what}: snapshots left: {:?}",
+        dir_entries(&node.root.join("snapshots"))
+    );
+    assert!(
+        blobs(node).is_empty(),
+        "{what}: blobs left: {:?}",
+        blobs(node)
+    );
+    assert!(
+        dir_entries(&node.root.join("content/ingest")).is_empty(),
+        "{what}: ingest files left"
+    );
+}
+
+fn status_code<T>(r: &Result<T, tonic::Status>) -> Code {
+    match r {
+        Ok(_) => Code::Ok,
+        Err(s) => s.code(),
+    }
+}
+
+// ---------- tests ----------
+
+fn version_status_runtime_config(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let mut rt = node.runtime().await;
+        let v = rt.version(VersionRequest::default()).await.unwrap().into_inner();
+        assert_eq!(v.version, "0.1.0");
+        assert_eq!(v.runtime_name, "berth");
+        assert_eq!(v.runtime_api_version, "v1");
+        assert!(!v.runtime_version.is_empty());
+
+        let conditions = |s: StatusResponse| {
+            s.status
+                .unwrap()
+                .conditions
+                .into_iter()
+                .map(|c| (c.r#type.clone(), c))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let s = rt.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+        assert!(s.info.contains_key("config"));
+        let c = conditions(s);
+        assert!(c["RuntimeReady"].status);
+        assert!(!c["NetworkReady"].status, "no CNI config yet");
+        assert_eq!(c["NetworkReady"].reason, "NetworkPluginNotReady");
+        assert!(c["NetworkReady"].message.contains("no network config"));
+
+        std::fs::write(
+            node.cni_conf.join("10-test.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"test","plugins":[{"type":"bridge","bridge":"berthtest0","ipMasq":false,"ipam":{"type":"host-local","ranges":[[{"subnet":"10.88.0.0/16"}]]}},{"type":"loopback"}]}"#,
+        )
+        .unwrap();
+        let s = rt.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+        assert!(s.info.is_empty());
+        assert!(conditions(s)["NetworkReady"].status);
+
+        let rc = rt
+            .runtime_config(RuntimeConfigRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(rc.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
+
+        // Later work answers UNIMPLEMENTED, never a fake success.
+        let r = rt.run_pod_sandbox(RunPodSandboxRequest::default()).await;
+        assert_eq!(status_code(&r), Code::Unimplemented);
+        let r = rt.list_containers(ListContainersRequest::default()).await;
+        assert_eq!(status_code(&r), Code::Unimplemented);
+    });
+}
+
+fn daemon_lifecycle(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        // A second berthd on the same root refuses to start, and the first keeps serving.
+        let out = node.command().output().unwrap();
+        assert!(!out.status.success());
+        let log = node.log_text();
+        assert!(log.contains("another berthd"), "{log}");
+        node.runtime()
+            .await
+            .version(VersionRequest::default())
+            .await
+            .unwrap();
+        // SIGTERM: clean exit, socket removed.
+        let st = node.stop();
+        assert!(st.success(), "berthd exit status {st}");
+        assert!(!node.socket.exists(), "socket left behind");
+        // A stale socket file does not stop a restart.
+        std::os::unix::net::UnixListener::bind(&node.socket).unwrap();
+        node.spawn().await;
+        // A bad config is refused with the key named.
+        let bad = node.dir.path().join("bad.toml");
+        std::fs::write(&bad, "root = \"relative/dir\"\n").unwrap();
+        let out = std::process::Command::new(berth_e2e::node::berthd_binary())
+            .arg("--config")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("root must be an absolute path"));
+    });
+}
+
+fn pull_busybox_and_inspect(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = &env.set.busybox;
+        // Loopback registry: HTTPS is tried first, then plain HTTP, with no configuration.
+        let id = pull_ok(&node, &bb.reference()).await;
+        assert_eq!(id, bb.image_id());
+        let images = list(&node).await;
+        assert_eq!(images.len(), 1);
+        let img = &images[0];
+        assert_eq!(img.id, bb.image_id());
+        assert_eq!(img.repo_tags, vec![bb.reference()]);
+        assert_eq!(img.repo_digests, vec![bb.digest_reference()]);
+        assert_eq!(img.size, bb.compressed_size + bb.config_size);
+        assert!(img.uid.is_none() && img.username.is_empty());
+
+        let st = status(&node, &bb.reference(), true).await;
+        assert_eq!(st.image.as_ref().unwrap().id, bb.image_id());
+        let info: serde_json::Value = serde_json::from_str(&st.info["info"]).unwrap();
+        assert_eq!(
+            info["imageSpec"]["rootfs"]["diff_ids"],
+            serde_json::json!(bb.diff_ids)
+        );
+        assert_eq!(
+            info["imageSpec"]["config"]["Cmd"],
+            serde_json::json!(["sh"])
+        );
+        // By id, short id and digest too; an absent image is an empty answer.
+        for name in [bb.image_id(), &bb.image_id()[7..19], &bb.digest_reference()] {
+            assert!(status(&node, name, false).await.image.is_some(), "{name}");
+        }
+        let absent = status(&node, &format!("{}/nope:latest", env.reg.addr), false).await;
+        assert!(absent.image.is_none() && absent.info.is_empty());
+
+        // ListImages filter.
+        let filtered = node
+            .images()
+            .await
+            .list_images(ListImagesRequest {
+                filter: Some(ImageFilter {
+                    image: spec(&bb.reference()),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        assert_eq!(filtered.len(), 1);
+        let none = node
+            .images()
+            .await
+            .list_images(ListImagesRequest {
+                filter: Some(ImageFilter {
+                    image: spec("docker.io/library/nothing:here"),
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .images;
+        assert!(none.is_empty());
+
+        // The layer on disk, as the image defines it.
+        let fs = snapshot_with(&node, "bin/busybox");
+        let m = std::fs::metadata(fs.join("bin/busybox")).unwrap();
+        assert_eq!(m.len(), std::fs::metadata("/bin/busybox").unwrap().len());
+        assert_eq!(m.mode() & 0o7777, 0o755);
+        assert_eq!(
+            std::fs::read_link(fs.join("bin/sh")).unwrap(),
+            Path::new("busybox")
+        );
+        assert_eq!(
+            std::fs::metadata(fs.join("tmp")).unwrap().mode() & 0o7777,
+            0o1777
+        );
+        assert_eq!(std::fs::metadata(fs.join("home/app")).unwrap().uid(), 1000);
+        assert!(
+            std::fs::read_to_string(fs.join("etc/passwd"))
+                .unwrap()
+                .contains("app:x:1000")
+        );
+
+        // An image with a User shows it.
+        pull_ok(&node, &env.set.user.reference()).await;
+        let u = status(&node, &env.set.user.reference(), false)
+            .await
+            .image
+            .unwrap();
+        assert_eq!(u.username, "app");
+    });
+}
+
+fn pull_formats_and_platforms(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let s = &env.set;
+        for (img, file, content) in [
+            (&s.zstd, "compression", "zstd\n"),
+            (&s.plain, "compression", "none\n"),
+        ] {
+            let id = pull_ok(&node, &img.reference()).await;
+            assert_eq!(id, img.image_id());
+            let found = snapshot_fs_dirs(&node)
+                .into_iter()
+                .any(|d| std::fs::read_to_string(d.join(file)).is_ok_and(|c| c == content));
+            assert!(found, "{} content not unpacked", img.reference());
+        }
+        let id = pull_ok(&node, &s.docker_v2.reference()).await;
+        assert_eq!(id, s.docker_v2.image_id());
+        assert!(snapshot_with(&node, "manifest-flavour").is_dir());
+        let id = pull_ok(&node, &s.multilayer.reference()).await;
+        assert_eq!(id, s.multilayer.image_id());
+        for i in 0..s.multilayer.layer_digests.len() - 1 {
+            assert!(snapshot_with(&node, &format!("data/layer-{i}.bin")).is_dir());
+        }
+        // An index resolves to this host's platform; the repo digest is the index's.
+        let host = s.multiarch.for_host();
+        let id = pull_ok(&node, &s.multiarch.reference()).await;
+        assert_eq!(id, host.image_id());
+        let img = status(&node, &s.multiarch.reference(), false)
+            .await
+            .image
+            .unwrap();
+        assert_eq!(img.repo_digests, vec![s.multiarch.digest_reference()]);
+        let platform = snapshot_with(&node, "platform");
+        assert_eq!(
+            std::fs::read_to_string(platform.join("platform")).unwrap(),
+            "amd64\n"
+        );
+        // zstd and plain carry busybox's own diff id: its snapshot is shared, not repeated.
+        let busybox_copies = snapshot_fs_dirs(&node)
+            .into_iter()
+            .filter(|d| d.join("bin/busybox").exists())
+            .count();
+        assert_eq!(busybox_copies, 1);
+    });
+}
+
+fn reference_forms_and_shared_config(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = &env.set.busybox;
+        // By digest: no tag, the digest recorded.
+        let id = pull_ok(&node, &bb.digest_reference()).await;
+        assert_eq!(id, bb.image_id());
+        let img = status(&node, bb.image_id(), false).await.image.unwrap();
+        assert!(img.repo_tags.is_empty());
+        assert_eq!(img.repo_digests, vec![bb.digest_reference()]);
+        // name:tag@digest: the digest wins, the tag is dropped (as containerd does).
+        let both = format!(
+            "{}/{}:whatever@{}",
+            bb.registry, bb.repository, bb.manifest_digest
+        );
+        assert_eq!(pull_ok(&node, &both).await, bb.image_id());
+        assert!(
+            status(&node, bb.image_id(), false)
+                .await
+                .image
+                .unwrap()
+                .repo_tags
+                .is_empty()
+        );
+        // By tag: the same image gains the tag.
+        pull_ok(&node, &bb.reference()).await;
+        let img = status(&node, bb.image_id(), false).await.image.unwrap();
+        assert_eq!(img.repo_tags, vec![bb.reference()]);
+
+        // A second manifest with the same config is the same image with both names.
+        let manifest = env
+            .reg
+            .get(
+                &format!("/v2/{}/manifests/{}", bb.repository, bb.manifest_digest),
+                &[("Accept", &bb.manifest_media_type)],
+            )
+            .json();
+        let mut other = manifest.clone();
+        other["annotations"] = serde_json::json!({"org.berth.e2e": "second manifest"});
+        let body = serde_json::to_vec(&other).unwrap();
+        let pusher = Pusher::for_registry(&env.reg);
+        let other_digest = pusher
+            .push_manifest_bytes(&bb.repository, "annotated", &bb.manifest_media_type, &body)
+            .await;
+        let other_ref = format!("{}/{}:annotated", bb.registry, bb.repository);
+        let pulled = pull(&node, &other_ref, None).await;
+        if let Err(e) = &pulled {
+            panic!("pull {other_ref}: {e:?}");
+        }
+        assert_eq!(pulled.unwrap(), bb.image_id());
+        let images = list(&node).await;
+        assert_eq!(images.len(), 1);
+        let mut tags = images[0].repo_tags.clone();
+        tags.sort();
+        assert_eq!(tags, {
+            let mut t = vec![bb.reference(), other_ref.clone()];
+            t.sort();
+            t
+        });
+        assert!(
+            images[0]
+                .repo_digests
+                .contains(&format!("{}/{}@{other_digest}", bb.registry, bb.repository))
+        );
+    });
+}
+
+fn shared_base_stored_once_and_gc(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let (a, b) = (&env.set.shared_a, &env.set.shared_b);
+        pull_ok(&node, &a.reference()).await;
+        pull_ok(&node, &b.reference()).await;
+        assert_eq!(snapshot_fs_dirs(&node).len(), 3, "base + a + b");
+        let base_copies = snapshot_fs_dirs(&node)
+            .into_iter()
+            .filter(|d| d.join("bin/busybox").exists())
+            .count();
+        assert_eq!(base_copies, 1);
+        assert!(blobs(&node).contains(&env.set.base_layer_digest));
+        // Removing a keeps the base (b uses it) and drops a's own layer and blobs.
+        remove(&node, &a.reference()).await;
+        assert_eq!(snapshot_fs_dirs(&node).len(), 2);
+        assert!(snapshot_with(&node, "shared-b").is_dir());
+        assert!(snapshot_with(&node, "bin/busybox").is_dir());
+        let left = blobs(&node);
+        assert!(!left.contains(&a.config_digest) && !left.contains(&a.manifest_digest));
+        assert!(left.contains(&env.set.base_layer_digest));
+        remove(&node, &b.reference()).await;
+        assert_empty(&node, "after removing both").await;
+    });
+}
+
+fn whiteouts_hardlinks_devices(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        pull_ok(&node, &env.set.whiteout.reference()).await;
+        let upper = snapshot_with(&node, "data/hl");
+        let lower = snapshot_with(&node, "dir/x/old");
+        let base = snapshot_with(&node, "bin/busybox");
+        // .wh.a → 0/0 character device; .wh..wh..opq → opaque xattr.
+        let wh = std::fs::symlink_metadata(upper.join("data/a")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert_eq!(
+            xattr_get(&upper.join("dir/x"), "trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
+        assert!(!upper.join("data/.wh.a").exists());
+        assert!(!upper.join("dir/x/.wh..wh..opq").exists());
+        // Hardlink kept as one inode.
+        let hl = std::fs::metadata(upper.join("data/hl")).unwrap();
+        let b = std::fs::metadata(upper.join("data/b")).unwrap();
+        assert_eq!(hl.ino(), b.ino());
+        assert_eq!(b.nlink(), 2);
+        // Devices, fifo, xattr, setuid.
+        let fifo = std::fs::symlink_metadata(upper.join("fifo")).unwrap();
+        assert!(fifo.file_type().is_fifo());
+        let dev = std::fs::symlink_metadata(upper.join("dev-null-copy")).unwrap();
+        assert!(dev.file_type().is_char_device());
+        assert_eq!(dev.rdev(), nix::sys::stat::makedev(1, 3));
+        assert_eq!(
+            xattr_get(&upper.join("xattr-file"), "user.berth").as_deref(),
+            Some(&b"yes"[..])
+        );
+        let suid = std::fs::metadata(upper.join("setuid-file")).unwrap();
+        assert_eq!(suid.mode() & 0o7777, 0o4755);
+
+        // Mounted as overlay lowers, the image looks as it should.
+        let mnt = tempfile::tempdir().unwrap();
+        let opts = format!(
+            "lowerdir={}:{}:{}",
+            upper.display(),
+            lower.display(),
+            base.display()
+        );
+        nix::mount::mount(
+            Some("overlay"),
+            mnt.path(),
+            Some("overlay"),
+            nix::mount::MsFlags::MS_RDONLY,
+            Some(opts.as_str()),
+        )
+        .expect("overlay mount");
+        let view = mnt.path();
+        // Unmount even when a check fails.
+        let checks = std::panic::catch_unwind(|| {
+            assert!(!view.join("data/a").exists(), "whiteout hides data/a");
+            assert_eq!(
+                std::fs::read_to_string(view.join("data/b")).unwrap(),
+                "b-upper\n"
+            );
+            assert_eq!(
+                std::fs::read_to_string(view.join("data/hl")).unwrap(),
+                "b-upper\n"
+            );
+            assert!(!view.join("dir/x/old").exists(), "opaque dir hides old");
+            assert!(view.join("dir/x/new").exists());
+            assert!(view.join("bin/busybox").exists());
+        });
+        nix::mount::umount(view).expect("umount");
+        if let Err(panic) = checks {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let c_name = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 256];
+    // SAFETY: both strings are NUL-terminated and buf is valid for buf.len() bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            c_path.as_ptr(),
+            c_name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
+}
+
+fn hostile_layers_leave_no_trace(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let s = &env.set;
+        for (img, code, needle) in [
+            (&s.evil_dotdot, Code::InvalidArgument, "escape"),
+            (&s.evil_abs, Code::InvalidArgument, "abs-escape"),
+            (&s.evil_symlink, Code::InvalidArgument, "link"),
+            (&s.evil_hardlink, Code::InvalidArgument, "etc/passwd"),
+            (&s.evil_diffid, Code::DataLoss, "diff id"),
+            (&s.corrupt, Code::DataLoss, "sha256"),
+        ] {
+            let r = pull(&node, &img.reference(), None).await;
+            let err = r.expect_err(&format!("{} was accepted", img.reference()));
+            assert_eq!(err.code(), code, "{}: {err:?}", img.reference());
+            assert!(
+                err.message().contains(&img.reference()) && err.message().contains(needle),
+                "{}: message {:?}",
+                img.reference(),
+                err.message()
+            );
+            assert_empty(&node, &img.reference()).await;
+        }
+        // Nothing landed outside the layer roots.
+        assert!(!Path::new("/abs-escape").exists());
+        assert!(!Path::new("/tmp/evil-file").exists());
+        let mut stack = vec![node.dir.path().to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for p in dir_entries(&d) {
+                let name = p.file_name().unwrap().to_string_lossy().to_string();
+                assert!(
+                    !["escape", "abs-escape", "evil-file"].contains(&name.as_str()),
+                    "{} exists",
+                    p.display()
+                );
+                if p.symlink_metadata().unwrap().is_dir() {
+                    stack.push(p);
+                }
+            }
+        }
+        // A good pull still works afterwards.
+        pull_ok(&node, &s.busybox.reference()).await;
+    });
+}
+
+fn errors_are_precise(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let missing = format!("{}/does-not-exist:latest", env.reg.addr);
+        let e = pull(&node, &missing, None).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        assert!(e.message().contains(&missing), "{e:?}");
+        let missing_tag = format!("{}/busybox:no-such-tag", env.reg.addr);
+        let e = pull(&node, &missing_tag, None).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        for bad in ["", "Busy Box", "busybox@sha256:123", "busybox:"] {
+            let e = pull(&node, bad, None).await.unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");
+        }
+        let unreachable = format!("127.0.0.1:{}/busybox:latest", free_port());
+        let e = pull(&node, &unreachable, None).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+        assert!(e.message().contains(&unreachable), "{e:?}");
+        assert!(e.message().to_lowercase().contains("connect"), "{e:?}");
+        assert_empty(&node, "after failed pulls").await;
+    });
+}
+
+fn registry_auth(env: &Env) {
+    env.rt.block_on(async {
+        let reg = Registry::start(RegistryOpts::with_htpasswd("berth", "s3cret"));
+        let set = push_standard_set(&reg).await;
+        let image = set.busybox.reference();
+        let node = Node::start().await;
+        let e = pull(&node, &image, None).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        assert!(e.message().contains(&image));
+        let wrong = AuthConfig {
+            username: "berth".into(),
+            password: "wrong".into(),
+            ..Default::default()
+        };
+        let e = pull(&node, &image, Some(wrong)).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert_empty(&node, "after refused pulls").await;
+        let right = AuthConfig {
+            username: "berth".into(),
+            password: "s3cret".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            pull(&node, &image, Some(right)).await.unwrap(),
+            set.busybox.image_id()
+        );
+        // The docker-config `auth` form (base64 "user:password").
+        use std::io::Write;
+        let mut enc = Vec::new();
+        {
+            let mut w = base64_writer(&mut enc);
+            w.write_all(b"berth:s3cret").unwrap();
+        }
+        let encoded = AuthConfig {
+            auth: String::from_utf8(enc).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            pull(&node, &set.shared_a.reference(), Some(encoded))
+                .await
+                .unwrap(),
+            set.shared_a.image_id()
+        );
+    });
+}
+
+/// A tiny base64 encoder (the test crate keeps its dependencies few).
+fn base64_writer(out: &mut Vec<u8>) -> impl std::io::Write + '_ {
+    struct W<'a>(&'a mut Vec<u8>, Vec<u8>);
+    impl std::io::Write for W<'_> {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.1.extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Drop for W<'_> {
+        fn drop(&mut self) {
+            const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            for c in self.1.chunks(3) {
+                let n = (c[0] as u32) << 16
+                    | (*c.get(1).unwrap_or(&0) as u32) << 8
+                    | *c.get(2).unwrap_or(&0) as u32;
+                for i in 0..4 {
+                    if i <= c.len() {
+                        self.0.push(T[(n >> (18 - 6 * i) & 63) as usize]);
+                    } else {
+                        self.0.push(b'=');
+                    }
+                }
+            }
+        }
+    }
+    W(out, Vec::new())
+}
+
+fn mirrors_plain_http_and_tls_hosts(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        // docker.io through a mirror: the image keeps its own name.
+        let dir = node.certs_d.join("docker.io");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("hosts.toml"),
+            format!(
+                "server = \"https://registry-1.docker.io\"\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+                env.reg.addr
+            ),
+        )
+        .unwrap();
+        let id = pull_ok(&node, "busybox").await;
+        assert_eq!(id, env.set.library_busybox.image_id());
+        let img = status(&node, "busybox", false).await.image.unwrap();
+        assert_eq!(img.repo_tags, vec!["docker.io/library/busybox:latest"]);
+        assert_eq!(
+            img.repo_digests,
+            vec![format!(
+                "docker.io/library/busybox@{}",
+                env.set.library_busybox.manifest_digest
+            )]
+        );
+
+        // A plain-HTTP registry on a non-loopback address needs hosts.toml.
+        netns::add_address("10.99.0.1/32");
+        let far = Registry::start(RegistryOpts {
+            bind_ip: "10.99.0.1".into(),
+            ..Default::default()
+        });
+        let far_set = push_multilayer(&far, "far:latest", 1, 1024).await;
+        let e = pull(&node, &far_set.reference(), None).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "https only without hosts.toml: {e:?}");
+        let far_dir = node.certs_d.join(&far.addr);
+        std::fs::create_dir_all(&far_dir).unwrap();
+        std::fs::write(
+            far_dir.join("hosts.toml"),
+            format!("server = \"http://{}\"\n", far.addr),
+        )
+        .unwrap();
+        assert_eq!(pull_ok(&node, &far_set.reference()).await, far_set.image_id());
+
+        // TLS with our own CA: refused unverified, accepted with `ca` or `skip_verify`.
+        let tls = Registry::start(RegistryOpts {
+            tls: true,
+            ..Default::default()
+        });
+        let tls_img = push_multilayer(&tls, "secure:latest", 1, 1024).await;
+        let e = pull(&node, &tls_img.reference(), None).await.unwrap_err();
+        assert_ne!(e.code(), Code::Ok);
+        let tls_dir = node.certs_d.join(&tls.addr);
+        std::fs::create_dir_all(&tls_dir).unwrap();
+        std::fs::copy(tls.tls_ca.as_ref().unwrap(), tls_dir.join("ca.pem")).unwrap();
+        std::fs::write(
+            tls_dir.join("hosts.toml"),
+            format!("server = \"https://{}\"\nca = \"ca.pem\"\n", tls.addr),
+        )
+        .unwrap();
+        assert_eq!(pull_ok(&node, &tls_img.reference()).await, tls_img.image_id());
+        remove(&node, &tls_img.reference()).await;
+        std::fs::write(
+            tls_dir.join("hosts.toml"),
+            format!("server = \"https://{}\"\nskip_verify = true\n", tls.addr),
+        )
+        .unwrap();
+        assert_eq!(pull_ok(&node, &tls_img.reference()).await, tls_img.image_id());
+    });
+}
+
+fn concurrent_pulls_fetch_each_blob_once(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let img = push_multilayer(&env.reg, "concurrent:latest", 4, 512 * 1024).await;
+        let before: Vec<usize> = img
+            .layer_digests
+            .iter()
+            .map(|d| env.reg.count_requests("GET", &format!("/blobs/{d}")))
+            .collect();
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(node.images().await);
+        }
+        let pulls = clients.into_iter().map(|mut c| {
+            let reference = img.reference();
+            async move {
+                c.pull_image(PullImageRequest {
+                    image: spec(&reference),
+                    auth: None,
+                    sandbox_config: None,
+                })
+                .await
+                .map(|r| r.into_inner().image_ref)
+            }
+        });
+        let results = futures_join_all(pulls).await;
+        for r in results {
+            assert_eq!(r.unwrap(), img.image_id());
+        }
+        for (d, b) in img.layer_digests.iter().zip(before) {
+            let n = env.reg.count_requests("GET", &format!("/blobs/{d}")) - b;
+            assert_eq!(n, 1, "layer {d} fetched {n} times");
+        }
+        assert_eq!(list(&node).await.len(), 1);
+    });
+}
+
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+fn remove_untag_and_delete(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = &env.set.busybox;
+        // Same manifest under a second tag.
+        let manifest = env.reg.get(
+            &format!("/v2/{}/manifests/{}", bb.repository, bb.manifest_digest),
+            &[("Accept", &bb.manifest_media_type)],
+        );
+        Pusher::for_registry(&env.reg)
+            .push_manifest_bytes(
+                &bb.repository,
+                "alt",
+                &bb.manifest_media_type,
+                &manifest.body,
+            )
+            .await;
+        let alt = format!("{}/{}:alt", bb.registry, bb.repository);
+        pull_ok(&node, &bb.reference()).await;
+        pull_ok(&node, &alt).await;
+        assert_eq!(list(&node).await[0].repo_tags.len(), 2);
+        // By tag while another remains: untag only.
+        remove(&node, &alt).await;
+        let imgs = list(&node).await;
+        assert_eq!(imgs.len(), 1);
+        assert_eq!(imgs[0].repo_tags, vec![bb.reference()]);
+        assert!(status(&node, &alt, false).await.image.is_none());
+        // By digest: the whole image goes, with its layers and blobs.
+        remove(&node, &bb.digest_reference()).await;
+        assert_empty(&node, "removed by digest").await;
+        // By id, and by short id.
+        pull_ok(&node, &bb.reference()).await;
+        remove(&node, bb.image_id()).await;
+        assert_empty(&node, "removed by id").await;
+        pull_ok(&node, &bb.reference()).await;
+        remove(&node, &bb.image_id()[7..20]).await;
+        assert_empty(&node, "removed by short id").await;
+        // The last tag deletes; an absent image is not an error.
+        pull_ok(&node, &bb.reference()).await;
+        remove(&node, &bb.reference()).await;
+        assert_empty(&node, "removed by last tag").await;
+        remove(&node, &bb.reference()).await;
+        let e = node
+            .images()
+            .await
+            .remove_image(RemoveImageRequest { image: spec("") })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+    });
+}
+
+fn image_fs_info_counts_layers(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let empty = fs_info(&node).await;
+        assert_eq!(empty.image_filesystems[0].used_bytes.unwrap().value, 0);
+        pull_ok(&node, &env.set.multilayer.reference()).await;
+        pull_ok(&node, &env.set.whiteout.reference()).await;
+        let r = fs_info(&node).await;
+        let fs = &r.image_filesystems[0];
+        assert!(fs.timestamp > 0);
+        assert_eq!(
+            fs.fs_id.as_ref().unwrap().mountpoint,
+            node.root.join("snapshots").display().to_string()
+        );
+        // What is really on disk: regular file bytes (hardlinks once) and objects.
+        let (mut bytes, mut inodes) = (0u64, 0u64);
+        let mut seen = HashSet::new();
+        for root in snapshot_fs_dirs(&node) {
+            let mut stack = vec![root];
+            while let Some(d) = stack.pop() {
+                for p in dir_entries(&d) {
+                    let m = p.symlink_metadata().unwrap();
+                    if !seen.insert(m.ino()) {
+                        continue;
+                    }
+                    inodes += 1;
+                    if m.is_file() {
+                        bytes += m.len();
+                    }
+                    if m.is_dir() {
+                        stack.push(p);
+                    }
+                }
+            }
+        }
+        assert!(bytes > 4 * 256 * 1024);
+        assert_eq!(fs.used_bytes.unwrap().value, bytes);
+        assert_eq!(fs.inodes_used.unwrap().value, inodes);
+    });
+}
+
+async fn fs_info(node: &Node) -> ImageFsInfoResponse {
+    node.images()
+        .await
+        .image_fs_info(ImageFsInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn crash_safety_kill9(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let big = push_multilayer(&env.reg, "crash:latest", 6, 4 << 20).await;
+        // kill -9 in the middle of a pull.
+        let reference = big.reference();
+        let pulling = {
+            let socket_node = node.images().await;
+            let reference = reference.clone();
+            tokio::spawn(async move {
+                let mut c = socket_node;
+                c.pull_image(PullImageRequest {
+                    image: spec(&reference),
+                    auth: None,
+                    sandbox_config: None,
+                })
+                .await
+            })
+        };
+        let ingest = node.root.join("content/ingest");
+        for _ in 0..2000 {
+            if !dir_entries(&ingest).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        node.kill9();
+        assert!(
+            pulling.await.unwrap().is_err(),
+            "the pull cannot have finished"
+        );
+        node.spawn().await;
+        assert!(
+            list(&node).await.is_empty(),
+            "a half-pulled image is listed"
+        );
+        assert_empty(&node, "after restart").await;
+        // Pull again, kill -9 right after: the image survives, usable.
+        assert_eq!(pull_ok(&node, &reference).await, big.image_id());
+        node.kill9();
+        node.spawn().await;
+        let imgs = list(&node).await;
+        assert_eq!(imgs.len(), 1);
+        assert_eq!(imgs[0].repo_tags, vec![reference.clone()]);
+        assert_eq!(snapshot_fs_dirs(&node).len(), big.layer_digests.len());
+        assert!(snapshot_with(&node, "data/layer-5.bin").is_dir());
+        let st = status(&node, &reference, true).await;
+        assert!(st.info.contains_key("info"));
+        // Pulling it again is a no-op that keeps everything.
+        assert_eq!(pull_ok(&node, &reference).await, big.image_id());
+        // Graceful restart too.
+        assert!(node.stop().success());
+        node.spawn().await;
+        assert_eq!(list(&node).await.len(), 1);
+    });
+}
+
+fn metrics_endpoint(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        pull_ok(&node, &env.set.busybox.reference()).await;
+        let _ = pull(&node, &format!("{}/missing:1", env.reg.addr), None).await;
+        let r = http_request(&node.metrics, None, "GET", "/metrics", &[]).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+        let text = r.text();
+        for needle in [
+            "berth_cri_request_duration_seconds_bucket{code=\"Ok\",method=\"PullImage\"",
+            "berth_cri_request_duration_seconds_count{code=\"NotFound\",method=\"PullImage\"} 1",
+            "berth_cri_request_errors_total{code=\"NotFound\",method=\"PullImage\"} 1",
+            "berth_image_pull_duration_seconds_bucket{result=\"ok\"",
+            "berth_layer_unpack_duration_seconds_count 1",
+            "# TYPE berth_image_pull_bytes_total counter",
+        ] {
+            assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+        }
+        let bytes_line = text
+            .lines()
+            .find(|l| l.starts_with("berth_image_pull_bytes_total "))
+            .unwrap();
+        let pulled: u64 = bytes_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let bb = &env.set.busybox;
+        assert_eq!(pulled, bb.compressed_size + bb.config_size);
+        let r = http_request(&node.metrics, None, "GET", "/other", &[]).unwrap();
+        assert_eq!(r.status, 404);
+    });
+}
