@@ -23,6 +23,8 @@ pub struct Metrics {
     pub pull_duration: HistogramVec,
     /// Compressed bytes of pulled images.
     pub pull_bytes: IntCounter,
+    /// Compressed size of each pulled image.
+    pub pull_size: Histogram,
     /// Per-layer download+decompress+unpack duration.
     pub unpack_duration: Histogram,
 }
@@ -61,6 +63,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "berth_image_pull_bytes_total",
         "Compressed bytes (config and layers) of successfully pulled images.",
     )?;
+    let pull_size = Histogram::with_opts(
+        HistogramOpts::new(
+            "berth_image_pull_size_bytes",
+            "Compressed size (config and layers) of each successfully pulled image.",
+        )
+        .buckets(prometheus::exponential_buckets(1024.0 * 1024.0, 4.0, 8)?),
+    )?;
     let unpack_duration = Histogram::with_opts(
         HistogramOpts::new(
             "berth_layer_unpack_duration_seconds",
@@ -72,6 +81,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(cri_errors.clone()))?;
     registry.register(Box::new(pull_duration.clone()))?;
     registry.register(Box::new(pull_bytes.clone()))?;
+    registry.register(Box::new(pull_size.clone()))?;
     registry.register(Box::new(unpack_duration.clone()))?;
     Ok(Metrics {
         registry,
@@ -79,6 +89,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         cri_errors,
         pull_duration,
         pull_bytes,
+        pull_size,
         unpack_duration,
     })
 }

@@ -8,10 +8,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_e2e::images::{Pusher, StandardSet, push_multilayer, push_standard_set};
+use berth_e2e::images::{
+    ImageConfig, ImageSpec, ManifestFlavour, Pusher, StandardSet, busybox_layer, push_multilayer,
+    push_standard_set,
+};
 use berth_e2e::netns;
 use berth_e2e::node::{Node, free_port};
 use berth_e2e::registry::{Registry, RegistryOpts, http_request, install_crypto_provider};
+use k8s_cri::v1::ImageSpec as CriImageSpec;
 use k8s_cri::v1::*;
 use libtest_mimic::{Arguments, Trial};
 use tonic::Code;
@@ -92,8 +96,8 @@ fn main() -> ExitCode {
 
 // ---------- helpers ----------
 
-fn spec(image: &str) -> Option<ImageSpec> {
-    Some(ImageSpec {
+fn spec(image: &str) -> Option<CriImageSpec> {
+    Some(CriImageSpec {
         image: image.to_string(),
         ..Default::default()
     })
@@ -676,6 +680,20 @@ fn errors_are_precise(env: &Env) {
         assert_eq!(e.code(), Code::Unavailable, "{e:?}");
         assert!(e.message().contains(&unreachable), "{e:?}");
         assert!(e.message().to_lowercase().contains("connect"), "{e:?}");
+        // An index without this host's platform.
+        let foreign = ImageSpec::new(
+            vec![busybox_layer().clone()],
+            ImageConfig {
+                architecture: "s390x".into(),
+                ..Default::default()
+            },
+        );
+        let idx = Pusher::for_registry(&env.reg)
+            .push_index("foreign-only:latest", &[foreign], ManifestFlavour::Oci)
+            .await;
+        let e = pull(&node, &idx.reference(), None).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        assert!(e.message().contains("no manifest for linux/"), "{e:?}");
         assert_empty(&node, "after failed pulls").await;
     });
 }
@@ -1054,6 +1072,7 @@ fn metrics_endpoint(env: &Env) {
             "berth_cri_request_errors_total{code=\"NotFound\",method=\"PullImage\"} 1",
             "berth_image_pull_duration_seconds_bucket{result=\"ok\"",
             "berth_layer_unpack_duration_seconds_count 1",
+            "berth_image_pull_size_bytes_count 1",
             "# TYPE berth_image_pull_bytes_total counter",
         ] {
             assert!(text.contains(needle), "metrics lack {needle}:\n{text}");

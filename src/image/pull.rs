@@ -342,6 +342,7 @@ impl Images {
         blobs.extend(layers.iter().map(|l| l.digest.clone()));
         let size = config_desc.size as u64 + layers.iter().map(|l| l.size as u64).sum::<u64>();
         metrics::get().pull_bytes.inc_by(size);
+        metrics::get().pull_size.observe(size as f64);
         Ok(Fetched {
             id: config_desc.digest,
             top_digest,
