@@ -30,6 +30,11 @@ pub fn berthd_binary() -> PathBuf {
     p
 }
 
+/// The `berth` CLI built next to berthd.
+pub fn berth_cli_binary() -> PathBuf {
+    berthd_binary().with_file_name("berth")
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

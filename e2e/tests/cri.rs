@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         ("image_fs_info_counts_layers", image_fs_info_counts_layers),
         ("crash_safety_kill9", crash_safety_kill9),
         ("metrics_endpoint", metrics_endpoint),
+        ("berth_cli", berth_cli),
     ];
     let trials = tests
         .iter()
@@ -1086,5 +1087,46 @@ fn metrics_endpoint(env: &Env) {
         assert_eq!(pulled, bb.compressed_size + bb.config_size);
         let r = http_request(&node.metrics, None, "GET", "/other", &[]).unwrap();
         assert_eq!(r.status, 404);
+    });
+}
+
+fn berth_cli(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new(berth_e2e::node::berth_cli_binary())
+                .arg("--address")
+                .arg(format!("unix://{}", node.socket.display()))
+                .args(args)
+                .output()
+                .expect("running berth");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).to_string(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        };
+        let bb = &env.set.busybox;
+        let (ok, out, _) = cli(&["version"]);
+        assert!(ok && out.contains("RuntimeName:  berth"), "{out}");
+        let (ok, out, err) = cli(&["pull", &bb.reference()]);
+        assert!(ok && out.contains(bb.image_id()), "{out}{err}");
+        let (ok, out, _) = cli(&["images"]);
+        assert!(ok && out.contains(&bb.image_id()[7..20]), "{out}");
+        let (ok, out, _) = cli(&["inspecti", &bb.reference()]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspecti JSON");
+        assert!(ok);
+        assert_eq!(v["status"]["id"], bb.image_id());
+        assert_eq!(v["info"]["imageSpec"]["os"], "linux");
+        let (ok, out, _) = cli(&["imagefsinfo"]);
+        assert!(ok && out.contains("image_filesystems"), "{out}");
+        let (ok, out, _) = cli(&["info"]);
+        assert!(ok && out.contains("RuntimeReady"), "{out}");
+        let (ok, _, _) = cli(&["rmi", &bb.reference()]);
+        assert!(ok);
+        let (ok, _, err) = cli(&["rmi", &bb.reference()]);
+        assert!(!ok && err.contains("no such image"), "{err}");
+        let (ok, _, err) = cli(&["pull", "Bad Ref"]);
+        assert!(!ok && err.contains("InvalidArgument"), "{err}");
     });
 }
