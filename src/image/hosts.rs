@@ -161,7 +161,9 @@ fn parse_hosts_file(
         if entry.override_path == Some(true) {
             return Err(bad(format!("host {url:?}: override_path is not supported")));
         }
-        let _ = &entry.header;
+        if entry.header.is_some() {
+            return Err(bad(format!("host {url:?}: custom headers are not supported")));
+        }
         let caps = entry.capabilities.as_deref();
         if !has_cap(caps, "pull") {
             continue;
