@@ -162,7 +162,9 @@ fn parse_hosts_file(
             return Err(bad(format!("host {url:?}: override_path is not supported")));
         }
         if entry.header.is_some() {
-            return Err(bad(format!("host {url:?}: custom headers are not supported")));
+            return Err(bad(format!(
+                "host {url:?}: custom headers are not supported"
+            )));
         }
         let caps = entry.capabilities.as_deref();
         if !has_cap(caps, "pull") {
