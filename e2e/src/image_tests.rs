@@ -1,11 +1,12 @@
 //! Tests of `images` (tar layout, determinism) and end-to-end pushes of the standard
-//! set to real docker-registry instances (plain, htpasswd, TLS).
+//! set to real docker-registry instances (plain, htpasswd, TLS, bearer-token auth).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
 use crate::images::*;
-use crate::registry::{HttpResponse, Registry, RegistryOpts};
+use crate::registry::{HttpResponse, Registry, RegistryOpts, basic_auth_value, http_request};
+use crate::token::{TokenAuthOpts, TokenServer, decode_jwt};
 
 /// One parsed tar entry: (name bytes, type, mode, uid, gid, mtime, link name, size,
 /// device, pax records, data).
@@ -590,6 +591,248 @@ fn multilayer_sizes_and_access_log() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(reg.count_requests("GET", d), 1, "{}", reg.access_log());
+}
+
+/// `GET` with `Authorization: Bearer <jwt>`.
+fn get_bearer(reg: &Registry, path: &str, jwt: &str) -> HttpResponse {
+    let auth = format!("Bearer {jwt}");
+    reg.get(
+        path,
+        &[("Accept", ACCEPT_ALL_MANIFESTS), ("Authorization", &auth)],
+    )
+}
+
+/// Fetches a token from the realm like a Docker client would: `(status, token)`.
+fn fetch_token(ts: &TokenServer, scope: &str, auth: Option<&str>) -> (u16, Option<String>) {
+    let target = format!(
+        "/token?service={}&scope={}",
+        ts.service(),
+        scope
+            .replace(':', "%3A")
+            .replace(',', "%2C")
+            .replace('/', "%2F")
+    );
+    let mut h = vec![];
+    if let Some(a) = auth {
+        h.push(("Authorization", a));
+    }
+    let r = http_request(ts.addr(), None, "GET", &target, &h).expect("token request");
+    let token = (r.status == 200).then(|| r.json()["token"].as_str().unwrap().to_string());
+    (r.status, token)
+}
+
+#[test]
+fn standard_set_with_bearer_token_auth() {
+    let reg = Registry::start(RegistryOpts::with_token("pusher", "pa55word"));
+    let ts = reg.token_server.as_ref().expect("token server");
+    assert_eq!(reg.auth, Some(("pusher".into(), "pa55word".into())));
+
+    // Anonymous requests get a Bearer challenge pointing at the token server.
+    let r = reg.get("/v2/", &[]);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            format!(
+                "Bearer realm=\"{}\",service=\"{}\"",
+                ts.realm(),
+                ts.service()
+            )
+            .as_str()
+        )
+    );
+    let r = reg.get("/v2/busybox/manifests/latest", &[]);
+    assert_eq!(r.status, 401);
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("scope=\"repository:busybox:pull\""),
+        "{challenge}"
+    );
+    assert_eq!(ts.request_count(), 0);
+
+    // oci-client follows the challenge: Basic credentials to the realm, Bearer to the
+    // registry.
+    let set = runtime().block_on(push_standard_set(&reg));
+    let log = ts.requests();
+    assert!(!log.is_empty());
+    assert!(
+        log.iter()
+            .all(|r| r.status == 200 && r.user.as_deref() == Some("pusher")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|r| r.scopes == ["repository:busybox:pull,push"]
+                && r.service.as_deref() == Some(ts.service())),
+        "{log:?}"
+    );
+    // Reads with minted pull tokens (Registry::get_authed).
+    check_standard_set(&reg, &set);
+
+    let manifest = format!("/v2/busybox/manifests/{}", set.busybox.manifest_digest);
+    let blob = format!("/v2/busybox/blobs/{}", set.base_layer_digest);
+    assert_eq!(reg.get(&manifest, &[("Accept", OCI_MANIFEST)]).status, 401);
+    assert_eq!(reg.get(&blob, &[]).status, 401);
+
+    // A minted pull token for the repository works; one for another repository does not.
+    let pull = ts.mint("busybox", &["pull"]);
+    let r = get_bearer(&reg, &manifest, &pull);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), reg.stderr());
+    assert_eq!(sha256_digest(&r.body), set.busybox.manifest_digest);
+    assert_eq!(get_bearer(&reg, &blob, &pull).status, 200);
+    let other = ts.mint("user", &["pull"]);
+    assert_eq!(
+        get_bearer(&reg, "/v2/user/manifests/latest", &other).status,
+        200
+    );
+    let r = get_bearer(&reg, &manifest, &other);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let challenge = r.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    // push only is not pull.
+    let push_only = ts.mint("busybox", &["push"]);
+    assert_eq!(get_bearer(&reg, &manifest, &push_only).status, 401);
+
+    // Tokens distribution must refuse: wrong audience, wrong issuer, expired, not yet
+    // valid, signed by a key the registry does not trust, tampered claims.
+    let access =
+        serde_json::json!([{"type": "repository", "name": "busybox", "actions": ["pull"]}]);
+    let base = ts.claims("pusher", access.clone());
+    let now = base["iat"].as_u64().unwrap();
+    for (field, value) in [
+        ("aud", serde_json::json!("some-other-service")),
+        ("iss", serde_json::json!("some-other-issuer")),
+        ("exp", serde_json::json!(now - 3600)),
+        ("nbf", serde_json::json!(now + 3600)),
+    ] {
+        let mut c = base.clone();
+        c[field] = value;
+        let r = get_bearer(&reg, &manifest, &ts.sign(&c));
+        assert_eq!(r.status, 401, "{field}: {}", r.text());
+    }
+    assert_eq!(get_bearer(&reg, &manifest, &ts.sign(&base)).status, 200);
+    let stranger = TokenServer::start(TokenAuthOpts::new("pusher", "pa55word"));
+    let forged = stranger.sign(&base);
+    assert_eq!(get_bearer(&reg, &manifest, &forged).status, 401);
+    let (h, _) = decode_jwt(&forged);
+    assert_eq!(h["x5c"].as_array().unwrap().len(), 1);
+    let mut parts: Vec<&str> = pull.split('.').collect();
+    let widened = crate::token::base64url(
+        serde_json::json!({"access": [{"type": "repository", "name": "user", "actions": ["pull"]}]})
+            .to_string()
+            .as_bytes(),
+    );
+    parts[1] = &widened;
+    assert_eq!(
+        get_bearer(&reg, "/v2/user/manifests/latest", &parts.join(".")).status,
+        401
+    );
+
+    // The Docker flow by hand: Basic to the realm, then Bearer.
+    let good = basic_auth_value("pusher", "pa55word");
+    let (status, token) = fetch_token(ts, "repository:busybox:pull", Some(&good));
+    assert_eq!(status, 200);
+    assert_eq!(get_bearer(&reg, &manifest, &token.unwrap()).status, 200);
+    let (_, token) = fetch_token(ts, "repository:user:pull", Some(&good));
+    assert_eq!(get_bearer(&reg, &manifest, &token.unwrap()).status, 401);
+
+    // The token endpoint refuses wrong credentials and anonymous requests.
+    let before = ts.request_count();
+    let wrong = basic_auth_value("pusher", "wrong");
+    assert_eq!(
+        fetch_token(ts, "repository:busybox:pull", Some(&wrong)).0,
+        401
+    );
+    let wrong_user = basic_auth_value("someone", "pa55word");
+    assert_eq!(
+        fetch_token(ts, "repository:busybox:pull", Some(&wrong_user)).0,
+        401
+    );
+    assert_eq!(fetch_token(ts, "repository:busybox:pull", None).0, 401);
+    assert_eq!(ts.request_count(), before + 3);
+
+    // So pushers without (valid) credentials fail.
+    let rt = runtime();
+    let anon = Pusher::new(&reg.addr, None, None);
+    let err = rt
+        .block_on(anon.try_push_blob("busybox", b"anonymous"))
+        .unwrap_err();
+    assert!(err.contains("401"), "{err}");
+    let wrong = Pusher::new(&reg.addr, Some(("pusher".into(), "wrong".into())), None);
+    let err = rt
+        .block_on(wrong.try_push_blob("busybox", b"wrong password"))
+        .unwrap_err();
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("auth"),
+        "{err}"
+    );
+    assert!(
+        ts.requests()
+            .iter()
+            .any(|r| r.status == 401 && r.had_authorization),
+        "the wrong-password pusher asked the token endpoint"
+    );
+
+    // Nothing is left behind.
+    let pid = nix::unistd::Pid::from_raw(reg.pid() as i32);
+    let dirs = [
+        reg.dir().to_path_buf(),
+        ts.cert_path().parent().unwrap().to_path_buf(),
+    ];
+    drop(reg);
+    assert_eq!(
+        nix::sys::signal::kill(pid, None),
+        Err(nix::errno::Errno::ESRCH)
+    );
+    for d in dirs {
+        assert!(!d.exists(), "{} left behind", d.display());
+    }
+}
+
+#[test]
+fn anonymous_pull_tokens_over_tls() {
+    let reg = Registry::start(RegistryOpts {
+        tls: true,
+        token: Some(TokenAuthOpts {
+            allow_anonymous: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let ts = reg.token_server.as_ref().unwrap();
+    assert_eq!(reg.get("/v2/", &[]).status, 401);
+    let p = Pusher::for_registry(&reg);
+    let img = runtime().block_on(p.push_image(
+        "busybox:tls",
+        &ImageSpec::new(vec![busybox_layer().clone()], ImageConfig::default()),
+    ));
+    let blobs = check_image(&reg, &img, false);
+    assert_eq!(sha256_digest(&blobs[0]), busybox_layer().digest);
+
+    // Anonymous: a pull-only token, which reads but cannot write.
+    let (status, token) = fetch_token(ts, "repository:busybox:pull,push", None);
+    assert_eq!(status, 200);
+    let token = token.unwrap();
+    let (_, claims) = decode_jwt(&token);
+    assert_eq!(claims["sub"], "");
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
+    let r = get_bearer(&reg, "/v2/busybox/manifests/tls", &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let auth = format!("Bearer {token}");
+    let r = reg.request(
+        "POST",
+        "/v2/busybox/blobs/uploads/",
+        &[("Authorization", &auth), ("Content-Length", "0")],
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    let anon = Pusher::new(&reg.addr, None, reg.tls_ca.as_deref());
+    let err = runtime()
+        .block_on(anon.try_push_blob("busybox", b"anonymous"))
+        .unwrap_err();
+    assert!(err.contains("401"), "{err}");
 }
 
 /// Benchmark-sized push: `cargo test --release -- --ignored big_multilayer`.

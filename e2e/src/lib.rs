@@ -5,6 +5,7 @@ pub mod images;
 pub mod netns;
 pub mod node;
 pub mod registry;
+pub mod token;
 
 #[cfg(test)]
 mod image_tests;

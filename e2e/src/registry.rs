@@ -21,6 +21,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::token::{TokenAuthOpts, TokenServer};
+
 /// The Debian package's binary.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -47,6 +49,15 @@ pub struct RegistryOpts {
     /// Enable distribution's access log (Apache combined format, written to the
     /// registry's stdout; read it with [`Registry::access_log`]). Off by default.
     pub access_log: bool,
+    /// Docker token authentication: starts a [`TokenServer`] with these options (kept in
+    /// [`Registry::token_server`]) and configures distribution's `auth: token` with its
+    /// realm, service, issuer and certificate. The registry then answers
+    /// unauthenticated requests with `401` +
+    /// `WWW-Authenticate: Bearer realm="http://127.0.0.1:P/token",service="..."`.
+    /// [`Registry::auth`] is set to the token server's `(user, password)`, which
+    /// oci-client (and so `Pusher::for_registry`) sends as Basic auth to the realm.
+    /// Mutually exclusive with `htpasswd`.
+    pub token: Option<TokenAuthOpts>,
 }
 
 impl Default for RegistryOpts {
@@ -56,6 +67,7 @@ impl Default for RegistryOpts {
             htpasswd: None,
             tls: false,
             access_log: false,
+            token: None,
         }
     }
 }
@@ -67,12 +79,16 @@ pub struct Registry {
     pub addr: String,
     /// Storage root (the filesystem driver's `rootdirectory`).
     pub root: PathBuf,
-    /// `(user, password)` when started with htpasswd auth.
+    /// `(user, password)` when started with htpasswd auth, or with token auth (the token
+    /// server's account).
     pub auth: Option<(String, String)>,
     /// PEM of the test CA that signed the server certificate (trust this one), when `tls`.
     pub tls_ca: Option<PathBuf>,
     /// PEM of the server (leaf) certificate, when `tls`.
     pub tls_cert: Option<PathBuf>,
+    /// The token service, when started with [`RegistryOpts::token`] (mint tokens with
+    /// [`TokenServer::mint`], count its requests with [`TokenServer::request_count`]).
+    pub token_server: Option<TokenServer>,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
     stdout_path: PathBuf,
@@ -84,6 +100,14 @@ impl RegistryOpts {
     pub fn with_htpasswd(user: &str, password: &str) -> RegistryOpts {
         RegistryOpts {
             htpasswd: Some((user.to_string(), password.to_string())),
+            ..Default::default()
+        }
+    }
+
+    /// Shorthand: plain HTTP with token auth; the token service accepts `user`/`password`.
+    pub fn with_token(user: &str, password: &str) -> RegistryOpts {
+        RegistryOpts {
+            token: Some(TokenAuthOpts::new(user, password)),
             ..Default::default()
         }
     }
@@ -111,6 +135,10 @@ impl Registry {
     }
 
     fn try_start(opts: &RegistryOpts) -> Result<Registry, String> {
+        assert!(
+            opts.htpasswd.is_none() || opts.token.is_none(),
+            "RegistryOpts: htpasswd and token auth are mutually exclusive"
+        );
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-registry-")
             .tempdir()
@@ -172,6 +200,16 @@ impl Registry {
                 yaml_str(&htpasswd.to_string_lossy())
             ));
         }
+        let token_server = opts.token.clone().map(TokenServer::start);
+        if let Some(ts) = &token_server {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                yaml_str(&ts.realm()),
+                yaml_str(ts.service()),
+                yaml_str(ts.issuer()),
+                yaml_str(&ts.cert_path().to_string_lossy())
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, &config).expect("write registry config");
 
@@ -195,9 +233,13 @@ impl Registry {
         let mut reg = Registry {
             addr,
             root,
-            auth: opts.htpasswd.clone(),
+            auth: opts
+                .htpasswd
+                .clone()
+                .or_else(|| token_server.as_ref().map(TokenServer::credentials)),
             tls_ca,
             tls_cert,
+            token_server,
             child: Some(child),
             dir: Some(dir),
             stdout_path,
@@ -321,14 +363,44 @@ impl Registry {
         self.request("GET", path, headers)
     }
 
-    /// `GET` with Basic credentials from [`Registry::auth`] (none if auth is off).
+    /// `GET` with credentials: Basic from [`Registry::auth`] with htpasswd auth; with
+    /// token auth a `Bearer` token minted for the repository in `path` (`pull`), see
+    /// [`Registry::bearer_for_path`]; none if auth is off.
     pub fn get_authed(&self, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
-        let auth = self.auth.as_ref().map(|(u, p)| basic_auth_value(u, p));
+        let auth = match &self.token_server {
+            Some(_) => self.bearer_for_path(path),
+            None => self.auth.as_ref().map(|(u, p)| basic_auth_value(u, p)),
+        };
         let mut h: Vec<(&str, &str)> = headers.to_vec();
         if let Some(a) = &auth {
             h.push(("Authorization", a));
         }
         self.request("GET", path, &h)
+    }
+
+    /// With token auth: `Bearer <JWT>` minted directly (no request to the token
+    /// endpoint) granting `pull` on the repository named in `path`
+    /// (`/v2/<name>/{manifests,blobs,tags}/...`); `registry:catalog:*` for
+    /// `/v2/_catalog`; no access at all for `/v2/`. `None` without token auth.
+    pub fn bearer_for_path(&self, path: &str) -> Option<String> {
+        let ts = self.token_server.as_ref()?;
+        let path = path.split('?').next().unwrap_or(path);
+        let rest = path.strip_prefix("/v2/").unwrap_or("");
+        let parts: Vec<&str> = rest.split('/').collect();
+        let access = match parts
+            .iter()
+            .rposition(|p| ["manifests", "blobs", "tags"].contains(p))
+        {
+            Some(i) if i > 0 => serde_json::json!([{
+                "type": "repository", "name": parts[..i].join("/"), "actions": ["pull"]
+            }]),
+            _ if rest.starts_with("_catalog") => serde_json::json!([{
+                "type": "registry", "name": "catalog", "actions": ["*"]
+            }]),
+            _ => serde_json::json!([]),
+        };
+        let user = self.auth.as_ref().map(|a| a.0.as_str()).unwrap_or("");
+        Some(format!("Bearer {}", ts.sign(&ts.claims(user, access))))
     }
 
     fn try_request(
@@ -516,7 +588,7 @@ fn make_tls_cert(dir: &Path, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
     (ca, cert, key)
 }
 
-fn openssl(args: &[&str]) {
+pub(crate) fn openssl(args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .stdin(Stdio::null())
@@ -564,7 +636,8 @@ pub fn basic_auth_value(user: &str, password: &str) -> String {
     format!("Basic {}", base64(format!("{user}:{password}").as_bytes()))
 }
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 with padding (RFC 4648 section 4).
+pub(crate) fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {

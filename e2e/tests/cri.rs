@@ -66,6 +66,7 @@ fn main() -> ExitCode {
         ),
         ("errors_are_precise", errors_are_precise),
         ("registry_auth", registry_auth),
+        ("registry_bearer_token_flow", registry_bearer_token_flow),
         (
             "mirrors_plain_http_and_tls_hosts",
             mirrors_plain_http_and_tls_hosts,
@@ -742,6 +743,67 @@ fn registry_auth(env: &Env) {
                 .unwrap(),
             set.shared_a.image_id()
         );
+    });
+}
+
+fn registry_bearer_token_flow(env: &Env) {
+    let reg = Registry::start(RegistryOpts::with_token("berth", "t0ken-pass"));
+    env.rt.block_on(async {
+        let img = push_multilayer(&reg, "bearer:latest", 1, 4096).await;
+        let tokens = reg.token_server.as_ref().unwrap();
+        let node = Node::start().await;
+        // The registry answers 401 with a Bearer challenge; the realm refuses anonymous users.
+        let e = pull(&node, &img.reference(), None).await.unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        let wrong = AuthConfig {
+            username: "berth".into(),
+            password: "nope".into(),
+            ..Default::default()
+        };
+        let e = pull(&node, &img.reference(), Some(wrong))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert_empty(&node, "after refused pulls").await;
+        // Credentials go to the realm, which hands out a token the registry accepts.
+        let before = tokens.request_count();
+        let right = AuthConfig {
+            username: "berth".into(),
+            password: "t0ken-pass".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            pull(&node, &img.reference(), Some(right)).await.unwrap(),
+            img.image_id()
+        );
+        let used: Vec<_> = tokens.requests()[before..].to_vec();
+        assert!(
+            used.iter().any(|r| r.status == 200
+                && r.user.as_deref() == Some("berth")
+                && r.scopes
+                    .iter()
+                    .any(|s| s.contains("repository:bearer:pull"))),
+            "token endpoint not used as expected: {used:?}"
+        );
+        // A registry token from the CRI request is sent as the bearer token itself.
+        remove(&node, &img.reference()).await;
+        let token = AuthConfig {
+            registry_token: tokens.mint("bearer", &["pull"]),
+            ..Default::default()
+        };
+        assert_eq!(
+            pull(&node, &img.reference(), Some(token)).await.unwrap(),
+            img.image_id()
+        );
+        let other = AuthConfig {
+            registry_token: tokens.mint("someone-else", &["pull"]),
+            ..Default::default()
+        };
+        remove(&node, &img.reference()).await;
+        let e = pull(&node, &img.reference(), Some(other))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     });
 }
 
