@@ -911,13 +911,18 @@ fn mirrors_plain_http_and_tls_hosts(env: &Env) {
 }
 
 fn concurrent_pulls_fetch_each_blob_once(env: &Env) {
+    // A registry of its own: other tests pull the shared base layer concurrently.
+    let reg = Registry::start(RegistryOpts {
+        access_log: true,
+        ..Default::default()
+    });
     env.rt.block_on(async {
         let node = Node::start().await;
-        let img = push_multilayer(&env.reg, "concurrent:latest", 4, 512 * 1024).await;
+        let img = push_multilayer(&reg, "concurrent:latest", 4, 512 * 1024).await;
         let before: Vec<usize> = img
             .layer_digests
             .iter()
-            .map(|d| env.reg.count_requests("GET", &format!("/blobs/{d}")))
+            .map(|d| reg.count_requests("GET", &format!("/blobs/{d}")))
             .collect();
         let mut clients = Vec::new();
         for _ in 0..4 {
@@ -940,7 +945,7 @@ fn concurrent_pulls_fetch_each_blob_once(env: &Env) {
             assert_eq!(r.unwrap(), img.image_id());
         }
         for (d, b) in img.layer_digests.iter().zip(before) {
-            let n = env.reg.count_requests("GET", &format!("/blobs/{d}")) - b;
+            let n = reg.count_requests("GET", &format!("/blobs/{d}")) - b;
             assert_eq!(n, 1, "layer {d} fetched {n} times");
         }
         assert_eq!(list(&node).await.len(), 1);
