@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 
 use berth_e2e::images::push_multilayer;
 use berth_e2e::netns;
-use berth_e2e::node::Node;
+use berth_e2e::node::{Node, cri_channel};
 use berth_e2e::registry::{Registry, RegistryOpts, install_crypto_provider};
-use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::{ImageSpec, PullImageRequest, RemoveImageRequest};
-use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::transport::Channel;
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -29,18 +28,8 @@ fn env_num(name: &str, default: usize) -> usize {
 }
 
 async fn connect(socket: &Path) -> ImageServiceClient<Channel> {
-    let path = socket.to_path_buf();
-    let ch = Endpoint::try_from("http://[::]:50051")
-        .expect("endpoint")
-        .connect_with_connector(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
-            }
-        }))
-        .await
-        .expect("connect");
-    ImageServiceClient::new(ch).max_decoding_message_size(64 << 20)
+    ImageServiceClient::new(cri_channel(socket).await.expect("connect"))
+        .max_decoding_message_size(64 << 20)
 }
 
 /// Pull + remove `rounds` times; returns each pull's duration.

@@ -43,6 +43,19 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port")
 }
 
+/// A gRPC channel to a CRI server's unix socket (berthd or a peer runtime).
+pub async fn cri_channel(socket: &Path) -> Result<Channel, tonic::transport::Error> {
+    let path = socket.to_path_buf();
+    Endpoint::try_from("http://[::]:50051")?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+}
+
 /// One berthd under test.
 pub struct Node {
     pub dir: tempfile::TempDir,
@@ -160,17 +173,7 @@ impl Node {
     }
 
     async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
-        let path = self.socket.clone();
-        Endpoint::try_from("http://[::]:50051")?
-            .connect_with_connector(tower::service_fn(move |_: Uri| {
-                let path = path.clone();
-                async move {
-                    Ok::<_, std::io::Error>(TokioIo::new(
-                        tokio::net::UnixStream::connect(path).await?,
-                    ))
-                }
-            }))
-            .await
+        cri_channel(&self.socket).await
     }
 
     async fn runtime_once(&self) -> Result<RuntimeServiceClient<Channel>, tonic::transport::Error> {
