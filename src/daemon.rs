@@ -10,6 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
 use crate::image::Images;
+use crate::sandbox::Sandboxes;
 use crate::store::Store;
 
 /// Errors starting the daemon.
@@ -26,12 +27,15 @@ pub enum StartError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
 }
 
 /// Everything a CRI handler can reach.
 pub struct Daemon {
     pub config: Config,
     pub images: Arc<Images>,
+    pub sandboxes: Sandboxes,
     ready: AtomicBool,
     _lock: Flock<File>,
 }
@@ -45,6 +49,7 @@ impl Daemon {
         }
         let lock = take_lock(&config.root)?;
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
+        let sandboxes = Sandboxes::open(store.clone(), &config.state)?;
         let images = Images::open(
             store,
             &config.root,
@@ -55,6 +60,7 @@ impl Daemon {
         Ok(Arc::new(Daemon {
             config,
             images: Arc::new(images),
+            sandboxes,
             ready: AtomicBool::new(false),
             _lock: lock,
         }))

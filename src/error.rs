@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::image::ImageError;
+use crate::sandbox::SandboxError;
 use crate::store::StoreError;
 
 /// Everything a CRI call can fail with.
@@ -20,6 +21,8 @@ pub enum Error {
     Image(#[from] ImageError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 /// The result of a domain call.
@@ -34,6 +37,13 @@ impl Error {
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Recovering => Code::Unavailable,
             Error::Store(_) => Code::Internal,
+            Error::Sandbox(e) => match e {
+                SandboxError::InvalidArgument(_) => Code::InvalidArgument,
+                SandboxError::AlreadyExists(_) => Code::AlreadyExists,
+                SandboxError::NotFound(_) => Code::NotFound,
+                SandboxError::Unimplemented(_) => Code::Unimplemented,
+                SandboxError::Io { .. } | SandboxError::Store(_) => Code::Internal,
+            },
             Error::Image(e) => match e {
                 ImageError::InvalidReference { .. } => Code::InvalidArgument,
                 ImageError::NotFound { .. } => Code::NotFound,

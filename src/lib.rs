@@ -6,6 +6,7 @@ pub mod error;
 pub mod image;
 pub mod metrics;
 pub mod network;
+pub mod sandbox;
 pub mod server;
 pub mod snapshot;
 pub mod store;

@@ -44,6 +44,8 @@ pub struct Kind(&'static str);
 pub const IMAGES: Kind = Kind("images");
 /// Unpacked layers by chain id.
 pub const SNAPSHOTS: Kind = Kind("snapshots");
+/// Pod sandboxes by id.
+pub const SANDBOXES: Kind = Kind("sandboxes");
 
 impl Kind {
     fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -90,7 +92,7 @@ impl Store {
         let store = Store { db };
         // Create every table up front so readers never meet a missing one.
         let txn = store.db.begin_write().map_err(db_err)?;
-        for kind in [IMAGES, SNAPSHOTS] {
+        for kind in [IMAGES, SNAPSHOTS, SANDBOXES] {
             txn.open_table(kind.table()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;

@@ -80,6 +80,8 @@ fn main() -> ExitCode {
         ("crash_safety_kill9", crash_safety_kill9),
         ("metrics_endpoint", metrics_endpoint),
         ("berth_cli", berth_cli),
+        ("sandbox_lifecycle", sandbox_lifecycle),
+        ("sandbox_recovery", sandbox_recovery),
     ];
     let trials = tests
         .iter()
@@ -254,7 +256,7 @@ fn version_status_runtime_config(env: &Env) {
         assert_eq!(rc.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
 
         // Later work answers UNIMPLEMENTED, never a fake success.
-        let r = rt.run_pod_sandbox(RunPodSandboxRequest::default()).await;
+        let r = rt.create_container(CreateContainerRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
         let r = rt.list_containers(ListContainersRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
@@ -1195,5 +1197,279 @@ fn berth_cli(env: &Env) {
         assert!(!ok && err.contains("no such image"), "{err}");
         let (ok, _, err) = cli(&["pull", "Bad Ref"]);
         assert!(!ok && err.contains("InvalidArgument"), "{err}");
+    });
+}
+
+fn pod_config(name: &str, ipc: NamespaceMode) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: format!("/var/log/pods/e2e_{name}"),
+        labels: [
+            ("app".to_string(), name.to_string()),
+            ("tier".into(), "test".into()),
+        ]
+        .into_iter()
+        .collect(),
+        annotations: [("note".to_string(), "e2e".to_string())]
+            .into_iter()
+            .collect(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Node as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: ipc as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(node: &Node, config: PodSandboxConfig) -> Result<String, tonic::Status> {
+    node.runtime()
+        .await
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().pod_sandbox_id)
+}
+
+async fn pod_status(node: &Node, id: &str) -> Result<PodSandboxStatusResponse, tonic::Status> {
+    node.runtime()
+        .await
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn list_pods(node: &Node, filter: Option<PodSandboxFilter>) -> Vec<PodSandbox> {
+    node.runtime()
+        .await
+        .list_pod_sandbox(ListPodSandboxRequest { filter })
+        .await
+        .expect("ListPodSandbox")
+        .into_inner()
+        .items
+}
+
+fn nsfs_mounts(node: &Node) -> Vec<PathBuf> {
+    berth_e2e::node::mounts_under(&node.state)
+}
+
+fn sandbox_lifecycle(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let mut rt = node.runtime().await;
+        let id = run_pod(&node, pod_config("web", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        assert_eq!(id.len(), 64);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        // Its IPC namespace is pinned and is not the host's.
+        let pin = node.state.join("ns").join(&id).join("ipc");
+        let host_ipc = std::fs::metadata("/proc/self/ns/ipc").unwrap().ino();
+        assert_ne!(std::fs::metadata(&pin).unwrap().ino(), host_ipc);
+        assert_eq!(nsfs_mounts(&node), vec![pin.clone()]);
+
+        // Same metadata while it exists: ALREADY_EXISTS, nothing new pinned.
+        let e = run_pod(&node, pod_config("web", NamespaceMode::Pod))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists, "{e:?}");
+        assert_eq!(nsfs_mounts(&node).len(), 1);
+        // Bad requests are refused with precise codes and leave no trace.
+        let mut no_meta = pod_config("x", NamespaceMode::Pod);
+        no_meta.metadata = None;
+        assert_eq!(
+            run_pod(&node, no_meta).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        let mut no_uid = pod_config("x", NamespaceMode::Pod);
+        no_uid.metadata.as_mut().unwrap().uid.clear();
+        assert_eq!(
+            run_pod(&node, no_uid).await.unwrap_err().code(),
+            Code::InvalidArgument
+        );
+        let mut pod_net = pod_config("x", NamespaceMode::Pod);
+        pod_net
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options
+            .as_mut()
+            .unwrap()
+            .network = NamespaceMode::Pod as i32;
+        assert_eq!(
+            run_pod(&node, pod_net).await.unwrap_err().code(),
+            Code::Unimplemented
+        );
+        let e = rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_config("x", NamespaceMode::Pod)),
+                runtime_handler: "no-such-handler".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(list_pods(&node, None).await.len(), 1);
+        assert_eq!(dir_entries(&node.state.join("ns")).len(), 1);
+
+        // hostIPC: no pin at all.
+        let host_ipc_pod = run_pod(&node, pod_config("hostipc", NamespaceMode::Node))
+            .await
+            .unwrap();
+        assert!(dir_entries(&node.state.join("ns").join(&host_ipc_pod)).is_empty());
+
+        // Status, by full and short id.
+        for q in [&id[..], &id[..12]] {
+            let st = pod_status(&node, q).await.unwrap();
+            let s = st.status.unwrap();
+            assert_eq!(s.id, id);
+            assert_eq!(s.state, PodSandboxState::SandboxReady as i32);
+            assert_eq!(s.metadata.unwrap().name, "web");
+            assert_eq!(s.labels["app"], "web");
+            assert_eq!(s.annotations["note"], "e2e");
+            let opts = s.linux.unwrap().namespaces.unwrap().options.unwrap();
+            assert_eq!(opts.network, NamespaceMode::Node as i32);
+            assert!(s.created_at > 0);
+            assert!(st.info["info"].contains("\"runtimeHandler\""));
+        }
+        // List filters: id prefix, state, labels.
+        assert_eq!(list_pods(&node, None).await.len(), 2);
+        let by_id = list_pods(
+            &node,
+            Some(PodSandboxFilter {
+                id: id[..10].into(),
+                ..Default::default()
+            }),
+        )
+        .await;
+        assert_eq!(by_id.len(), 1);
+        assert_eq!(by_id[0].id, id);
+        let by_label = list_pods(
+            &node,
+            Some(PodSandboxFilter {
+                label_selector: [("app".to_string(), "hostipc".to_string())]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            }),
+        )
+        .await;
+        assert_eq!(by_label.len(), 1);
+        assert_eq!(by_label[0].id, host_ipc_pod);
+
+        // Stop: NOTREADY, namespaces released; again: a no-op.
+        for _ in 0..2 {
+            rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        let s = pod_status(&node, &id).await.unwrap().status.unwrap();
+        assert_eq!(s.state, PodSandboxState::SandboxNotready as i32);
+        assert!(nsfs_mounts(&node).is_empty());
+        let not_ready = list_pods(
+            &node,
+            Some(PodSandboxFilter {
+                state: Some(PodSandboxStateValue {
+                    state: PodSandboxState::SandboxNotready as i32,
+                }),
+                ..Default::default()
+            }),
+        )
+        .await;
+        assert_eq!(not_ready.len(), 1);
+        // Remove (twice), unknown ids.
+        for _ in 0..2 {
+            rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(
+            pod_status(&node, &id).await.unwrap_err().code(),
+            Code::NotFound
+        );
+        let e = rt
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: "f".repeat(64),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        // The name is free again.
+        let again = run_pod(&node, pod_config("web", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        assert_ne!(again, id);
+        // Remove a READY pod directly: everything goes.
+        for p in [again, host_ipc_pod] {
+            rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: p })
+                .await
+                .unwrap();
+        }
+        assert!(list_pods(&node, None).await.is_empty());
+        assert!(nsfs_mounts(&node).is_empty());
+        assert!(dir_entries(&node.state.join("ns")).is_empty());
+    });
+}
+
+fn sandbox_recovery(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let id = run_pod(&node, pod_config("keep", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let pin = node.state.join("ns").join(&id).join("ipc");
+        let ino = std::fs::metadata(&pin).unwrap().ino();
+        // kill -9: the pod and its namespace survive untouched.
+        node.kill9();
+        node.spawn().await;
+        let s = pod_status(&node, &id).await.unwrap().status.unwrap();
+        assert_eq!(s.state, PodSandboxState::SandboxReady as i32);
+        assert_eq!(std::fs::metadata(&pin).unwrap().ino(), ino);
+        let e = run_pod(&node, pod_config("keep", NamespaceMode::Pod))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists);
+        // A "reboot": berthd down, the state dir (tmpfs) emptied. The pod is NOTREADY, not lost.
+        assert!(node.stop().success());
+        for m in nsfs_mounts(&node) {
+            nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        }
+        std::fs::remove_dir_all(&node.state).unwrap();
+        node.spawn().await;
+        let s = pod_status(&node, &id).await.unwrap().status.unwrap();
+        assert_eq!(s.state, PodSandboxState::SandboxNotready as i32);
+        node.runtime()
+            .await
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        assert!(list_pods(&node, None).await.is_empty());
+        assert!(nsfs_mounts(&node).is_empty());
     });
 }

@@ -2,6 +2,7 @@
 //! success.
 
 mod runtime_config;
+mod sandbox;
 mod status;
 mod version;
 
@@ -55,40 +56,75 @@ impl RuntimeService for RuntimeServer {
 
     async fn run_pod_sandbox(
         &self,
-        _request: Request<RunPodSandboxRequest>,
+        request: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        self.unimplemented("RunPodSandbox", "").await
+        let req = request.into_inner();
+        let name = req
+            .config
+            .as_ref()
+            .and_then(|c| c.metadata.as_ref())
+            .map(|m| format!("{}/{}", m.namespace, m.name))
+            .unwrap_or_default();
+        call(
+            &self.daemon,
+            "RunPodSandbox",
+            &name,
+            sandbox::run(&self.daemon, req),
+        )
+        .await
     }
 
     async fn stop_pod_sandbox(
         &self,
         request: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        self.unimplemented("StopPodSandbox", &request.get_ref().pod_sandbox_id)
-            .await
+        let req = request.into_inner();
+        let id = req.pod_sandbox_id.clone();
+        call(
+            &self.daemon,
+            "StopPodSandbox",
+            &id,
+            sandbox::stop(&self.daemon, req),
+        )
+        .await
     }
 
     async fn remove_pod_sandbox(
         &self,
         request: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        self.unimplemented("RemovePodSandbox", &request.get_ref().pod_sandbox_id)
-            .await
+        let req = request.into_inner();
+        let id = req.pod_sandbox_id.clone();
+        call(
+            &self.daemon,
+            "RemovePodSandbox",
+            &id,
+            sandbox::remove(&self.daemon, req),
+        )
+        .await
     }
 
     async fn pod_sandbox_status(
         &self,
         request: Request<PodSandboxStatusRequest>,
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
-        self.unimplemented("PodSandboxStatus", &request.get_ref().pod_sandbox_id)
-            .await
+        let req = request.into_inner();
+        let id = req.pod_sandbox_id.clone();
+        call(&self.daemon, "PodSandboxStatus", &id, async {
+            sandbox::status(&self.daemon, req)
+        })
+        .await
     }
 
     async fn list_pod_sandbox(
         &self,
-        _request: Request<ListPodSandboxRequest>,
+        request: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        self.unimplemented("ListPodSandbox", "").await
+        let req = request.into_inner();
+        call(&self.daemon, "ListPodSandbox", "", async {
+            sandbox::list(&self.daemon, req)
+        })
+        .await
     }
 
     async fn create_container(

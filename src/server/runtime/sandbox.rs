@@ -1,0 +1,115 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+
+use std::collections::HashMap;
+
+use k8s_cri::v1::{
+    LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, PodSandbox,
+    PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
+    RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
+};
+
+use crate::daemon::Daemon;
+use crate::error::Error;
+use crate::sandbox::{SandboxRecord, SandboxState};
+
+fn state(s: SandboxState) -> i32 {
+    match s {
+        SandboxState::Ready => PodSandboxState::SandboxReady as i32,
+        SandboxState::NotReady => PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+fn to_cri(r: &SandboxRecord) -> PodSandbox {
+    PodSandbox {
+        id: r.id.clone(),
+        metadata: r.config.metadata.clone(),
+        state: state(r.state),
+        created_at: r.created_at,
+        labels: r.config.labels.clone(),
+        annotations: r.config.annotations.clone(),
+        runtime_handler: r.runtime_handler.clone(),
+    }
+}
+
+pub async fn run(
+    daemon: &Daemon,
+    req: RunPodSandboxRequest,
+) -> Result<RunPodSandboxResponse, Error> {
+    let config = req
+        .config
+        .ok_or_else(|| Error::InvalidArgument("RunPodSandbox needs a config".into()))?;
+    let rec = daemon.sandboxes.run(config, &req.runtime_handler).await?;
+    Ok(RunPodSandboxResponse {
+        pod_sandbox_id: rec.id,
+    })
+}
+
+pub async fn stop(
+    daemon: &Daemon,
+    req: StopPodSandboxRequest,
+) -> Result<StopPodSandboxResponse, Error> {
+    daemon.sandboxes.stop(&req.pod_sandbox_id).await?;
+    Ok(StopPodSandboxResponse {})
+}
+
+pub async fn remove(
+    daemon: &Daemon,
+    req: RemovePodSandboxRequest,
+) -> Result<RemovePodSandboxResponse, Error> {
+    if req.pod_sandbox_id.is_empty() {
+        return Err(Error::InvalidArgument("pod sandbox id is required".into()));
+    }
+    daemon.sandboxes.remove(&req.pod_sandbox_id).await?;
+    Ok(RemovePodSandboxResponse {})
+}
+
+pub fn status(
+    daemon: &Daemon,
+    req: PodSandboxStatusRequest,
+) -> Result<PodSandboxStatusResponse, Error> {
+    let r = daemon.sandboxes.get(&req.pod_sandbox_id)?;
+    let mut info = HashMap::new();
+    if req.verbose {
+        let verbose = serde_json::json!({
+            "config": r.config,
+            "runtimeHandler": r.runtime_handler,
+            "pinnedNamespaces": r.pins,
+        });
+        info.insert("info".to_string(), verbose.to_string());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    Ok(PodSandboxStatusResponse {
+        status: Some(PodSandboxStatus {
+            id: r.id.clone(),
+            metadata: r.config.metadata.clone(),
+            state: state(r.state),
+            created_at: r.created_at,
+            // Host-network pods have no pod IP of their own; kubelet uses the node's.
+            network: Some(PodSandboxNetworkStatus::default()),
+            linux: Some(LinuxPodSandboxStatus {
+                namespaces: Some(Namespace {
+                    options: Some(r.namespace_options()),
+                }),
+            }),
+            labels: r.config.labels.clone(),
+            annotations: r.config.annotations.clone(),
+            runtime_handler: r.runtime_handler.clone(),
+        }),
+        info,
+        containers_statuses: Vec::new(),
+        timestamp: now,
+    })
+}
+
+pub fn list(daemon: &Daemon, req: ListPodSandboxRequest) -> Result<ListPodSandboxResponse, Error> {
+    let items = daemon
+        .sandboxes
+        .list(req.filter.as_ref())
+        .iter()
+        .map(to_cri)
+        .collect();
+    Ok(ListPodSandboxResponse { items })
+}
