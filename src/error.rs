@@ -53,7 +53,8 @@ impl Error {
                 ImageError::InvalidImage { .. } | ImageError::UnsafeLayer { .. } => {
                     Code::InvalidArgument
                 }
-                ImageError::DigestMismatch { .. } => Code::DataLoss,
+                // containerd's code for content that does not match its digest.
+                ImageError::DigestMismatch { .. } => Code::FailedPrecondition,
                 ImageError::Registry { .. } => Code::Unknown,
                 ImageError::Io { .. } | ImageError::Store(_) | ImageError::Internal(_) => {
                     Code::Internal

@@ -61,12 +61,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     let pull_bytes = IntCounter::new(
         "berth_image_pull_bytes_total",
-        "Compressed bytes (config and layers) of successfully pulled images.",
+        "Bytes (manifests, config, compressed layers) of successfully pulled images.",
     )?;
     let pull_size = Histogram::with_opts(
         HistogramOpts::new(
             "berth_image_pull_size_bytes",
-            "Compressed size (config and layers) of each successfully pulled image.",
+            "Size (manifests, config, compressed layers) of each successfully pulled image.",
         )
         .buckets(prometheus::exponential_buckets(1024.0 * 1024.0, 4.0, 8)?),
     )?;

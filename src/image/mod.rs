@@ -62,7 +62,7 @@ pub struct ImageRecord {
     pub repo_tags: Vec<String>,
     /// `registry/repo@sha256:...` of the manifest (or index) each name was pulled by.
     pub repo_digests: Vec<String>,
-    /// Compressed size: config plus layers, as the registry serves them.
+    /// Bytes of every blob as the registry serves them (index, manifest, config, layers).
     pub size: u64,
     /// Chain ids, base layer first.
     pub layers: Vec<String>,

@@ -340,7 +340,15 @@ impl Images {
             .map_err(io(format!("storing config {}", config_desc.digest)))?;
         blobs.push(config_desc.digest.clone());
         blobs.extend(layers.iter().map(|l| l.digest.clone()));
-        let size = config_desc.size as u64 + layers.iter().map(|l| l.size as u64).sum::<u64>();
+        // As containerd counts it: every blob of the image (index, manifest, config, layers).
+        let manifests_size = if top_digest != manifest_digest {
+            (top_bytes.len() + manifest_bytes.len()) as u64
+        } else {
+            manifest_bytes.len() as u64
+        };
+        let size = manifests_size
+            + config_desc.size as u64
+            + layers.iter().map(|l| l.size as u64).sum::<u64>();
         metrics::get().pull_bytes.inc_by(size);
         metrics::get().pull_size.observe(size as f64);
         Ok(Fetched {

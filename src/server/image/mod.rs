@@ -45,10 +45,7 @@ pub(crate) fn to_cri(rec: &ImageRecord) -> Image {
         size: rec.size,
         uid,
         username,
-        spec: Some(ImageSpec {
-            image: rec.id.clone(),
-            ..Default::default()
-        }),
+        spec: None,
         pinned: false,
     }
 }
