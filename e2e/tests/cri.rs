@@ -68,6 +68,10 @@ fn main() -> ExitCode {
         ("registry_auth", registry_auth),
         ("registry_bearer_token_flow", registry_bearer_token_flow),
         (
+            "registry_anonymous_bearer_tokens",
+            registry_anonymous_bearer_tokens,
+        ),
+        (
             "mirrors_plain_http_and_tls_hosts",
             mirrors_plain_http_and_tls_hosts,
         ),
@@ -809,6 +813,28 @@ fn registry_bearer_token_flow(env: &Env) {
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    });
+}
+
+/// Docker Hub's way: every request needs a bearer token, and the realm gives anonymous ones.
+fn registry_anonymous_bearer_tokens(env: &Env) {
+    let mut opts = berth_e2e::token::TokenAuthOpts::new("hub", "hub-pass");
+    opts.allow_anonymous = true;
+    let reg = Registry::start(RegistryOpts {
+        token: Some(opts),
+        ..Default::default()
+    });
+    env.rt.block_on(async {
+        let img = push_multilayer(&reg, "library/public:latest", 2, 4096).await;
+        let node = Node::start().await;
+        assert_eq!(pull_ok(&node, &img.reference()).await, img.image_id());
+        let tokens = reg.token_server.as_ref().unwrap().requests();
+        assert!(
+            tokens
+                .iter()
+                .any(|r| r.status == 200 && r.user.is_none() && !r.had_authorization),
+            "no anonymous token was issued: {tokens:?}"
+        );
     });
 }
 
