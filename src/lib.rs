@@ -1,6 +1,7 @@
 //! berth: a Kubernetes node container runtime (CRI v1) — the daemon library.
 
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod error;
 pub mod image;

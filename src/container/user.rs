@@ -1,0 +1,317 @@
+//! Resolve the container's user the way runc and containerd do: names and numbers against the
+//! image's own /etc/passwd and /etc/group, read through the rootfs without following any symlink
+//! out of it.
+
+use std::io::Read;
+use std::path::Path;
+
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::Mode;
+
+/// Errors resolving a user.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("user {0:?} not found in the image's /etc/passwd")]
+    NoSuchUser(String),
+    #[error("group {0:?} not found in the image's /etc/group")]
+    NoSuchGroup(String),
+    #[error("invalid user {0:?}")]
+    Invalid(String),
+    #[error("reading {path} in the rootfs: {reason}")]
+    Read { path: String, reason: String },
+}
+
+/// The process identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    /// Primary gid first, then group memberships from /etc/group, then requested groups.
+    pub additional_gids: Vec<u32>,
+}
+
+/// What was asked for: an image `User` string and/or the CRI security context fields.
+#[derive(Debug, Clone, Default)]
+pub struct UserRequest {
+    /// The image config's `User` (`name`, `uid`, `name:group`, `uid:gid`).
+    pub image_user: String,
+    pub run_as_user: Option<i64>,
+    pub run_as_username: String,
+    pub run_as_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+}
+
+struct PasswdEntry {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+struct GroupEntry {
+    name: String,
+    gid: u32,
+    members: Vec<String>,
+}
+
+/// Read a file inside `rootfs`, resolving every symlink as if `rootfs` were `/`. Missing → None.
+fn read_in_root(rootfs: &Path, rel: &str) -> Result<Option<String>, UserError> {
+    let err = |reason: String| UserError::Read {
+        path: rel.to_string(),
+        reason,
+    };
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err(e.to_string()))?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let fd = match openat2(&root, rel, how) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(err(e.to_string())),
+    };
+    let mut f = std::fs::File::from(fd);
+    let mut s = String::new();
+    // /etc/passwd is small; a huge one is hostile.
+    (&mut f)
+        .take(4 << 20)
+        .read_to_string(&mut s)
+        .map_err(|e| err(e.to_string()))?;
+    Ok(Some(s))
+}
+
+fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(PasswdEntry {
+                name: f.first()?.to_string(),
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn parse_group(text: &str) -> Vec<GroupEntry> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(GroupEntry {
+                name: f.first()?.to_string(),
+                gid: f.get(2)?.parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn id_from(v: i64, what: &str) -> Result<u32, UserError> {
+    u32::try_from(v).map_err(|_| UserError::Invalid(format!("{what} {v}")))
+}
+
+/// Resolve the identity for `req` against the image at `rootfs`.
+pub fn resolve(rootfs: &Path, req: &UserRequest) -> Result<Identity, UserError> {
+    let passwd = read_in_root(rootfs, "etc/passwd")?
+        .map(|t| parse_passwd(&t))
+        .unwrap_or_default();
+    let groups = read_in_root(rootfs, "etc/group")?
+        .map(|t| parse_group(&t))
+        .unwrap_or_default();
+
+    // The security context wins over the image; a user name needs the passwd file.
+    let (user_part, group_part) = if let Some(uid) = req.run_as_user {
+        (id_from(uid, "uid")?.to_string(), None)
+    } else if !req.run_as_username.is_empty() {
+        (req.run_as_username.clone(), None)
+    } else {
+        match req.image_user.split_once(':') {
+            Some((u, g)) => (u.to_string(), Some(g.to_string())),
+            None => (req.image_user.clone(), None),
+        }
+    };
+    let (uid, mut gid, name) = if user_part.is_empty() {
+        let root = passwd.iter().find(|p| p.uid == 0);
+        (0, root.map_or(0, |p| p.gid), root.map(|p| p.name.clone()))
+    } else if let Ok(uid) = user_part.parse::<u32>() {
+        let entry = passwd.iter().find(|p| p.uid == uid);
+        (
+            uid,
+            entry.map_or(0, |p| p.gid),
+            entry.map(|p| p.name.clone()),
+        )
+    } else {
+        let entry = passwd
+            .iter()
+            .find(|p| p.name == user_part)
+            .ok_or_else(|| UserError::NoSuchUser(user_part.clone()))?;
+        (entry.uid, entry.gid, Some(entry.name.clone()))
+    };
+    if let Some(g) = group_part.filter(|g| !g.is_empty()) {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|e| e.name == g)
+                .map(|e| e.gid)
+                .ok_or(UserError::NoSuchGroup(g))?,
+        };
+    }
+    if let Some(g) = req.run_as_group {
+        gid = id_from(g, "gid")?;
+    }
+    let mut additional = vec![gid];
+    if let Some(name) = &name {
+        for g in &groups {
+            if g.members.iter().any(|m| m == name) && !additional.contains(&g.gid) {
+                additional.push(g.gid);
+            }
+        }
+    }
+    for g in &req.supplemental_groups {
+        let g = id_from(*g, "supplemental group")?;
+        if !additional.contains(&g) {
+            additional.push(g);
+        }
+    }
+    Ok(Identity {
+        uid,
+        gid,
+        additional_gids: additional,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rootfs() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n# c\nbroken\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\napp:x:1000:\nextra:x:2000:app,other\nwheel:x:10:root\n",
+        )
+        .unwrap();
+        d
+    }
+
+    fn req(image_user: &str) -> UserRequest {
+        UserRequest {
+            image_user: image_user.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_numbers_and_groups() {
+        let r = rootfs();
+        let id = resolve(r.path(), &req("app")).unwrap();
+        assert_eq!((id.uid, id.gid), (1000, 1000));
+        assert_eq!(id.additional_gids, vec![1000, 2000]);
+        let id = resolve(r.path(), &req("")).unwrap();
+        assert_eq!(
+            (id.uid, id.gid, id.additional_gids.clone()),
+            (0, 0, vec![0, 10])
+        );
+        let id = resolve(r.path(), &req("1000:extra")).unwrap();
+        assert_eq!((id.uid, id.gid), (1000, 2000));
+        let id = resolve(r.path(), &req("4242")).unwrap();
+        assert_eq!(
+            (id.uid, id.gid, id.additional_gids.clone()),
+            (4242, 0, vec![0])
+        );
+        let id = resolve(r.path(), &req("app:7")).unwrap();
+        assert_eq!(id.gid, 7);
+        assert_eq!(
+            resolve(r.path(), &req("nobody")),
+            Err(UserError::NoSuchUser("nobody".into()))
+        );
+        assert_eq!(
+            resolve(r.path(), &req("app:nogroup")),
+            Err(UserError::NoSuchGroup("nogroup".into()))
+        );
+    }
+
+    #[test]
+    fn security_context_wins() {
+        let r = rootfs();
+        let id = resolve(
+            r.path(),
+            &UserRequest {
+                image_user: "root".into(),
+                run_as_user: Some(1000),
+                run_as_group: Some(3000),
+                supplemental_groups: vec![4000, 1000],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((id.uid, id.gid), (1000, 3000));
+        assert_eq!(id.additional_gids, vec![3000, 2000, 4000, 1000]);
+        let id = resolve(
+            r.path(),
+            &UserRequest {
+                run_as_username: "app".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(id.uid, 1000);
+        assert!(
+            resolve(
+                r.path(),
+                &UserRequest {
+                    run_as_user: Some(-1),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn symlinks_stay_inside_the_rootfs() {
+        let r = tempfile::tempdir().unwrap();
+        std::fs::create_dir(r.path().join("etc")).unwrap();
+        // An absolute link must resolve inside the rootfs, never to the host's /etc/passwd.
+        std::os::unix::fs::symlink("/elsewhere/passwd", r.path().join("etc/passwd")).unwrap();
+        std::fs::create_dir(r.path().join("elsewhere")).unwrap();
+        std::fs::write(
+            r.path().join("elsewhere/passwd"),
+            "svc:x:77:88::/:/bin/sh\n",
+        )
+        .unwrap();
+        let id = resolve(r.path(), &req("svc")).unwrap();
+        assert_eq!((id.uid, id.gid), (77, 88));
+        std::os::unix::fs::symlink("../../../../../../etc/shadow", r.path().join("etc/group"))
+            .unwrap();
+        // The escape resolves to <rootfs>/etc/shadow, which does not exist: no groups.
+        assert_eq!(
+            resolve(r.path(), &req("svc")).unwrap().additional_gids,
+            vec![88]
+        );
+        // No passwd at all: numeric users still work, names do not.
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(resolve(empty.path(), &req("5")).unwrap().uid, 5);
+        assert!(resolve(empty.path(), &req("app")).is_err());
+    }
+}
