@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod network;
 pub mod sandbox;
 pub mod server;
+pub mod shim_client;
 pub mod snapshot;
 pub mod store;
 

@@ -1,0 +1,192 @@
+//! Spawning a berth-shim for a container and talking to it over its socket.
+//!
+//! The shim daemonizes itself: berthd runs it with a pipe on stdout, reads the one-line
+//! handshake (`ok <init-pid>` or `error <message>`) to EOF, and from then on reaches the shim
+//! only through `<state>/shims/<id>/shim.sock`, so berthd can restart without touching it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_shim_api::v1::shim_client::ShimClient;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Errors talking to a shim.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("starting berth-shim {binary}: {source}")]
+    Spawn {
+        binary: String,
+        source: std::io::Error,
+    },
+    #[error("the container could not be created: {0}")]
+    Create(String),
+    #[error("berth-shim handshake: {0}")]
+    Handshake(String),
+    #[error("connecting to the shim at {socket}: {reason}")]
+    Connect { socket: String, reason: String },
+    #[error("shim call failed: {0}")]
+    Call(#[from] tonic::Status),
+}
+
+/// Where one container's shim keeps its files.
+#[derive(Debug, Clone)]
+pub struct ShimPaths {
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    pub exit_file: PathBuf,
+}
+
+impl ShimPaths {
+    /// `<state>/shims/<id>/{shim.sock,exit}`.
+    pub fn new(state_dir: &Path, id: &str) -> ShimPaths {
+        let dir = state_dir.join("shims").join(id);
+        ShimPaths {
+            socket: dir.join("shim.sock"),
+            exit_file: dir.join("exit"),
+            dir,
+        }
+    }
+}
+
+/// What the shim records when the container's init exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct ExitRecord {
+    pub exit_code: i32,
+    pub finished_at: i64,
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+/// Read the exit file (absent while the container runs, or if the shim died first).
+pub fn read_exit_file(path: &Path) -> Option<ExitRecord> {
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Parse the handshake line.
+pub fn parse_handshake(out: &str) -> Result<u32, ShimError> {
+    let line = out.lines().next().unwrap_or_default().trim();
+    if let Some(pid) = line.strip_prefix("ok ") {
+        return pid
+            .trim()
+            .parse()
+            .map_err(|_| ShimError::Handshake(format!("bad pid in {line:?}")));
+    }
+    if let Some(msg) = line.strip_prefix("error ") {
+        return Err(ShimError::Create(msg.to_string()));
+    }
+    Err(ShimError::Handshake(if line.is_empty() {
+        "the shim exited without a handshake".to_string()
+    } else {
+        format!("unexpected handshake {line:?}")
+    }))
+}
+
+/// Run `berth-shim` for a container and wait for its handshake; returns the init pid.
+pub async fn spawn(
+    binary: &Path,
+    id: &str,
+    bundle: &Path,
+    paths: &ShimPaths,
+    log_path: &Path,
+) -> Result<u32, ShimError> {
+    let spawn_err = |source| ShimError::Spawn {
+        binary: binary.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&paths.dir).map_err(spawn_err)?;
+    let mut child = tokio::process::Command::new(binary)
+        .arg("--id")
+        .arg(id)
+        .arg("--bundle")
+        .arg(bundle)
+        .arg("--socket")
+        .arg(&paths.socket)
+        .arg("--log")
+        .arg(log_path)
+        .arg("--exit-file")
+        .arg(&paths.exit_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(spawn_err)?;
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_to_string(&mut out));
+        match read.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ShimError::Handshake(e.to_string())),
+            Err(_) => {
+                let _ = child.start_kill();
+                return Err(ShimError::Handshake("timed out after 60s".into()));
+            }
+        }
+    }
+    // The process we started only forks the daemon and exits.
+    let _ = child.wait().await;
+    parse_handshake(&out)
+}
+
+/// A client for the shim at `socket`.
+pub async fn connect(socket: &Path) -> Result<ShimClient<Channel>, ShimError> {
+    let path = socket.to_path_buf();
+    let err = |reason: String| ShimError::Connect {
+        socket: socket.display().to_string(),
+        reason,
+    };
+    let channel = Endpoint::try_from("http://[::]:50051")
+        .map_err(|e| err(e.to_string()))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(ShimClient::new(channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshakes() {
+        assert_eq!(parse_handshake("ok 4242\n").unwrap(), 4242);
+        assert!(matches!(
+            parse_handshake("error exec: \"nope\": executable file not found\n"),
+            Err(ShimError::Create(m)) if m.contains("executable file not found")
+        ));
+        assert!(matches!(parse_handshake(""), Err(ShimError::Handshake(_))));
+        assert!(matches!(
+            parse_handshake("ok x"),
+            Err(ShimError::Handshake(_))
+        ));
+    }
+
+    #[test]
+    fn exit_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("exit");
+        assert_eq!(read_exit_file(&p), None);
+        std::fs::write(
+            &p,
+            br#"{"exit_code":137,"finished_at":5,"oom_killed":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_exit_file(&p),
+            Some(ExitRecord {
+                exit_code: 137,
+                finished_at: 5,
+                oom_killed: true
+            })
+        );
+    }
+}
