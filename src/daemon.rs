@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
+use crate::container::{Containers, default_shim_binary};
 use crate::image::Images;
 use crate::sandbox::Sandboxes;
 use crate::store::Store;
@@ -29,6 +30,8 @@ pub enum StartError {
     Image(#[from] crate::image::ImageError),
     #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(transparent)]
+    Container(#[from] crate::container::ContainerError),
 }
 
 /// Everything a CRI handler can reach.
@@ -36,6 +39,7 @@ pub struct Daemon {
     pub config: Config,
     pub images: Arc<Images>,
     pub sandboxes: Sandboxes,
+    pub containers: Arc<Containers>,
     ready: AtomicBool,
     _lock: Flock<File>,
 }
@@ -50,20 +54,71 @@ impl Daemon {
         let lock = take_lock(&config.root)?;
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
         let sandboxes = Sandboxes::open(store.clone(), &config.state)?;
+        let containers = Arc::new(
+            Containers::open(
+                store.clone(),
+                &config.root,
+                &config.state,
+                default_shim_binary(),
+            )
+            .await?,
+        );
+        containers.index_names(&sandboxes);
+        // Layers under a container's rootfs stay, whatever happens to its image.
+        let roots = containers.clone();
         let images = Images::open(
             store,
             &config.root,
             &config.registry.config_path,
             config.image.clone(),
+            Box::new(move || roots.held_layers()),
         )
         .await?;
         Ok(Arc::new(Daemon {
             config,
             images: Arc::new(images),
             sandboxes,
+            containers,
             ready: AtomicBool::new(false),
             _lock: lock,
         }))
+    }
+
+    /// StopPodSandbox: kill the pod's containers at once (as containerd), then release the pod.
+    pub async fn stop_pod(&self, id: &str) -> crate::Result<()> {
+        let sandbox = self.sandboxes.get(id)?;
+        for c in self.pod_containers(&sandbox.id) {
+            self.containers.stop(&c, 0).await?;
+        }
+        self.sandboxes.stop(&sandbox.id).await?;
+        Ok(())
+    }
+
+    /// RemovePodSandbox: remove the pod's containers, then the pod. Unknown ids are fine.
+    pub async fn remove_pod(&self, id: &str) -> crate::Result<()> {
+        let sandbox = match self.sandboxes.get(id) {
+            Ok(s) => s,
+            Err(crate::sandbox::SandboxError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for c in self.pod_containers(&sandbox.id) {
+            self.containers.remove(&c).await?;
+        }
+        self.sandboxes.remove(&sandbox.id).await?;
+        Ok(())
+    }
+
+    fn pod_containers(&self, sandbox_id: &str) -> Vec<String> {
+        let filter = k8s_cri::v1::ContainerFilter {
+            pod_sandbox_id: sandbox_id.to_string(),
+            ..Default::default()
+        };
+        self.containers
+            .list(Some(&filter))
+            .into_iter()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .map(|c| c.id)
+            .collect()
     }
 
     /// Recovery is over: CRI calls are served from now on.

@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::container::ContainerError;
 use crate::image::ImageError;
 use crate::sandbox::SandboxError;
 use crate::store::StoreError;
@@ -23,6 +24,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
 }
 
 /// The result of a domain call.
@@ -37,6 +40,21 @@ impl Error {
             Error::Unimplemented(_) => Code::Unimplemented,
             Error::Recovering => Code::Unavailable,
             Error::Store(_) => Code::Internal,
+            Error::Container(e) => match e {
+                ContainerError::InvalidArgument(_) | ContainerError::Spec(_) => {
+                    Code::InvalidArgument
+                }
+                ContainerError::AlreadyExists(_) => Code::AlreadyExists,
+                ContainerError::NotFound(_) => Code::NotFound,
+                ContainerError::FailedPrecondition(_) => Code::FailedPrecondition,
+                // The command cannot run (no such executable, bad user...): the client's to fix.
+                ContainerError::Shim(crate::shim_client::ShimError::Create(_)) => {
+                    Code::InvalidArgument
+                }
+                ContainerError::Shim(_) | ContainerError::Io { .. } | ContainerError::Store(_) => {
+                    Code::Internal
+                }
+            },
             Error::Sandbox(e) => match e {
                 SandboxError::InvalidArgument(_) => Code::InvalidArgument,
                 SandboxError::AlreadyExists(_) => Code::AlreadyExists,

@@ -46,6 +46,8 @@ pub const IMAGES: Kind = Kind("images");
 pub const SNAPSHOTS: Kind = Kind("snapshots");
 /// Pod sandboxes by id.
 pub const SANDBOXES: Kind = Kind("sandboxes");
+/// Containers by id.
+pub const CONTAINERS: Kind = Kind("containers");
 
 impl Kind {
     fn table(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
@@ -92,7 +94,7 @@ impl Store {
         let store = Store { db };
         // Create every table up front so readers never meet a missing one.
         let txn = store.db.begin_write().map_err(db_err)?;
-        for kind in [IMAGES, SNAPSHOTS, SANDBOXES] {
+        for kind in [IMAGES, SNAPSHOTS, SANDBOXES, CONTAINERS] {
             txn.open_table(kind.table()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;

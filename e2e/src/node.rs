@@ -67,12 +67,19 @@ pub struct Node {
     pub cni_conf: PathBuf,
     pub metrics: String,
     pub log: PathBuf,
+    /// Extra environment for berthd.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Node {
     /// Write a config and start berthd; returns once it answers Version.
     pub async fn start() -> Node {
+        Node::start_with_env(&[]).await
+    }
+
+    /// As `start`, with extra environment variables for berthd.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir_in("/var/tmp")
@@ -107,6 +114,10 @@ impl Node {
             cni_conf,
             metrics,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         node.spawn().await;
@@ -129,6 +140,7 @@ impl Node {
             .open(&self.log)
             .expect("opening berthd.log");
         let mut cmd = Command::new(berthd_binary());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())

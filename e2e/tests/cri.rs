@@ -86,6 +86,10 @@ fn main() -> ExitCode {
         ("berth_cli", berth_cli),
         ("sandbox_lifecycle", sandbox_lifecycle),
         ("sandbox_recovery", sandbox_recovery),
+        (
+            "create_container_failures_leave_no_trace",
+            create_container_failures_leave_no_trace,
+        ),
     ];
     let trials = tests
         .iter()
@@ -260,9 +264,9 @@ fn version_status_runtime_config(env: &Env) {
         assert_eq!(rc.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
 
         // Later work answers UNIMPLEMENTED, never a fake success.
-        let r = rt.create_container(CreateContainerRequest::default()).await;
+        let r = rt.exec_sync(ExecSyncRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
-        let r = rt.list_containers(ListContainersRequest::default()).await;
+        let r = rt.update_container_resources(UpdateContainerResourcesRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
     });
 }
@@ -1500,5 +1504,97 @@ fn sandbox_recovery(env: &Env) {
             .unwrap();
         assert!(list_pods(&node, None).await.is_empty());
         assert!(nsfs_mounts(&node).is_empty());
+    });
+}
+
+fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: spec(image),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        ..Default::default()
+    }
+}
+
+async fn create_container(
+    node: &Node,
+    pod: &str,
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    node.runtime()
+        .await
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: None,
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+fn create_container_failures_leave_no_trace(env: &Env) {
+    env.rt.block_on(async {
+        // A shim that dies without its handshake: creation must fail and undo every step.
+        let node = Node::start_with_env(&[("BERTH_SHIM", "/bin/false")]).await;
+        let bb = &env.set.busybox;
+        pull_ok(&node, &bb.reference()).await;
+        let pod = run_pod(&node, pod_config("c", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let ok_config = container_config("app", &bb.reference(), &["sh", "-c", "true"]);
+        let e = create_container(&node, &"f".repeat(64), ok_config.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        let missing = container_config("app", "docker.io/library/nothing:1", &["true"]);
+        let e = create_container(&node, &pod, missing).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "{e:?}");
+        let mut no_meta = ok_config.clone();
+        no_meta.metadata = None;
+        let e = create_container(&node, &pod, no_meta).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        let mut bad_cap = ok_config.clone();
+        bad_cap.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                capabilities: Some(Capability {
+                    add_capabilities: vec!["CAP_FLY".into()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let e = create_container(&node, &pod, bad_cap).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("CAP_FLY"), "{e:?}");
+        let e = create_container(&node, &pod, ok_config.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Internal, "{e:?}");
+        assert!(e.message().contains("handshake"), "{e:?}");
+        // Nothing is left: no record, rootfs mount, bundle or shim dir; the name is free.
+        let list = node
+            .runtime()
+            .await
+            .list_containers(ListContainersRequest { filter: None })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        assert!(list.is_empty(), "{list:?}");
+        assert!(dir_entries(&node.root.join("containers")).is_empty());
+        assert!(dir_entries(&node.state.join("shims")).is_empty());
+        assert!(
+            berth_e2e::node::mounts_under(&node.root).is_empty(),
+            "{:?}",
+            berth_e2e::node::mounts_under(&node.root)
+        );
+        // The image is not in use by anything now: it can go, layers and all.
+        remove(&node, &bb.reference()).await;
+        assert_empty(&node, "after removing the image").await;
     });
 }

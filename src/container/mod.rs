@@ -1,4 +1,658 @@
-//! Containers: the CRI container config turned into an OCI runtime spec, and the user it runs as.
+//! Containers: the CRI container config turned into an OCI runtime spec, the rootfs (an overlay
+//! of the image's snapshots plus a fresh writable layer), one berth-shim per container, and the
+//! lifecycle kubelet drives: create, start, stop, remove, status, list.
 
 pub mod spec;
 pub mod user;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use berth_shim_api::v1 as shim;
+use k8s_cri::v1::{ContainerConfig, ContainerFilter};
+use nix::mount::{MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::image::Images;
+use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes, new_id};
+use crate::shim_client::{self, ShimError, ShimPaths};
+use crate::store::{CONTAINERS, Change, Store, StoreError};
+
+/// Errors of container operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("invalid container config: {0}")]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    Shim(#[from] ShimError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let context = context.into();
+    move |source| ContainerError::Io { context, source }
+}
+
+/// Lifecycle state, as CRI has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Exited,
+    Unknown,
+}
+
+/// One container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub sandbox_id: String,
+    pub config: ContainerConfig,
+    /// The image id (config digest) and the reference the client asked for.
+    pub image_id: String,
+    pub image_ref: String,
+    /// The image's chain ids, base first: the rootfs lowers.
+    pub layers: Vec<String>,
+    pub state: ContainerState,
+    pub pid: u32,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// The CRI log file (sandbox log_directory joined with the container's log_path), if any.
+    pub log_path: Option<PathBuf>,
+}
+
+impl ContainerRecord {
+    fn name_key(config: &ContainerConfig, sandbox: &SandboxRecord) -> String {
+        let c = config.metadata.clone().unwrap_or_default();
+        let p = sandbox.config.metadata.clone().unwrap_or_default();
+        format!(
+            "{}_{}_{}_{}_{}",
+            c.name, p.name, p.namespace, p.uid, c.attempt
+        )
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<String, ContainerRecord>,
+    names: HashMap<String, String>,
+}
+
+/// All containers.
+pub struct Containers {
+    store: Arc<Store>,
+    dir: PathBuf,
+    state_dir: PathBuf,
+    shim_binary: PathBuf,
+    cgroup_ns: bool,
+    index: RwLock<Index>,
+    lifecycle: tokio::sync::Mutex<()>,
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The berth-shim binary: $BERTH_SHIM, else next to the running berthd, else on $PATH.
+pub fn default_shim_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_SHIM") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("berth-shim")))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("berth-shim"))
+}
+
+/// `CGROUP2_SUPER_MAGIC`: a pure cgroup v2 host gives containers their own cgroup namespace.
+fn cgroup2_host() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type().0 == 0x6367_7270)
+}
+
+impl Containers {
+    /// Load records and reconcile them with the shims that are still alive.
+    pub async fn open(
+        store: Arc<Store>,
+        root: &Path,
+        state_dir: &Path,
+        shim_binary: PathBuf,
+    ) -> Result<Containers, ContainerError> {
+        let dir = root.join("containers");
+        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let mut index = Index::default();
+        for (_, rec) in store.load::<ContainerRecord>(CONTAINERS)? {
+            index.by_id.insert(rec.id.clone(), rec);
+        }
+        let containers = Containers {
+            store,
+            dir,
+            state_dir: state_dir.to_path_buf(),
+            shim_binary,
+            cgroup_ns: cgroup2_host(),
+            index: RwLock::new(index),
+            lifecycle: tokio::sync::Mutex::new(()),
+        };
+        let ids: Vec<String> = containers.read().by_id.keys().cloned().collect();
+        for id in ids {
+            containers.refresh(&id).await?;
+        }
+        Ok(containers)
+    }
+
+    /// Name reservations need the sandboxes; done once both are loaded.
+    pub fn index_names(&self, sandboxes: &Sandboxes) {
+        let mut index = self.write();
+        let keys: Vec<(String, String)> = index
+            .by_id
+            .values()
+            .filter_map(|r| {
+                sandboxes
+                    .get(&r.sandbox_id)
+                    .ok()
+                    .map(|sb| (ContainerRecord::name_key(&r.config, &sb), r.id.clone()))
+            })
+            .collect();
+        index.names.extend(keys);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Chain ids every container holds (garbage-collection roots).
+    pub fn held_layers(&self) -> Vec<String> {
+        self.read()
+            .by_id
+            .values()
+            .flat_map(|r| r.layers.iter().cloned())
+            .collect()
+    }
+
+    /// Find by full id or unique prefix.
+    pub fn get(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        if id.is_empty() {
+            return Err(ContainerError::InvalidArgument(
+                "container id is required".into(),
+            ));
+        }
+        let index = self.read();
+        if let Some(r) = index.by_id.get(id) {
+            return Ok(r.clone());
+        }
+        let mut found = index.by_id.values().filter(|r| r.id.starts_with(id));
+        match (found.next(), found.next()) {
+            (Some(r), None) => Ok(r.clone()),
+            (Some(_), Some(_)) => Err(ContainerError::InvalidArgument(format!(
+                "container id prefix {id:?} is ambiguous"
+            ))),
+            _ => Err(ContainerError::NotFound(format!(
+                "container {id:?} not found"
+            ))),
+        }
+    }
+
+    /// Containers matching the CRI filter, oldest first.
+    pub fn list(&self, filter: Option<&ContainerFilter>) -> Vec<ContainerRecord> {
+        let index = self.read();
+        let mut out: Vec<ContainerRecord> = index
+            .by_id
+            .values()
+            .filter(|r| match filter {
+                None => true,
+                Some(f) => {
+                    (f.id.is_empty() || r.id.starts_with(&f.id))
+                        && (f.pod_sandbox_id.is_empty()
+                            || r.sandbox_id.starts_with(&f.pod_sandbox_id))
+                        && f.state
+                            .as_ref()
+                            .is_none_or(|s| cri_state(r.state) == s.state)
+                        && f.label_selector
+                            .iter()
+                            .all(|(k, v)| r.config.labels.get(k) == Some(v))
+                }
+            })
+            .cloned()
+            .collect();
+        out.sort_by_key(|r| r.created_at);
+        out
+    }
+
+    fn bundle(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn persist(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
+        self.store
+            .apply(vec![Change::put(CONTAINERS, &rec.id, rec)?])?;
+        self.write().by_id.insert(rec.id.clone(), rec.clone());
+        Ok(())
+    }
+
+    /// CreateContainer: rootfs, spec, shim with the init process waiting. Undone on failure.
+    pub async fn create(
+        &self,
+        sandboxes: &Sandboxes,
+        images: &Images,
+        sandbox_id: &str,
+        config: ContainerConfig,
+    ) -> Result<ContainerRecord, ContainerError> {
+        let meta = config.metadata.clone().ok_or_else(|| {
+            ContainerError::InvalidArgument("container config has no metadata".into())
+        })?;
+        if meta.name.is_empty() {
+            return Err(ContainerError::InvalidArgument(
+                "container metadata.name is required".into(),
+            ));
+        }
+        let sandbox = sandboxes
+            .get(sandbox_id)
+            .map_err(|e| ContainerError::NotFound(e.to_string()))?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.id
+            )));
+        }
+        let image_ref = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image = images.resolve(&image_ref).ok_or_else(|| {
+            ContainerError::NotFound(format!("image {image_ref:?} not found; pull it first"))
+        })?;
+        let _l = self.lifecycle.lock().await;
+        let key = ContainerRecord::name_key(&config, &sandbox);
+        if let Some(existing) = self.read().names.get(&key) {
+            return Err(ContainerError::AlreadyExists(format!(
+                "container {key} already exists as {existing}"
+            )));
+        }
+        let id = new_id().map_err(io_err("generating a container id"))?;
+        let log_path = (!config.log_path.is_empty() && !sandbox.config.log_directory.is_empty())
+            .then(|| Path::new(&sandbox.config.log_directory).join(&config.log_path));
+        let mut rec = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: sandbox.id.clone(),
+            config,
+            image_id: image.id.clone(),
+            image_ref,
+            layers: image.layers.clone(),
+            state: ContainerState::Created,
+            pid: 0,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            log_path,
+        };
+        // The record first: its layers are garbage-collection roots from now on.
+        self.persist(&rec)?;
+        self.write().names.insert(key.clone(), id.clone());
+        match self.create_inner(&sandbox, images, &image, &mut rec).await {
+            Ok(()) => {
+                self.persist(&rec)?;
+                tracing::info!(container = %id, sandbox = %sandbox.id, "container created");
+                Ok(rec)
+            }
+            Err(e) => {
+                let cleanup = self.destroy(&id).await;
+                self.store.apply(vec![Change::delete(CONTAINERS, &id)])?;
+                let mut index = self.write();
+                index.by_id.remove(&id);
+                index.names.remove(&key);
+                if let Err(c) = cleanup {
+                    tracing::error!(container = %id, error = %c, "cleanup after a failed CreateContainer");
+                    return Err(ContainerError::Io {
+                        context: format!("{e}; and cleaning up failed"),
+                        source: std::io::Error::other(c.to_string()),
+                    });
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_inner(
+        &self,
+        sandbox: &SandboxRecord,
+        images: &Images,
+        image: &crate::image::ImageRecord,
+        rec: &mut ContainerRecord,
+    ) -> Result<(), ContainerError> {
+        let bundle = self.bundle(&rec.id);
+        let rootfs = bundle.join("rootfs");
+        let upper = bundle.join("rw/upper");
+        let work = bundle.join("rw/work");
+        for d in [&rootfs, &upper, &work] {
+            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+        }
+        let mut lowers = Vec::new();
+        for chain in image.layers.iter().rev() {
+            let snap = images.snapshots.get(chain).ok_or_else(|| {
+                ContainerError::FailedPrecondition(format!(
+                    "layer {chain} of image {} is missing; pull the image again",
+                    image.id
+                ))
+            })?;
+            lowers.push(images.snapshots.fs_path(snap.id));
+        }
+        mount_overlay(&rootfs, &lowers, &upper, &work)?;
+        let image_config: serde_json::Value =
+            serde_json::from_slice(&images.config_json(&image.id).map_err(|e| {
+                ContainerError::FailedPrecondition(format!("image config unreadable: {e}"))
+            })?)
+            .map_err(|e| {
+                ContainerError::FailedPrecondition(format!("image config is not JSON: {e}"))
+            })?;
+        let image_name = image
+            .repo_tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| rec.image_ref.clone());
+        let oci = spec::build(&spec::SpecInput {
+            id: &rec.id,
+            config: &rec.config,
+            image_config: &image_config,
+            image_name: &image_name,
+            sandbox,
+            rootfs: &rootfs,
+            cgroup_ns: self.cgroup_ns,
+        })?;
+        let json = serde_json::to_vec_pretty(&oci).map_err(|e| ContainerError::Io {
+            context: "encoding config.json".into(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&bundle.join("config.json"), &json)?;
+        if let Some(log) = &rec.log_path
+            && let Some(parent) = log.parent()
+        {
+            std::fs::create_dir_all(parent).map_err(io_err(format!(
+                "creating log directory {}",
+                parent.display()
+            )))?;
+        }
+        let paths = ShimPaths::new(&self.state_dir, &rec.id);
+        let log = rec
+            .log_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/dev/null"));
+        rec.pid = shim_client::spawn(&self.shim_binary, &rec.id, &bundle, &paths, &log).await?;
+        Ok(())
+    }
+
+    /// Tear down everything of a container except its record: shim, rootfs mount, dirs.
+    async fn destroy(&self, id: &str) -> Result<(), ContainerError> {
+        let paths = ShimPaths::new(&self.state_dir, id);
+        if paths.socket.exists()
+            && let Ok(mut c) = shim_client::connect(&paths.socket).await
+        {
+            let _ = c.shutdown(shim::ShutdownRequest { force: true }).await;
+        }
+        let bundle = self.bundle(id);
+        let rootfs = bundle.join("rootfs");
+        if is_mountpoint(&rootfs) {
+            nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH)
+                .map_err(|e| io_err(format!("unmounting {}", rootfs.display()))(e.into()))?;
+        }
+        crate::snapshot::remove_tree(&bundle)
+            .map_err(io_err(format!("removing {}", bundle.display())))?;
+        crate::snapshot::remove_tree(&paths.dir)
+            .map_err(io_err(format!("removing {}", paths.dir.display())))?;
+        Ok(())
+    }
+
+    /// StartContainer.
+    pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
+        let mut rec = self.get(id)?;
+        if rec.state != ContainerState::Created {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is {:?}, not created",
+                rec.id, rec.state
+            )));
+        }
+        let paths = ShimPaths::new(&self.state_dir, &rec.id);
+        let mut c = shim_client::connect(&paths.socket).await?;
+        c.start(shim::StartRequest {})
+            .await
+            .map_err(ShimError::from)?;
+        let st = c
+            .state(shim::StateRequest {})
+            .await
+            .map_err(ShimError::from)?
+            .into_inner();
+        apply_state(&mut rec, &st);
+        self.persist(&rec)?;
+        tracing::info!(container = %rec.id, pid = rec.pid, "container started");
+        Ok(())
+    }
+
+    /// StopContainer: SIGTERM (or the image's stop signal), SIGKILL after `timeout` seconds.
+    pub async fn stop(&self, id: &str, timeout: i64) -> Result<(), ContainerError> {
+        let rec = self.get(id)?;
+        if rec.state != ContainerState::Running && rec.state != ContainerState::Created {
+            return Ok(());
+        }
+        let paths = ShimPaths::new(&self.state_dir, &rec.id);
+        let mut c = match shim_client::connect(&paths.socket).await {
+            Ok(c) => c,
+            Err(_) => {
+                self.refresh(&rec.id).await?;
+                return Ok(());
+            }
+        };
+        if timeout > 0 {
+            c.kill(shim::KillRequest {
+                signal: libc::SIGTERM as u32,
+                all: false,
+            })
+            .await
+            .map_err(ShimError::from)?;
+            let waited = tokio::time::timeout(
+                Duration::from_secs(timeout as u64),
+                c.clone().wait(shim::WaitRequest {}),
+            )
+            .await;
+            if matches!(waited, Ok(Ok(_))) {
+                self.refresh(&rec.id).await?;
+                return Ok(());
+            }
+        }
+        c.kill(shim::KillRequest {
+            signal: libc::SIGKILL as u32,
+            all: true,
+        })
+        .await
+        .map_err(ShimError::from)?;
+        c.wait(shim::WaitRequest {})
+            .await
+            .map_err(ShimError::from)?;
+        self.refresh(&rec.id).await?;
+        Ok(())
+    }
+
+    /// RemoveContainer: kill if running, tear down, forget. Unknown ids are fine.
+    pub async fn remove(&self, id: &str) -> Result<(), ContainerError> {
+        let rec = match self.get(id) {
+            Ok(r) => r,
+            Err(ContainerError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _l = self.lifecycle.lock().await;
+        self.destroy(&rec.id).await?;
+        self.store
+            .apply(vec![Change::delete(CONTAINERS, &rec.id)])?;
+        let mut index = self.write();
+        index.by_id.remove(&rec.id);
+        index.names.retain(|_, v| v != &rec.id);
+        tracing::info!(container = %rec.id, "container removed");
+        Ok(())
+    }
+
+    /// Bring the record up to date with its shim (or its exit file when the shim is gone).
+    pub async fn refresh(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        let mut rec = self.get(id)?;
+        if rec.state == ContainerState::Exited {
+            return Ok(rec);
+        }
+        let paths = ShimPaths::new(&self.state_dir, &rec.id);
+        let live = match shim_client::connect(&paths.socket).await {
+            Ok(mut c) => c
+                .state(shim::StateRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner()),
+            Err(_) => None,
+        };
+        match live {
+            Some(st) => apply_state(&mut rec, &st),
+            None => {
+                // The shim is gone: its exit file, if any, has the truth; else it died with
+                // the node (reboot) or was killed, and the container is reported exited.
+                rec.state = ContainerState::Exited;
+                match shim_client::read_exit_file(&paths.exit_file) {
+                    Some(x) => {
+                        rec.exit_code = x.exit_code;
+                        rec.finished_at = x.finished_at;
+                        rec.reason = reason(x.exit_code, x.oom_killed);
+                    }
+                    None => {
+                        rec.exit_code = 255;
+                        if rec.finished_at == 0 {
+                            rec.finished_at = now_nanos();
+                        }
+                        rec.reason = "Unknown".into();
+                        rec.message = "the container's shim is gone (berthd restart after a reboot or a crash)".into();
+                    }
+                }
+            }
+        }
+        self.persist(&rec)?;
+        Ok(rec)
+    }
+}
+
+fn reason(exit_code: i32, oom: bool) -> String {
+    if oom {
+        "OOMKilled".into()
+    } else if exit_code == 0 {
+        "Completed".into()
+    } else {
+        "Error".into()
+    }
+}
+
+fn apply_state(rec: &mut ContainerRecord, st: &shim::StateResponse) {
+    rec.pid = st.pid;
+    if st.started_at != 0 {
+        rec.started_at = st.started_at;
+    }
+    rec.state = match shim::Status::try_from(st.status) {
+        Ok(shim::Status::Created) => ContainerState::Created,
+        Ok(shim::Status::Running) => ContainerState::Running,
+        Ok(shim::Status::Stopped) => ContainerState::Exited,
+        _ => ContainerState::Unknown,
+    };
+    if rec.state == ContainerState::Exited {
+        rec.exit_code = st.exit_code;
+        rec.finished_at = st.finished_at;
+        rec.reason = reason(st.exit_code, st.oom_killed);
+        rec.message = st.message.clone();
+    }
+}
+
+/// The CRI state number of a record state.
+pub fn cri_state(s: ContainerState) -> i32 {
+    use k8s_cri::v1::ContainerState as C;
+    match s {
+        ContainerState::Created => C::ContainerCreated as i32,
+        ContainerState::Running => C::ContainerRunning as i32,
+        ContainerState::Exited => C::ContainerExited as i32,
+        ContainerState::Unknown => C::ContainerUnknown as i32,
+    }
+}
+
+fn mount_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<(), ContainerError> {
+    let lower = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| {
+        io_err(format!(
+            "mounting the rootfs overlay at {}",
+            target.display()
+        ))(e.into())
+    })
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = p.display().to_string();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}
+
+/// Temp file, fsync, rename, fsync the directory.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let tmp = path.with_extension("tmp");
+    let ctx = || format!("writing {}", path.display());
+    let mut f = std::fs::File::create(&tmp).map_err(io_err(ctx()))?;
+    f.write_all(data).map_err(io_err(ctx()))?;
+    f.sync_all().map_err(io_err(ctx()))?;
+    std::fs::rename(&tmp, path).map_err(io_err(ctx()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(ctx()))
+}

@@ -120,7 +120,12 @@ pub struct Images {
     gc_lock: tokio::sync::RwLock<()>,
     /// One download per layer at a time, whatever the number of concurrent pulls.
     inflight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Chain ids held by something other than an image (containers' rootfs).
+    extra_roots: ExtraRoots,
 }
+
+/// Garbage-collection roots outside the image records.
+pub type ExtraRoots = Box<dyn Fn() -> Vec<String> + Send + Sync>;
 
 impl Images {
     /// Load records, drop whatever a crash left half-made, and collect garbage.
@@ -129,6 +134,7 @@ impl Images {
         root: &Path,
         hosts_dir: &Path,
         config: ImageConfig,
+        extra_roots: ExtraRoots,
     ) -> Result<Images, ImageError> {
         let io = |context: &str| {
             let context = context.to_string();
@@ -156,6 +162,7 @@ impl Images {
             commit_lock: tokio::sync::Mutex::new(()),
             gc_lock: tokio::sync::RwLock::new(()),
             inflight: std::sync::Mutex::new(HashMap::new()),
+            extra_roots,
         };
         images.gc().await?;
         Ok(images)
@@ -254,6 +261,7 @@ impl Images {
                 chains.extend(r.layers.iter().cloned());
                 blobs.extend(r.blobs.iter().cloned());
             }
+            chains.extend((self.extra_roots)());
             (chains, blobs)
         };
         let dead: Vec<SnapshotRecord> = self

@@ -1,6 +1,7 @@
 //! CRI RuntimeService. Calls that later work implements answer UNIMPLEMENTED, never a fake
 //! success.
 
+mod container;
 mod runtime_config;
 mod sandbox;
 mod status;
@@ -131,47 +132,87 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
-        self.unimplemented("CreateContainer", &request.get_ref().pod_sandbox_id)
-            .await
+        let req = request.into_inner();
+        let id = req.pod_sandbox_id.clone();
+        call(
+            &self.daemon,
+            "CreateContainer",
+            &id,
+            container::create(&self.daemon, req),
+        )
+        .await
     }
 
     async fn start_container(
         &self,
         request: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
-        self.unimplemented("StartContainer", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "StartContainer",
+            &id,
+            container::start(&self.daemon, req),
+        )
+        .await
     }
 
     async fn stop_container(
         &self,
         request: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
-        self.unimplemented("StopContainer", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "StopContainer",
+            &id,
+            container::stop(&self.daemon, req),
+        )
+        .await
     }
 
     async fn remove_container(
         &self,
         request: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
-        self.unimplemented("RemoveContainer", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "RemoveContainer",
+            &id,
+            container::remove(&self.daemon, req),
+        )
+        .await
     }
 
     async fn list_containers(
         &self,
-        _request: Request<ListContainersRequest>,
+        request: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        self.unimplemented("ListContainers", "").await
+        let req = request.into_inner();
+        let id = String::new();
+        call(&self.daemon, "ListContainers", &id, async {
+            container::list(&self.daemon, req)
+        })
+        .await
     }
 
     async fn container_status(
         &self,
         request: Request<ContainerStatusRequest>,
     ) -> Result<Response<ContainerStatusResponse>, Status> {
-        self.unimplemented("ContainerStatus", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "ContainerStatus",
+            &id,
+            container::status(&self.daemon, req),
+        )
+        .await
     }
 
     async fn update_container_resources(

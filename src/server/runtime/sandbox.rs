@@ -49,7 +49,7 @@ pub async fn stop(
     daemon: &Daemon,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Error> {
-    daemon.sandboxes.stop(&req.pod_sandbox_id).await?;
+    daemon.stop_pod(&req.pod_sandbox_id).await?;
     Ok(StopPodSandboxResponse {})
 }
 
@@ -60,7 +60,7 @@ pub async fn remove(
     if req.pod_sandbox_id.is_empty() {
         return Err(Error::InvalidArgument("pod sandbox id is required".into()));
     }
-    daemon.sandboxes.remove(&req.pod_sandbox_id).await?;
+    daemon.remove_pod(&req.pod_sandbox_id).await?;
     Ok(RemovePodSandboxResponse {})
 }
 

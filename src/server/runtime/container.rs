@@ -1,0 +1,152 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
+//! ListContainers.
+
+use std::collections::HashMap;
+
+use k8s_cri::v1::{
+    Container, ContainerStatus, ContainerStatusRequest, ContainerStatusResponse,
+    CreateContainerRequest, CreateContainerResponse, ImageSpec, ListContainersRequest,
+    ListContainersResponse, RemoveContainerRequest, RemoveContainerResponse, StartContainerRequest,
+    StartContainerResponse, StopContainerRequest, StopContainerResponse,
+};
+
+use crate::container::{ContainerRecord, cri_state};
+use crate::daemon::Daemon;
+use crate::error::Error;
+
+/// The image as the client named it, and the reference kubelet shows (a repo digest if known).
+fn image_fields(daemon: &Daemon, r: &ContainerRecord) -> (Option<ImageSpec>, String) {
+    let image_ref = daemon
+        .images
+        .resolve(&r.image_id)
+        .and_then(|i| i.repo_digests.first().cloned())
+        .unwrap_or_else(|| r.image_id.clone());
+    (
+        Some(ImageSpec {
+            image: r.image_ref.clone(),
+            ..Default::default()
+        }),
+        image_ref,
+    )
+}
+
+pub async fn create(
+    daemon: &Daemon,
+    req: CreateContainerRequest,
+) -> Result<CreateContainerResponse, Error> {
+    let config = req
+        .config
+        .ok_or_else(|| Error::InvalidArgument("CreateContainer needs a config".into()))?;
+    let rec = daemon
+        .containers
+        .create(
+            &daemon.sandboxes,
+            &daemon.images,
+            &req.pod_sandbox_id,
+            config,
+        )
+        .await?;
+    Ok(CreateContainerResponse {
+        container_id: rec.id,
+    })
+}
+
+pub async fn start(
+    daemon: &Daemon,
+    req: StartContainerRequest,
+) -> Result<StartContainerResponse, Error> {
+    daemon.containers.start(&req.container_id).await?;
+    Ok(StartContainerResponse {})
+}
+
+pub async fn stop(
+    daemon: &Daemon,
+    req: StopContainerRequest,
+) -> Result<StopContainerResponse, Error> {
+    daemon
+        .containers
+        .stop(&req.container_id, req.timeout)
+        .await?;
+    Ok(StopContainerResponse {})
+}
+
+pub async fn remove(
+    daemon: &Daemon,
+    req: RemoveContainerRequest,
+) -> Result<RemoveContainerResponse, Error> {
+    if req.container_id.is_empty() {
+        return Err(Error::InvalidArgument("container id is required".into()));
+    }
+    daemon.containers.remove(&req.container_id).await?;
+    Ok(RemoveContainerResponse {})
+}
+
+pub async fn status(
+    daemon: &Daemon,
+    req: ContainerStatusRequest,
+) -> Result<ContainerStatusResponse, Error> {
+    let id = daemon.containers.get(&req.container_id)?.id;
+    let r = daemon.containers.refresh(&id).await?;
+    let (image, image_ref) = image_fields(daemon, &r);
+    let mut info = HashMap::new();
+    if req.verbose {
+        let verbose = serde_json::json!({
+            "sandboxID": r.sandbox_id,
+            "pid": r.pid,
+            "config": r.config,
+            "layers": r.layers,
+        });
+        info.insert("info".to_string(), verbose.to_string());
+    }
+    Ok(ContainerStatusResponse {
+        status: Some(ContainerStatus {
+            id: r.id.clone(),
+            metadata: r.config.metadata.clone(),
+            state: cri_state(r.state),
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            exit_code: r.exit_code,
+            image,
+            image_ref,
+            reason: r.reason.clone(),
+            message: r.message.clone(),
+            labels: r.config.labels.clone(),
+            annotations: r.config.annotations.clone(),
+            mounts: r.config.mounts.clone(),
+            log_path: r
+                .log_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            resources: None,
+            image_id: r.image_id.clone(),
+            user: None,
+        }),
+        info,
+    })
+}
+
+pub fn list(daemon: &Daemon, req: ListContainersRequest) -> Result<ListContainersResponse, Error> {
+    let containers = daemon
+        .containers
+        .list(req.filter.as_ref())
+        .iter()
+        .map(|r| {
+            let (image, image_ref) = image_fields(daemon, r);
+            Container {
+                id: r.id.clone(),
+                pod_sandbox_id: r.sandbox_id.clone(),
+                metadata: r.config.metadata.clone(),
+                image,
+                image_ref,
+                state: cri_state(r.state),
+                created_at: r.created_at,
+                labels: r.config.labels.clone(),
+                annotations: r.config.annotations.clone(),
+                image_id: r.image_id.clone(),
+            }
+        })
+        .collect();
+    Ok(ListContainersResponse { containers })
+}
