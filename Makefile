@@ -47,6 +47,7 @@ lint: rust
 
 unit: build
 	$(CARGO) test -p berth --lib --bins
+	$(CARGO) test -p berth-shim
 
 # The test bed's own tests start registries: run them in a private network namespace.
 e2e: build

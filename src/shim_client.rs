@@ -40,9 +40,10 @@ pub struct ShimPaths {
 }
 
 impl ShimPaths {
-    /// `<state>/shims/<id>/{shim.sock,exit}`.
+    /// `<state>/shims/<id prefix>/{shim.sock,exit}`: a 16-character prefix keeps the socket
+    /// path well under the 108 bytes a unix socket address allows.
     pub fn new(state_dir: &Path, id: &str) -> ShimPaths {
-        let dir = state_dir.join("shims").join(id);
+        let dir = state_dir.join("shims").join(&id[..id.len().min(16)]);
         ShimPaths {
             socket: dir.join("shim.sock"),
             exit_file: dir.join("exit"),

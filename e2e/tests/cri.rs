@@ -90,6 +90,7 @@ fn main() -> ExitCode {
             "create_container_failures_leave_no_trace",
             create_container_failures_leave_no_trace,
         ),
+        ("containers_run_exit_and_log", containers_run_exit_and_log),
     ];
     let trials = tests
         .iter()
@@ -1596,5 +1597,151 @@ fn create_container_failures_leave_no_trace(env: &Env) {
         // The image is not in use by anything now: it can go, layers and all.
         remove(&node, &bb.reference()).await;
         assert_empty(&node, "after removing the image").await;
+    });
+}
+
+async fn start_container(node: &Node, id: &str) {
+    node.runtime()
+        .await
+        .start_container(StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer {id}: {e:?}\n{}", node.log_text()));
+}
+
+async fn container_status(node: &Node, id: &str) -> ContainerStatus {
+    node.runtime()
+        .await
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn wait_exited(node: &Node, id: &str) -> ContainerStatus {
+    for _ in 0..500 {
+        let s = container_status(node, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("container {id} did not exit");
+}
+
+/// Run `sh -c script` in a fresh container of `pod`; returns (status, log text).
+async fn run_script(
+    node: &Node,
+    pod: &str,
+    name: &str,
+    image: &str,
+    script: &str,
+    tweak: impl FnOnce(&mut ContainerConfig),
+) -> (ContainerStatus, String) {
+    let mut cfg = container_config(name, image, &["sh", "-c", script]);
+    tweak(&mut cfg);
+    let id = create_container(node, pod, cfg)
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:?}\n{}", node.log_text()));
+    start_container(node, &id).await;
+    let st = wait_exited(node, &id).await;
+    let log = std::fs::read_to_string(&st.log_path).unwrap_or_default();
+    (st, log)
+}
+
+/// The content of each CRI log record, checking the format of every line.
+fn log_contents(log: &str) -> Vec<(String, String, String)> {
+    log.lines()
+        .map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let ts = parts.next().unwrap();
+            assert!(
+                ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.',
+                "bad timestamp in {l:?}"
+            );
+            let stream = parts.next().unwrap().to_string();
+            let tag = parts.next().unwrap().to_string();
+            assert!(stream == "stdout" || stream == "stderr", "{l:?}");
+            assert!(tag == "F" || tag == "P", "{l:?}");
+            (stream, tag, parts.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+fn containers_run_exit_and_log(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = &env.set.busybox;
+        pull_ok(&node, &bb.reference()).await;
+        let mut pod_cfg = pod_config("run", NamespaceMode::Pod);
+        pod_cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        let pod = run_pod(&node, pod_cfg).await.unwrap();
+
+        let (st, log) = run_script(&node, &pod, "ok", &bb.reference(), "echo hello; echo oops >&2", |_| {}).await;
+        assert_eq!((st.exit_code, st.reason.as_str()), (0, "Completed"));
+        let recs = log_contents(&log);
+        assert!(recs.contains(&("stdout".into(), "F".into(), "hello".into())), "{log}");
+        assert!(recs.contains(&("stderr".into(), "F".into(), "oops".into())), "{log}");
+        assert!(st.started_at > 0 && st.finished_at >= st.started_at);
+
+        let (st, _) = run_script(&node, &pod, "seven", &bb.reference(), "exit 7", |_| {}).await;
+        assert_eq!((st.exit_code, st.reason.as_str()), (7, "Error"));
+
+        // A 20,000-character line: partial records, then the final one.
+        let (_, log) = run_script(&node, &pod, "long", &bb.reference(), "head -c 20000 /dev/zero | tr '\\0' x; echo", |_| {}).await;
+        let recs = log_contents(&log);
+        assert!(recs.len() >= 2 && recs[..recs.len() - 1].iter().all(|r| r.1 == "P"), "{recs:?}");
+        assert_eq!(recs.last().unwrap().1, "F");
+        assert_eq!(recs.iter().map(|r| r.2.len()).sum::<usize>(), 20000);
+
+        // Identity, capabilities, masked and read-only paths, PID 1.
+        let (_, log) = run_script(&node, &pod, "ids", &bb.reference(),
+            "id -u; id -G; grep CapEff /proc/self/status; cat /proc/timer_list | wc -c; echo $$; touch /x && echo rw", |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext {
+                        readonly_rootfs: true,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }).await;
+        let out: Vec<String> = log_contents(&log).into_iter().filter(|r| r.0 == "stdout").map(|r| r.2).collect();
+        assert_eq!(out[0], "0");
+        assert!(out[2].ends_with("00000000a80425fb"), "{out:?}");
+        assert_eq!(out[3], "0", "/proc/timer_list is masked");
+        assert_eq!(out[4], "1", "the command is PID 1");
+        assert!(!out.contains(&"rw".to_string()), "readonly rootfs was writable");
+        pull_ok(&node, &env.set.user.reference()).await;
+        let (_, log) = run_script(&node, &pod, "app", &env.set.user.reference(), "id -u; id -g; id -G", |_| {}).await;
+        let out: Vec<String> = log_contents(&log).into_iter().map(|r| r.2).collect();
+        assert_eq!(out, vec!["1000", "1000", "1000 2000"], "{log}");
+
+        // Stop: SIGTERM → 143, SIGKILL after the timeout → 137.
+        let mut rt = node.runtime().await;
+        for (name, script, timeout, code) in [
+            ("term", "trap 'exit 143' TERM; while true; do sleep 0.1; done", 10, 143),
+            ("kill", "trap '' TERM; sleep 100 & wait", 1, 137),
+        ] {
+            let id = create_container(&node, &pod, container_config(name, &bb.reference(), &["sh", "-c", script])).await.unwrap();
+            start_container(&node, &id).await;
+            rt.stop_container(StopContainerRequest { container_id: id.clone(), timeout }).await.unwrap();
+            let st = container_status(&node, &id).await;
+            assert_eq!(st.exit_code, code, "{name}");
+        }
+
+        // Remove the pod: containers, shims, mounts all go.
+        rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+        let left = rt.list_containers(ListContainersRequest { filter: None }).await.unwrap().into_inner().containers;
+        assert!(left.is_empty());
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+        assert!(dir_entries(&node.state.join("shims")).is_empty());
+        assert!(dir_entries(&node.root.join("containers")).is_empty());
     });
 }

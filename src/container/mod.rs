@@ -296,7 +296,13 @@ impl Containers {
                 "container {key} already exists as {existing}"
             )));
         }
-        let id = new_id().map_err(io_err("generating a container id"))?;
+        // Shim directories are named by an id prefix: never reuse one.
+        let id = loop {
+            let id = new_id().map_err(io_err("generating a container id"))?;
+            if !ShimPaths::new(&self.state_dir, &id).dir.exists() {
+                break id;
+            }
+        };
         let log_path = (!config.log_path.is_empty() && !sandbox.config.log_directory.is_empty())
             .then(|| Path::new(&sandbox.config.log_directory).join(&config.log_path));
         let mut rec = ContainerRecord {

@@ -1,0 +1,120 @@
+//! The command line berthd runs:
+//! `berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+pub const USAGE: &str =
+    "usage: berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH";
+
+/// Parsed arguments; every path absolute (the daemon later runs from `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub socket: PathBuf,
+    /// The container's CRI log file.
+    pub log: PathBuf,
+    pub exit_file: PathBuf,
+}
+
+impl Args {
+    /// Parse `--flag VALUE` or `--flag=VALUE` pairs (program name excluded), resolving relative
+    /// paths against `cwd`.
+    pub fn parse<I: IntoIterator<Item = OsString>>(args: I, cwd: &Path) -> Result<Args, String> {
+        let (mut id, mut bundle, mut socket, mut log, mut exit_file) =
+            (None, None, None, None, None);
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            let arg = arg
+                .into_string()
+                .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let slot = match flag.as_str() {
+                "--id" => &mut id,
+                "--bundle" => &mut bundle,
+                "--socket" => &mut socket,
+                "--log" => &mut log,
+                "--exit-file" => &mut exit_file,
+                _ => return Err(format!("unknown argument {arg:?}")),
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value"))?
+                    .into_string()
+                    .map_err(|v| format!("{flag} value {v:?} is not UTF-8"))?,
+            };
+            if value.is_empty() {
+                return Err(format!("{flag} is empty"));
+            }
+            *slot = Some(value);
+        }
+        let need = |v: Option<String>, flag: &str| v.ok_or_else(|| format!("{flag} is required"));
+        let path = |v: Option<String>, flag: &str| need(v, flag).map(|p| cwd.join(p));
+        Ok(Args {
+            id: need(id, "--id")?,
+            bundle: path(bundle, "--bundle")?,
+            socket: path(socket, "--socket")?,
+            log: path(log, "--log")?,
+            exit_file: path(exit_file, "--exit-file")?,
+        })
+    }
+
+    /// The directory of the socket, where the shim keeps its own log.
+    pub fn state_dir(&self) -> PathBuf {
+        self.socket
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(a: &[&str]) -> Result<Args, String> {
+        Args::parse(a.iter().map(OsString::from), Path::new("/cwd"))
+    }
+
+    #[test]
+    fn parses_the_berthd_command_line() {
+        let a = parse(&[
+            "--id",
+            "c1",
+            "--bundle",
+            "/b",
+            "--socket",
+            "/run/s/shim.sock",
+            "--log=rel/0.log",
+            "--exit-file",
+            "/run/s/exit",
+        ])
+        .unwrap();
+        assert_eq!(a.id, "c1");
+        assert_eq!(a.bundle, PathBuf::from("/b"));
+        assert_eq!(a.log, PathBuf::from("/cwd/rel/0.log"));
+        assert_eq!(a.state_dir(), PathBuf::from("/run/s"));
+    }
+
+    #[test]
+    fn refuses_bad_command_lines() {
+        assert!(
+            parse(&["--id", "c1"])
+                .unwrap_err()
+                .contains("--bundle is required")
+        );
+        assert!(parse(&["--id"]).unwrap_err().contains("needs a value"));
+        assert!(
+            parse(&["--nope", "x"])
+                .unwrap_err()
+                .contains("unknown argument")
+        );
+        assert!(parse(&["--id="]).unwrap_err().contains("empty"));
+    }
+}

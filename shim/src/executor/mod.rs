@@ -1,0 +1,268 @@
+//! berth's built-in OCI executor: turns a bundle's `config.json` into a container init process
+//! in the CREATED state, then lets it exec the container's command on [`InitProcess::start`].
+//!
+//! - [`Container::load`] reads and validates the bundle (no side effects);
+//! - [`process::create`] forks the init into its namespaces; the child prepares the rootfs
+//!   ([`rootfs`]), its identity and privileges ([`security`]), reports `ready` (or the first
+//!   error) to the shim and blocks until released;
+//! - the shim releases it with [`process::release`] and learns whether the exec worked.
+//!
+//! Everything that can fail happens before the child blocks, so it surfaces at create time;
+//! only the exec itself (executable lookup) is reported at start.
+//!
+//! Not yet here: cgroups, seccomp (logged and skipped), user namespaces (refused), exec into a
+//! running container.
+
+pub mod process;
+pub mod rootfs;
+pub mod security;
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+pub use process::{InitProcess, PidNamespace, create};
+
+/// Executor errors. The message is what berthd shows the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("loading {path}: {source}")]
+    LoadSpec {
+        path: PathBuf,
+        source: oci_spec::OciSpecError,
+    },
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error("{context}: {source}")]
+    Sys { context: String, source: nix::Error },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The container's command could not be executed (`code` is its exit code, 126 or 127).
+    #[error("{message}")]
+    Exec { code: i32, message: String },
+    /// The init process reported an error or died during setup.
+    #[error("{0}")]
+    Init(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a description of what was being done to a system error.
+pub(crate) trait Context<T> {
+    fn ctx<C: Display>(self, what: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T> Context<T> for Result<T, nix::Error> {
+    fn ctx<C: Display>(self, what: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|source| Error::Sys {
+            context: what().to_string(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for Result<T, std::io::Error> {
+    fn ctx<C: Display>(self, what: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: what().to_string(),
+            source,
+        })
+    }
+}
+
+/// A container's validated configuration: its spec and absolute rootfs.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+impl Container {
+    /// Read `<bundle>/config.json` and check that this executor can run it.
+    pub fn load(id: &str, bundle: &Path) -> Result<Container> {
+        let path = bundle.join("config.json");
+        let spec = Spec::load(&path).map_err(|source| Error::LoadSpec {
+            path: path.clone(),
+            source,
+        })?;
+        Container::new(id, bundle, spec)
+    }
+
+    /// Validate `spec` for the bundle directory `bundle`.
+    pub fn new(id: &str, bundle: &Path, spec: Spec) -> Result<Container> {
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| Error::InvalidSpec("root is not set".into()))?;
+        let rootfs = bundle.join(root.path());
+        let container = Container {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            rootfs,
+            spec,
+        };
+        container.validate()?;
+        Ok(container)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::InvalidSpec(m));
+        if !self.rootfs.is_dir() {
+            return invalid(format!(
+                "root.path {} is not a directory",
+                self.rootfs.display()
+            ));
+        }
+        let Some(process) = self.spec.process() else {
+            return invalid("process is not set".into());
+        };
+        match process.args() {
+            Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+            _ => return invalid("process.args is empty".into()),
+        }
+        if !process.cwd().is_absolute() {
+            return invalid(format!(
+                "process.cwd {} is not absolute",
+                process.cwd().display()
+            ));
+        }
+        for m in self.spec.mounts().iter().flatten() {
+            if !m.destination().is_absolute() {
+                return invalid(format!(
+                    "mount destination {} is not absolute",
+                    m.destination().display()
+                ));
+            }
+        }
+        let mut seen = Vec::new();
+        for ns in self.namespaces() {
+            let typ = ns.typ();
+            if seen.contains(&typ) {
+                return invalid(format!("namespace {typ} is listed twice"));
+            }
+            seen.push(typ);
+            match typ {
+                LinuxNamespaceType::User => {
+                    return Err(Error::Unsupported(
+                        "user namespaces are not supported yet".into(),
+                    ));
+                }
+                LinuxNamespaceType::Time => {
+                    return Err(Error::Unsupported(
+                        "time namespaces are not supported yet".into(),
+                    ));
+                }
+                LinuxNamespaceType::Mount if ns.path().is_some() => {
+                    return Err(Error::Unsupported(
+                        "joining an existing mount namespace is not supported".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !seen.contains(&LinuxNamespaceType::Mount) {
+            // The rootfs is set up with mounts and pivot_root: never on the host's mount table.
+            return invalid("a new mount namespace is required".into());
+        }
+        if let Some(linux) = self.spec.linux()
+            && (linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
+        {
+            return Err(Error::Unsupported(
+                "uid/gid mappings (user namespaces) are not supported yet".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `linux.namespaces`, or none.
+    pub fn namespaces(&self) -> &[oci_spec::runtime::LinuxNamespace] {
+        self.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_deref())
+            .unwrap_or_default()
+    }
+
+    /// Whether the namespace of `typ` is listed without a path (a new one is created).
+    pub fn creates_namespace(&self, typ: LinuxNamespaceType) -> bool {
+        self.namespaces()
+            .iter()
+            .any(|n| n.typ() == typ && n.path().is_none())
+    }
+
+    /// `process.terminal`.
+    pub fn terminal(&self) -> bool {
+        self.spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const BASE: &str = r#"{
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs"},
+        "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
+    }"#;
+
+    fn bundle() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("rootfs")).unwrap();
+        d
+    }
+
+    #[test]
+    fn accepts_a_plain_spec() {
+        let d = bundle();
+        let c = Container::new("c1", d.path(), spec(BASE)).unwrap();
+        assert_eq!(c.rootfs, d.path().join("rootfs"));
+        assert!(c.creates_namespace(LinuxNamespaceType::Pid));
+        assert!(!c.creates_namespace(LinuxNamespaceType::Network));
+        assert!(!c.terminal());
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_run() {
+        let d = bundle();
+        let with =
+            |from: &str, to: &str| Container::new("c", d.path(), spec(&BASE.replace(from, to)));
+        let err = with(r#"{"type": "pid"}"#, r#"{"type": "user"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("user namespaces are not supported"),
+            "{err}"
+        );
+        let err = with(r#"{"type": "mount"}, "#, "").unwrap_err();
+        assert!(
+            err.to_string().contains("mount namespace is required"),
+            "{err}"
+        );
+        let err = with(r#""args": ["sh"]"#, r#""args": []"#).unwrap_err();
+        assert!(err.to_string().contains("process.args is empty"), "{err}");
+        let err = with(r#""cwd": "/""#, r#""cwd": "tmp""#).unwrap_err();
+        assert!(err.to_string().contains("not absolute"), "{err}");
+        let err = with(r#""path": "rootfs""#, r#""path": "nope""#).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        let err = with(r#"{"type": "pid"}"#, r#"{"type": "mount"}"#).unwrap_err();
+        assert!(err.to_string().contains("listed twice"), "{err}");
+    }
+}

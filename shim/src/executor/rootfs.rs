@@ -1,0 +1,637 @@
+//! The container's filesystem view, built inside its new mount namespace:
+//!
+//! 1. [`prepare`]: `/` becomes rslave (or `linux.rootfsPropagation`) so nothing done here
+//!    propagates to the host while host unmounts still propagate in (runc's default); the
+//!    rootfs is bound onto itself; `mounts` are mounted in order inside it; the standard devices
+//!    are created when `/dev` is a tmpfs; `linux.devices` are created; `process.cwd` is created;
+//! 2. [`pivot`]: `pivot_root(".", ".")`, then the old root is detached;
+//! 3. [`finish`]: `linux.readonlyPaths`, `linux.maskedPaths`, then `root.readonly`.
+//!
+//! Every path inside the rootfs goes through [`secure_join`], so a symlink in the image cannot
+//! send a mount outside it.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{OpenOptionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{OFlag, open};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::statvfs::{FsFlags, statvfs};
+use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+
+use super::{Container, Context, Error, Result};
+
+/// Parsed `mounts[].options`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// MS_* flags for mount(2) (no propagation, no MS_BIND/MS_REC).
+    pub flags: MsFlags,
+    /// Propagation changes applied after the mount, in order.
+    pub propagation: Vec<MsFlags>,
+    /// Filesystem-specific options (`mode=755`, `size=65536k`, ...).
+    pub data: Vec<String>,
+    pub bind: bool,
+    pub recursive: bool,
+    /// Options understood but not applied yet (recursive attributes, tmpcopyup).
+    pub ignored: Vec<String>,
+}
+
+/// Parse mount options the way runc does: known flags set or clear MS_* bits, propagation
+/// keywords are collected, everything else is passed to the filesystem.
+pub fn parse_mount_options(options: &[String]) -> Result<MountOptions> {
+    let mut o = MountOptions {
+        flags: MsFlags::empty(),
+        propagation: Vec::new(),
+        data: Vec::new(),
+        bind: false,
+        recursive: false,
+        ignored: Vec::new(),
+    };
+    for opt in options {
+        let (clear, flag) = match opt.as_str() {
+            "defaults" => continue,
+            "ro" => (false, MsFlags::MS_RDONLY),
+            "rw" => (true, MsFlags::MS_RDONLY),
+            "suid" => (true, MsFlags::MS_NOSUID),
+            "nosuid" => (false, MsFlags::MS_NOSUID),
+            "dev" => (true, MsFlags::MS_NODEV),
+            "nodev" => (false, MsFlags::MS_NODEV),
+            "exec" => (true, MsFlags::MS_NOEXEC),
+            "noexec" => (false, MsFlags::MS_NOEXEC),
+            "sync" => (false, MsFlags::MS_SYNCHRONOUS),
+            "async" => (true, MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (false, MsFlags::MS_DIRSYNC),
+            "remount" => (false, MsFlags::MS_REMOUNT),
+            "mand" => (false, MsFlags::MS_MANDLOCK),
+            "nomand" => (true, MsFlags::MS_MANDLOCK),
+            "atime" => (true, MsFlags::MS_NOATIME),
+            "noatime" => (false, MsFlags::MS_NOATIME),
+            "diratime" => (true, MsFlags::MS_NODIRATIME),
+            "nodiratime" => (false, MsFlags::MS_NODIRATIME),
+            "relatime" => (false, MsFlags::MS_RELATIME),
+            "norelatime" => (true, MsFlags::MS_RELATIME),
+            "strictatime" => (false, MsFlags::MS_STRICTATIME),
+            "nostrictatime" => (true, MsFlags::MS_STRICTATIME),
+            "bind" => {
+                o.bind = true;
+                continue;
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                continue;
+            }
+            "idmap" | "ridmap" => {
+                return Err(Error::Unsupported(format!(
+                    "mount option {opt} (id-mapped mounts) is not supported yet"
+                )));
+            }
+            "tmpcopyup" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec"
+            | "rexec" | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime" | "rstrictatime"
+            | "rnostrictatime" | "rnodiratime" | "rdiratime" | "rnosymfollow" | "rsymfollow" => {
+                o.ignored.push(opt.clone());
+                continue;
+            }
+            other => match propagation_flag(other) {
+                Some(p) => {
+                    o.propagation.push(p);
+                    continue;
+                }
+                None => {
+                    o.data.push(other.to_string());
+                    continue;
+                }
+            },
+        };
+        if clear {
+            o.flags.remove(flag);
+        } else {
+            o.flags.insert(flag);
+        }
+    }
+    Ok(o)
+}
+
+/// `private`, `rshared`, ... as mount(2) flags.
+pub fn propagation_flag(name: &str) -> Option<MsFlags> {
+    Some(match name {
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        _ => return None,
+    })
+}
+
+/// `root` joined with `unsafe_path`, resolving `..` and symlinks as if `root` were `/`: the
+/// result never leaves `root` (like filepath-securejoin). Missing components are kept as named.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> io::Result<PathBuf> {
+    let mut pending: VecDeque<OsString> = to_parts(unsafe_path);
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop_front() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let full = root.join(&candidate);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = fs::read_link(&full)?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut next = to_parts(&target);
+                next.extend(pending);
+                pending = next;
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// Path components as names and `..` (root and `.` dropped).
+fn to_parts(p: &Path) -> VecDeque<OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The restrictive flags of the mount holding `path`, which a bind remount must keep.
+fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut m = MsFlags::empty();
+    for (fs_flag, ms_flag) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs_flag) {
+            m |= ms_flag;
+        }
+    }
+    m
+}
+
+const NONE: Option<&str> = None;
+
+/// Steps 1: everything before pivot_root. Runs in the init child, in its new mount namespace.
+pub fn prepare(c: &Container) -> Result<()> {
+    let rootfs = &c.rootfs;
+    let linux = c.spec.linux().as_ref();
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        Some(p) => propagation_flag(p)
+            .ok_or_else(|| Error::InvalidSpec(format!("unknown rootfsPropagation {p:?}")))?,
+        None => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    mount(NONE, "/", NONE, propagation, NONE).ctx(|| "setting the propagation of /")?;
+    make_parent_mount_private(rootfs)?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .ctx(|| format!("binding the rootfs {} onto itself", rootfs.display()))?;
+
+    for m in c.spec.mounts().iter().flatten() {
+        mount_one(c, m)?;
+    }
+
+    let devices: &[LinuxDevice] = linux
+        .and_then(|l| l.devices().as_deref())
+        .unwrap_or_default();
+    if dev_is_tmpfs(c) {
+        create_default_devices(rootfs, devices)?;
+    }
+    for d in devices {
+        create_device(rootfs, d)?;
+    }
+
+    if let Some(p) = c.spec.process() {
+        let cwd =
+            secure_join(rootfs, p.cwd()).ctx(|| format!("resolving cwd {}", p.cwd().display()))?;
+        fs::create_dir_all(&cwd).ctx(|| format!("creating cwd {}", p.cwd().display()))?;
+    }
+    Ok(())
+}
+
+/// pivot_root refuses a new root whose parent mount is shared: make that one private.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo")?;
+    let mut best: Option<(PathBuf, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(mount_point) = fields.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else {
+            continue;
+        };
+        if !rootfs.starts_with(&mount_point) {
+            continue;
+        }
+        let shared = fields
+            .iter()
+            .skip(6)
+            .take_while(|f| **f != "-")
+            .any(|f| f.starts_with("shared:"));
+        // Later lines stack on top of earlier ones at the same mount point.
+        let longer = best
+            .as_ref()
+            .is_none_or(|(b, _)| mount_point.as_os_str().len() >= b.as_os_str().len());
+        if longer {
+            best = Some((mount_point, shared));
+        }
+    }
+    if let Some((mount_point, true)) = best {
+        mount(NONE, &mount_point, NONE, MsFlags::MS_PRIVATE, NONE)
+            .ctx(|| format!("making {} private", mount_point.display()))?;
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn dev_is_tmpfs(c: &Container) -> bool {
+    c.spec.mounts().iter().flatten().any(|m| {
+        m.typ().as_deref() == Some("tmpfs")
+            && to_parts(m.destination()) == to_parts(Path::new("/dev"))
+    })
+}
+
+/// Create `dest` as a directory, or as an empty file to bind a file onto.
+fn create_mount_point(dest: &Path, dir: bool) -> Result<()> {
+    if dir {
+        return fs::create_dir_all(dest).ctx(|| format!("creating mount point {}", dest.display()));
+    }
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+    }
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(dest)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).ctx(|| format!("creating mount point {}", dest.display())),
+    }
+}
+
+fn mount_one(c: &Container, m: &Mount) -> Result<()> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    let opts = parse_mount_options(m.options().as_deref().unwrap_or_default())?;
+    if !opts.ignored.is_empty() {
+        tracing::warn!(
+            "mount {}: options {:?} are not applied yet",
+            m.destination().display(),
+            opts.ignored
+        );
+    }
+    let dest = secure_join(&c.rootfs, m.destination())
+        .ctx(|| format!("resolving mount destination {}", m.destination().display()))?;
+    let what = || format!("mounting {} on {}", typ, m.destination().display());
+
+    if opts.bind || typ == "bind" {
+        let source = m.source().as_ref().ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "bind mount {} has no source",
+                m.destination().display()
+            ))
+        })?;
+        let source = c.bundle.join(source);
+        let meta =
+            fs::metadata(&source).ctx(|| format!("bind mount source {}", source.display()))?;
+        create_mount_point(&dest, meta.is_dir())?;
+        let mut flags = MsFlags::MS_BIND;
+        if opts.recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        mount(Some(&source), &dest, NONE, flags, NONE).ctx(|| {
+            format!(
+                "bind mounting {} on {}",
+                source.display(),
+                m.destination().display()
+            )
+        })?;
+        // Flags of a bind mount only take effect through a remount.
+        let extra = opts.flags - MsFlags::MS_REMOUNT;
+        if !extra.is_empty() {
+            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra | locked_flags(&dest);
+            mount(NONE, &dest, NONE, flags, NONE)
+                .ctx(|| format!("remounting {} with {extra:?}", m.destination().display()))?;
+        }
+    } else {
+        create_mount_point(&dest, true)?;
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.as_os_str().to_owned())
+            .unwrap_or_else(|| typ.into());
+        let data = opts.data.join(",");
+        let data = (!data.is_empty()).then_some(data.as_str());
+        if let Err(e) = mount(Some(source.as_os_str()), &dest, Some(typ), opts.flags, data) {
+            if typ == "cgroup" || typ == "cgroup2" {
+                // No cgroup setup yet, and a hybrid v1 host refuses a bare cgroup mount.
+                tracing::warn!("{}: {e}; skipped", what());
+                return Ok(());
+            }
+            return Err(e).ctx(what);
+        }
+    }
+    for p in &opts.propagation {
+        mount(NONE, &dest, NONE, *p, NONE)
+            .ctx(|| format!("setting propagation of {}", m.destination().display()))?;
+    }
+    Ok(())
+}
+
+/// The devices every container gets in a tmpfs /dev: (name, major, minor).
+const DEFAULT_DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+const DEV_LINKS: [(&str, &str); 5] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
+];
+
+fn create_default_devices(rootfs: &Path, listed: &[LinuxDevice]) -> Result<()> {
+    let dev = rootfs.join("dev");
+    for (name, major, minor) in DEFAULT_DEVICES {
+        let in_spec = listed
+            .iter()
+            .any(|d| to_parts(d.path()) == to_parts(&Path::new("/dev").join(name)));
+        if in_spec {
+            continue;
+        }
+        let path = dev.join(name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .ctx(|| format!("creating /dev/{name}"))?;
+    }
+    for (name, target) in DEV_LINKS {
+        match symlink(target, dev.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("creating /dev/{name}")),
+        }
+    }
+    Ok(())
+}
+
+fn create_device(rootfs: &Path, d: &LinuxDevice) -> Result<()> {
+    let path =
+        secure_join(rootfs, d.path()).ctx(|| format!("resolving device {}", d.path().display()))?;
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(Error::InvalidSpec(format!(
+                "device {} has type a (only cgroup rules may)",
+                d.path().display()
+            )));
+        }
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+    }
+    if let Ok(m) = fs::symlink_metadata(&path) {
+        if m.is_dir() {
+            return Err(Error::InvalidSpec(format!(
+                "device path {} is a directory",
+                d.path().display()
+            )));
+        }
+        fs::remove_file(&path).ctx(|| format!("replacing {}", d.path().display()))?;
+    }
+    let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666) & 0o7777);
+    let (major, minor) = (d.major(), d.minor());
+    if major < 0 || minor < 0 {
+        return Err(Error::InvalidSpec(format!(
+            "device {} has a negative number",
+            d.path().display()
+        )));
+    }
+    mknod(&path, kind, mode, makedev(major as u64, minor as u64))
+        .ctx(|| format!("creating device {}", d.path().display()))?;
+    chown(
+        &path,
+        Some(Uid::from_raw(d.uid().unwrap_or(0))),
+        Some(Gid::from_raw(d.gid().unwrap_or(0))),
+    )
+    .ctx(|| format!("chown device {}", d.path().display()))?;
+    Ok(())
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    open(
+        path,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", path.display()))
+}
+
+/// Step 2: make the rootfs `/` and drop the old root.
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    let old_root = open_dir(Path::new("/"))?;
+    let new_root = open_dir(rootfs)?;
+    fchdir(&new_root).ctx(|| "entering the rootfs")?;
+    pivot_root(".", ".").ctx(|| format!("pivot_root to {}", rootfs.display()))?;
+    // The old root is now stacked on top of the new one; detach it without letting the
+    // unmount propagate anywhere.
+    fchdir(&old_root).ctx(|| "entering the old root")?;
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .ctx(|| "making the old root rslave")?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root")?;
+    std::env::set_current_dir("/").ctx(|| "chdir /")?;
+    Ok(())
+}
+
+/// Step 3: read-only and masked paths, then a read-only root. Runs after [`pivot`].
+pub fn finish(c: &Container) -> Result<()> {
+    let linux = c.spec.linux().as_ref();
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_deref())
+        .unwrap_or_default()
+    {
+        readonly_path(Path::new(p))?;
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().as_deref())
+        .unwrap_or_default()
+    {
+        mask_path(Path::new(p))?;
+    }
+    if c.spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        let flags = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | locked_flags(Path::new("/"));
+        mount(NONE, "/", NONE, flags, NONE).ctx(|| "remounting / read-only")?;
+    }
+    Ok(())
+}
+
+fn readonly_path(p: &Path) -> Result<()> {
+    if fs::symlink_metadata(p).is_err() {
+        return Ok(());
+    }
+    mount(Some(p), p, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
+        .ctx(|| format!("binding read-only path {}", p.display()))?;
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(p);
+    mount(NONE, p, NONE, flags, NONE).ctx(|| format!("remounting {} read-only", p.display()))
+}
+
+fn mask_path(p: &Path) -> Result<()> {
+    match fs::metadata(p) {
+        Err(_) => Ok(()),
+        Ok(m) if m.is_dir() => mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+            .ctx(|| format!("masking {}", p.display())),
+        Ok(_) => mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE)
+            .ctx(|| format!("masking {}", p.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[&str]) -> MountOptions {
+        parse_mount_options(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn mount_options() {
+        let o = opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
+        assert!(!o.bind);
+
+        let o = opts(&["rbind", "ro", "rprivate", "nodev", "rw"]);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.flags, MsFlags::MS_NODEV);
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+
+        let o = opts(&[
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+            "tmpcopyup",
+        ]);
+        assert_eq!(
+            o.data,
+            vec!["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+        );
+        assert_eq!(o.ignored, vec!["tmpcopyup"]);
+
+        assert!(parse_mount_options(&["idmap".to_string()]).is_err());
+    }
+
+    #[test]
+    fn secure_join_stays_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../../../../etc", root.join("etc/rel")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        assert_eq!(
+            secure_join(root, Path::new("/etc/passwd")).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/abs/x")).unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/etc/rel/y")).unwrap(),
+            root.join("etc/y")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("../../x/./z")).unwrap(),
+            root.join("x/z")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/")).unwrap(),
+            root.to_path_buf()
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/loop"))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ELOOP)
+        );
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
+        assert_eq!(unescape_mountinfo(r"/plain\04"), r"/plain\04");
+    }
+}

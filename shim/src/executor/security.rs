@@ -1,0 +1,404 @@
+//! The container process's identity and privileges: user and groups, capabilities,
+//! no_new_privs, rlimits, oom_score_adj, signal dispositions.
+//!
+//! Order matters and is driven by [`apply_process_security`]'s caller (see `process.rs`):
+//! oom_score_adj and rlimits while still fully privileged, then the bounding set (needs
+//! CAP_SETPCAP), then groups/gid/uid with PR_SET_KEEPCAPS so the permitted set survives the
+//! uid change, then capset and the ambient set, then no_new_privs.
+
+use nix::sys::prctl;
+use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, PosixRlimit, PosixRlimitType, User,
+};
+
+use super::{Context, Result};
+
+/// The kernel's number for a capability.
+pub fn cap_number(cap: Capability) -> u8 {
+    use Capability::*;
+    match cap {
+        Chown => 0,
+        DacOverride => 1,
+        DacReadSearch => 2,
+        Fowner => 3,
+        Fsetid => 4,
+        Kill => 5,
+        Setgid => 6,
+        Setuid => 7,
+        Setpcap => 8,
+        LinuxImmutable => 9,
+        NetBindService => 10,
+        NetBroadcast => 11,
+        NetAdmin => 12,
+        NetRaw => 13,
+        IpcLock => 14,
+        IpcOwner => 15,
+        SysModule => 16,
+        SysRawio => 17,
+        SysChroot => 18,
+        SysPtrace => 19,
+        SysPacct => 20,
+        SysAdmin => 21,
+        SysBoot => 22,
+        SysNice => 23,
+        SysResource => 24,
+        SysTime => 25,
+        SysTtyConfig => 26,
+        Mknod => 27,
+        Lease => 28,
+        AuditWrite => 29,
+        AuditControl => 30,
+        Setfcap => 31,
+        MacOverride => 32,
+        MacAdmin => 33,
+        Syslog => 34,
+        WakeAlarm => 35,
+        BlockSuspend => 36,
+        AuditRead => 37,
+        Perfmon => 38,
+        Bpf => 39,
+        CheckpointRestore => 40,
+    }
+}
+
+/// A capability set as the kernel's 64-bit mask.
+pub fn cap_mask(caps: Option<&Capabilities>) -> u64 {
+    caps.into_iter()
+        .flatten()
+        .fold(0u64, |m, c| m | (1u64 << cap_number(*c)))
+}
+
+/// The highest capability this kernel knows.
+fn last_cap() -> u8 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP).
+pub fn drop_bounding_set(keep: u64) -> Result<()> {
+    for cap in 0..=last_cap() {
+        if keep & (1u64 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number; no pointers are involved.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+        // EINVAL: the kernel does not know this capability; nothing to drop.
+        if rc != 0 && nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
+            return Err(nix::Error::last())
+                .ctx(|| format!("dropping capability {cap} from the bounding set"));
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// The calling thread's (effective, permitted, inheritable) sets.
+pub fn get_caps() -> Result<(u64, u64, u64)> {
+    let mut hdr = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget writes two CapData structs (version 3) into `data`, which has room for them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut hdr as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(nix::Error::last()).ctx(|| "capget");
+    }
+    let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
+    Ok((
+        join(|d| d.effective),
+        join(|d| d.permitted),
+        join(|d| d.inheritable),
+    ))
+}
+
+fn set_caps(effective: u64, permitted: u64, inheritable: u64) -> Result<()> {
+    let mut hdr = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let split = |m: u64| [m as u32, (m >> 32) as u32];
+    let (e, p, i) = (split(effective), split(permitted), split(inheritable));
+    let data = [
+        CapData {
+            effective: e[0],
+            permitted: p[0],
+            inheritable: i[0],
+        },
+        CapData {
+            effective: e[1],
+            permitted: p[1],
+            inheritable: i[1],
+        },
+    ];
+    // SAFETY: capset reads the header and two CapData structs (version 3) from valid memory.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
+    if rc != 0 {
+        return Err(nix::Error::last()).ctx(|| {
+            format!("capset effective={effective:#x} permitted={permitted:#x} inheritable={inheritable:#x}")
+        });
+    }
+    Ok(())
+}
+
+/// The capability sets asked for, limited to what this process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapSets {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+impl CapSets {
+    pub fn from_spec(caps: &LinuxCapabilities) -> CapSets {
+        CapSets {
+            bounding: cap_mask(caps.bounding().as_ref()),
+            effective: cap_mask(caps.effective().as_ref()),
+            permitted: cap_mask(caps.permitted().as_ref()),
+            inheritable: cap_mask(caps.inheritable().as_ref()),
+            ambient: cap_mask(caps.ambient().as_ref()),
+        }
+    }
+
+    /// Restrict to `held` (capset cannot grant what the process lacks); returns what was removed.
+    pub fn limit_to(&mut self, held: u64) -> u64 {
+        let wanted =
+            self.bounding | self.effective | self.permitted | self.inheritable | self.ambient;
+        self.bounding &= held;
+        self.effective &= held;
+        self.permitted &= held;
+        self.inheritable &= held;
+        self.ambient &= held;
+        wanted & !held
+    }
+}
+
+/// Switch to the container's user: groups, then gid, then uid. With `keep_caps` the permitted
+/// set survives the uid change (the effective set is cleared by the kernel and set again later).
+pub fn switch_user(user: &User, keep_caps: bool) -> Result<()> {
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    setgroups(&groups).ctx(|| format!("setgroups {:?}", user.additional_gids()))?;
+    if keep_caps {
+        prctl::set_keepcaps(true).ctx(|| "PR_SET_KEEPCAPS")?;
+    }
+    let gid = Gid::from_raw(user.gid());
+    setresgid(gid, gid, gid).ctx(|| format!("setgid {gid}"))?;
+    let uid = Uid::from_raw(user.uid());
+    setresuid(uid, uid, uid).ctx(|| format!("setuid {uid}"))?;
+    Ok(())
+}
+
+/// Set the effective, permitted, inheritable and ambient sets (after [`switch_user`]).
+pub fn apply_capabilities(sets: &CapSets) -> Result<()> {
+    set_caps(sets.effective, sets.permitted, sets.inheritable)?;
+    // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(nix::Error::last()).ctx(|| "clearing the ambient capabilities");
+    }
+    for cap in 0..64u8 {
+        if sets.ambient & (1u64 << cap) == 0 {
+            continue;
+        }
+        // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                libc::c_ulong::from(cap),
+                0,
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(nix::Error::last()).ctx(|| {
+                format!("raising ambient capability {cap} (it must be permitted and inheritable)")
+            });
+        }
+    }
+    prctl::set_keepcaps(false).ctx(|| "PR_SET_KEEPCAPS")?;
+    Ok(())
+}
+
+/// PR_SET_NO_NEW_PRIVS.
+pub fn set_no_new_privs() -> Result<()> {
+    prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS")
+}
+
+fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType::*;
+    match typ {
+        RlimitCpu => libc::RLIMIT_CPU,
+        RlimitFsize => libc::RLIMIT_FSIZE,
+        RlimitData => libc::RLIMIT_DATA,
+        RlimitStack => libc::RLIMIT_STACK,
+        RlimitCore => libc::RLIMIT_CORE,
+        RlimitRss => libc::RLIMIT_RSS,
+        RlimitNproc => libc::RLIMIT_NPROC,
+        RlimitNofile => libc::RLIMIT_NOFILE,
+        RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        RlimitAs => libc::RLIMIT_AS,
+        RlimitLocks => libc::RLIMIT_LOCKS,
+        RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        RlimitNice => libc::RLIMIT_NICE,
+        RlimitRtprio => libc::RLIMIT_RTPRIO,
+        RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+/// `process.rlimits`.
+pub fn set_rlimits(limits: &[PosixRlimit]) -> Result<()> {
+    for l in limits {
+        let lim = libc::rlimit {
+            rlim_cur: l.soft(),
+            rlim_max: l.hard(),
+        };
+        // SAFETY: setrlimit reads one rlimit struct from valid memory.
+        let rc = unsafe { libc::setrlimit(rlimit_resource(l.typ()), &lim) };
+        if rc != 0 {
+            return Err(nix::Error::last()).ctx(|| {
+                format!(
+                    "setrlimit {:?} soft={} hard={}",
+                    l.typ(),
+                    l.soft(),
+                    l.hard()
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Write `value` to /proc/self/oom_score_adj. Some hosts refuse negative values (the write fails
+/// or does not stick): then the process keeps the score it inherited from the shim, and the
+/// returned warning says so. Never fails the container.
+pub fn set_oom_score_adj(value: i32) -> Option<String> {
+    const PATH: &str = "/proc/self/oom_score_adj";
+    let read = || -> Option<i32> { std::fs::read_to_string(PATH).ok()?.trim().parse().ok() };
+    let own = read();
+    if own == Some(value) {
+        return None;
+    }
+    let written = std::fs::write(PATH, value.to_string());
+    let now = read();
+    if written.is_ok() && now == Some(value) {
+        return None;
+    }
+    if let Some(own) = own {
+        // Put back the shim's own score in case a partial value stuck.
+        let _ = std::fs::write(PATH, own.to_string());
+    }
+    Some(format!(
+        "oom_score_adj {value} refused ({}); keeping {}",
+        written
+            .err()
+            .map_or_else(|| "did not stick".to_string(), |e| e.to_string()),
+        own.map_or_else(|| "the inherited score".to_string(), |o| o.to_string())
+    ))
+}
+
+/// Give every signal its default disposition and unblock all: the container must not inherit
+/// the shim's (Rust ignores SIGPIPE, for one).
+pub fn reset_signals() -> Result<()> {
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler code; failures (glibc-reserved signals) are
+        // harmless and ignored.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    )
+    .ctx(|| "unblocking signals")
+}
+
+/// A capability mask as a list of numbers, for log lines: `0,25`.
+pub fn describe_mask(mask: u64) -> String {
+    (0..64u8)
+        .filter(|c| mask & (1u64 << c) != 0)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containerd_default_caps_mask() {
+        let caps: Capabilities = serde_json::from_str(
+            r#"["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FSETID","CAP_FOWNER","CAP_MKNOD","CAP_NET_RAW",
+                "CAP_SETGID","CAP_SETUID","CAP_SETFCAP","CAP_SETPCAP","CAP_NET_BIND_SERVICE",
+                "CAP_SYS_CHROOT","CAP_KILL","CAP_AUDIT_WRITE"]"#,
+        )
+        .unwrap();
+        assert_eq!(cap_mask(Some(&caps)), 0xa80425fb);
+        assert_eq!(cap_mask(None), 0);
+        assert_eq!(cap_number(Capability::CheckpointRestore), 40);
+    }
+
+    #[test]
+    fn limits_to_held_caps() {
+        let mut s = CapSets {
+            bounding: 0b111,
+            effective: 0b101,
+            permitted: 0b111,
+            inheritable: 0,
+            ambient: 0b100,
+        };
+        assert_eq!(s.limit_to(0b011), 0b100);
+        assert_eq!(s.bounding, 0b011);
+        assert_eq!(s.effective, 0b001);
+        assert_eq!(s.ambient, 0);
+        assert_eq!(
+            describe_mask(0b10_0000_0000_0000_0000_0000_0000 | 1),
+            "0,25"
+        );
+    }
+}

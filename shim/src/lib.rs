@@ -1,0 +1,14 @@
+//! berth-shim: one per container. It creates the container with the built-in OCI executor,
+//! owns its stdio and CRI log, reaps it, records its exit, and serves the Shim gRPC API
+//! (`proto/shim.proto`) on a unix socket.
+//!
+//! - [`cli`]: the command line; [`daemon`]: detaching and the startup handshake;
+//! - [`executor`]: bundle → init process in the CREATED state → exec;
+//! - [`io`]: stdio pipes / pty and the CRI log writer;
+//! - [`server`]: the Shim service and the exit path.
+
+pub mod cli;
+pub mod daemon;
+pub mod executor;
+pub mod io;
+pub mod server;

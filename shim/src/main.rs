@@ -1,0 +1,175 @@
+//! berth-shim: `berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH`.
+//!
+//! Startup, all while single-threaded: validate the bundle, daemonize, become a child
+//! subreaper, bind the socket, open the container log, create the container init (CREATED),
+//! write `ok <init-pid>` or `error <message>` to the handshake pipe; only then start a
+//! current-thread tokio runtime serving the Shim API. No fork or clone ever happens after that.
+//!
+//! Future execs into the container (CRI Exec) will need a clone after the runtime exists. They
+//! will go through a small "zygote" forked right here, after the init is created and before the
+//! runtime starts: it stays single-threaded and performs each clone/setns on request over a
+//! socketpair.
+
+use std::fs::{self, OpenOptions};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use berth_shim::cli::{Args, USAGE};
+use berth_shim::daemon;
+use berth_shim::executor::{self, Container, InitProcess};
+use berth_shim::io::LogFile;
+use berth_shim::server::{self, ServeOptions};
+
+fn main() -> ExitCode {
+    let handshake = match daemon::take_handshake_pipe() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("berth-shim: no handshake pipe on stdout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let args = match Args::parse(std::env::args_os().skip(1), &cwd) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("berth-shim: {e}\n{USAGE}");
+            daemon::write_handshake(handshake, &format!("error {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = init_logging(&args) {
+        daemon::write_handshake(handshake, &format!("error shim log: {e}"));
+        return ExitCode::from(1);
+    }
+    match run(args, handshake) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(()) => ExitCode::from(1),
+    }
+}
+
+/// The shim's own log: `shim.log` next to the socket (never the container's log).
+fn init_logging(args: &Args) -> std::io::Result<()> {
+    let dir = args.state_dir();
+    fs::create_dir_all(&dir)?;
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join("shim.log"))?;
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(Mutex::new(file))
+        .with_target(false)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)
+}
+
+/// Everything after the command line; the error has already been logged and handed to berthd.
+fn run(args: Args, handshake: OwnedFd) -> Result<(), ()> {
+    let fail = |handshake: OwnedFd, msg: String| -> Result<(), ()> {
+        tracing::error!("container {}: {msg}", args.id);
+        daemon::write_handshake(handshake, &format!("error {msg}"));
+        Err(())
+    };
+    let container = match Container::load(&args.id, &args.bundle) {
+        Ok(c) => c,
+        Err(e) => return fail(handshake, e.to_string()),
+    };
+    if UnixStream::connect(&args.socket).is_ok() {
+        return fail(
+            handshake,
+            format!("a shim is already serving {}", args.socket.display()),
+        );
+    }
+
+    if let Err(e) = daemon::daemonize() {
+        return fail(handshake, format!("daemonizing: {e}"));
+    }
+    // From here on this is the detached shim.
+    daemon::cloexec_inherited_fds();
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        return fail(handshake, format!("PR_SET_CHILD_SUBREAPER: {e}"));
+    }
+    let listener = match bind(&args.socket) {
+        Ok(l) => l,
+        Err(e) => {
+            return fail(
+                handshake,
+                format!("listening on {}: {e}", args.socket.display()),
+            );
+        }
+    };
+    let cleanup = |init: Option<&InitProcess>| {
+        if let Some(init) = init {
+            let _ = nix::sys::signal::kill(init.pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(init.pid, None);
+        }
+        let _ = fs::remove_file(&args.socket);
+    };
+    let log = match LogFile::open(&args.log) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            cleanup(None);
+            return fail(
+                handshake,
+                format!("opening the log {}: {e}", args.log.display()),
+            );
+        }
+    };
+
+    let created_at = server::now_nanos();
+    let init = match executor::create(&container, &[handshake.as_fd(), listener.as_fd()]) {
+        Ok(i) => i,
+        Err(e) => {
+            cleanup(None);
+            return fail(handshake, e.to_string());
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            cleanup(Some(&init));
+            return fail(handshake, format!("starting the runtime: {e}"));
+        }
+    };
+    tracing::info!("container {} created, init pid {}", args.id, init.pid);
+    daemon::write_handshake(handshake, &format!("ok {}", init.pid));
+
+    let opts = ServeOptions {
+        id: args.id.clone(),
+        exit_file: args.exit_file.clone(),
+        created_at,
+    };
+    let served = runtime.block_on(server::serve(init, log, listener, opts));
+    let _ = fs::remove_file(&args.socket);
+    match served {
+        Ok(()) => {
+            tracing::info!("container {}: shim exiting", args.id);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!("container {}: serving: {e}", args.id);
+            Err(())
+        }
+    }
+}
+
+/// Bind the API socket (0600), replacing a stale one.
+fn bind(socket: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    match fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = UnixListener::bind(socket)?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}

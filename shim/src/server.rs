@@ -1,0 +1,546 @@
+//! The Shim gRPC service: the container's state machine, its exit, its log.
+//!
+//! ```text
+//! CREATED --Start--> RUNNING --init reaped, stdio drained, exit file written--> STOPPED
+//!    \------------------------ init reaped (killed before Start) ------------------^
+//! ```
+//!
+//! The shim is a child subreaper: every process that ends up its child is reaped here
+//! (SIGCHLD + `waitpid(-1, WNOHANG)`); only the init's status is recorded. The shim keeps
+//! serving State and Wait after the container stopped, until Shutdown.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_shim_api::v1::shim_server::{Shim, ShimServer};
+use berth_shim_api::v1::{
+    KillRequest, KillResponse, ReopenLogRequest, ReopenLogResponse, ShutdownRequest,
+    ShutdownResponse, StartRequest, StartResponse, StateRequest, StateResponse,
+    Status as ContainerStatus, WaitRequest,
+};
+use nix::errno::Errno;
+use nix::sys::socket::MsgFlags;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{oneshot, watch};
+use tonic::{Request, Response, Status};
+
+use crate::executor::process::{self, Report};
+use crate::executor::{InitProcess, PidNamespace};
+use crate::io::{LogFile, async_reader, pump};
+
+/// How long a stopped container's stdio may stay open (held by a process outside its own PID
+/// namespace) before the shim reports it STOPPED anyway.
+pub const IO_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long Start waits for the exec to happen before it answers anyway.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long Shutdown(force) waits for the container to die.
+const KILL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections may delay the exit after Shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Unix time in nanoseconds.
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The container as the shim sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub status: ContainerStatus,
+    /// The init's host pid; 0 once reaped.
+    pub pid: u32,
+    pub exit_code: i32,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub message: String,
+    /// The init has been reaped (its pid may be reused: never signal it again).
+    pub reaped: bool,
+}
+
+/// Where the shim writes what.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub id: String,
+    pub exit_file: PathBuf,
+    pub created_at: i64,
+}
+
+struct Inner {
+    id: String,
+    init_pid: Pid,
+    pid_ns: PidNamespace,
+    state: watch::Sender<ContainerState>,
+    /// The sync socket, until Start takes it.
+    sync: Mutex<Option<OwnedFd>>,
+    /// Held by Start while it waits for the exec; the exit path takes it too, so an exec error
+    /// is recorded before the container is STOPPED.
+    start_lock: tokio::sync::Mutex<()>,
+    log: Arc<LogFile>,
+    exit_file: PathBuf,
+    io_closed: watch::Receiver<bool>,
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+/// The Shim service for one container.
+#[derive(Clone)]
+pub struct ShimService {
+    inner: Arc<Inner>,
+}
+
+/// Serve the Shim API on `listener` until Shutdown. Must run inside a tokio runtime (the shim
+/// uses a current-thread one: no thread is ever created).
+pub async fn serve(
+    init: InitProcess,
+    log: Arc<LogFile>,
+    listener: std::os::unix::net::UnixListener,
+    opts: ServeOptions,
+) -> io::Result<()> {
+    // Register for SIGCHLD before anything else can exit unnoticed.
+    let sigchld = signal(SignalKind::child())?;
+    let (io_tx, io_closed) = watch::channel(false);
+    let pumps: Vec<_> = init
+        .stdio
+        .into_streams()
+        .into_iter()
+        .map(|(fd, stream)| tokio::spawn(pump(fd, stream, log.clone())))
+        .collect();
+    tokio::spawn(async move {
+        for p in pumps {
+            match p.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("container stdio: {e}"),
+                Err(e) => tracing::error!("container stdio task: {e}"),
+            }
+        }
+        let _ = io_tx.send(true);
+    });
+
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let (exiting_tx, exiting) = watch::channel(false);
+    let state = ContainerState {
+        status: ContainerStatus::Created,
+        pid: u32::try_from(init.pid.as_raw()).unwrap_or(0),
+        exit_code: 0,
+        created_at: opts.created_at,
+        started_at: 0,
+        finished_at: 0,
+        message: String::new(),
+        reaped: false,
+    };
+    let inner = Arc::new(Inner {
+        id: opts.id,
+        init_pid: init.pid,
+        pid_ns: init.pid_ns,
+        state: watch::Sender::new(state),
+        sync: Mutex::new(Some(init.sync)),
+        start_lock: tokio::sync::Mutex::new(()),
+        log,
+        exit_file: opts.exit_file,
+        io_closed,
+        shutdown: Mutex::new(Some(shutdown_tx)),
+    });
+    tokio::spawn(reap_children(inner.clone(), sigchld));
+
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let service = ShimServer::new(ShimService { inner });
+    let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(
+        service,
+        incoming,
+        async move {
+            let _ = shutdown_rx.await;
+            let _ = exiting_tx.send(true);
+        },
+    );
+    // Graceful: in-flight calls (the Shutdown reply itself) finish; idle connections get
+    // SHUTDOWN_GRACE to go away before the shim exits regardless.
+    let deadline = async move {
+        let mut exiting = exiting;
+        let _ = exiting.wait_for(|e| *e).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(io::Error::other),
+        () = deadline => {
+            tracing::warn!("connections still open {SHUTDOWN_GRACE:?} after Shutdown; exiting");
+            Ok(())
+        }
+    }
+}
+
+/// Reap every child; record the init's exit.
+async fn reap_children(inner: Arc<Inner>, mut sigchld: tokio::signal::unix::Signal) {
+    loop {
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(WaitStatus::Exited(pid, code)) if pid == inner.init_pid => {
+                    init_exited(&inner, code)
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == inner.init_pid => {
+                    init_exited(&inner, 128 + sig as i32)
+                }
+                Ok(_) => {}
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!("waitpid: {e}");
+                    break;
+                }
+            }
+        }
+        if sigchld.recv().await.is_none() {
+            return;
+        }
+    }
+}
+
+fn init_exited(inner: &Arc<Inner>, exit_code: i32) {
+    let finished_at = now_nanos();
+    tracing::info!("container {} init exited with {exit_code}", inner.id);
+    inner.state.send_modify(|s| {
+        s.reaped = true;
+        s.pid = 0;
+        s.exit_code = exit_code;
+        s.finished_at = finished_at;
+    });
+    tokio::spawn(finish(inner.clone()));
+}
+
+/// After the init is reaped: drain stdio, let a running Start record its error, write the exit
+/// file, then STOPPED.
+async fn finish(inner: Arc<Inner>) {
+    let mut io_closed = inner.io_closed.clone();
+    if tokio::time::timeout(IO_DRAIN_TIMEOUT, io_closed.wait_for(|c| *c))
+        .await
+        .is_err()
+    {
+        tracing::warn!("container stdio still open {IO_DRAIN_TIMEOUT:?} after its init exited");
+    }
+    let _start = inner.start_lock.lock().await;
+    let (code, finished_at) = {
+        let s = inner.state.borrow();
+        (s.exit_code, s.finished_at)
+    };
+    if let Err(e) = write_exit_file(&inner.exit_file, code, finished_at) {
+        tracing::error!("writing {}: {e}", inner.exit_file.display());
+    }
+    inner
+        .state
+        .send_modify(|s| s.status = ContainerStatus::Stopped);
+}
+
+/// `{"exit_code":N,"finished_at":NANOS,"oom_killed":false}`, via a temp file, fsync, rename and
+/// a directory fsync.
+pub fn write_exit_file(path: &Path, exit_code: i32, finished_at: i64) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let body = serde_json::json!({
+        "exit_code": exit_code,
+        "finished_at": finished_at,
+        "oom_killed": false,
+    });
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(body.to_string().as_bytes())?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+fn response(id: &str, s: &ContainerState) -> StateResponse {
+    StateResponse {
+        id: id.to_string(),
+        status: s.status as i32,
+        pid: s.pid,
+        exit_code: s.exit_code,
+        created_at: s.created_at,
+        started_at: s.started_at,
+        finished_at: s.finished_at,
+        oom_killed: false,
+        message: s.message.clone(),
+    }
+}
+
+fn status_name(s: ContainerStatus) -> &'static str {
+    match s {
+        ContainerStatus::Unknown => "unknown",
+        ContainerStatus::Created => "created",
+        ContainerStatus::Running => "running",
+        ContainerStatus::Stopped => "stopped",
+    }
+}
+
+/// Wait for the init's answer to "start": EOF (it exec'd) or an error.
+async fn exec_outcome(sync: OwnedFd) -> io::Result<Report> {
+    let fd = async_reader(sync)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut guard = fd.readable().await?;
+        let res = guard.try_io(|inner| {
+            nix::sys::socket::recv(
+                inner.get_ref().as_raw_fd(),
+                &mut buf,
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)
+        });
+        match res {
+            Err(_would_block) => continue,
+            Ok(Ok(n)) => return Ok(process::parse_report(&buf[..n], None)),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Ok(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Signal every process of the container.
+fn kill_all(init: Pid, pid_ns: PidNamespace, sig: i32) -> io::Result<()> {
+    let targets = match pid_ns {
+        // Its own PID namespace: exactly the processes in it.
+        PidNamespace::Own { dev, ino } => processes_in_namespace(dev, ino)?,
+        // A shared one: the init and its descendants (cgroups will make this exact).
+        PidNamespace::Shared => descendants(init)?,
+    };
+    for pid in targets {
+        // SAFETY: kill takes plain integers.
+        if unsafe { libc::kill(pid, sig) } != 0 && Errno::last() != Errno::ESRCH {
+            tracing::warn!("kill {pid} {sig}: {}", Errno::last());
+        }
+    }
+    Ok(())
+}
+
+fn proc_pids() -> io::Result<Vec<i32>> {
+    Ok(fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+fn processes_in_namespace(dev: u64, ino: u64) -> io::Result<Vec<i32>> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(proc_pids()?
+        .into_iter()
+        .filter(|pid| {
+            fs::metadata(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+        })
+        .collect())
+}
+
+/// The parent pid from /proc/<pid>/stat (the command name may contain anything but ends at the
+/// last ')').
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn descendants(init: Pid) -> io::Result<Vec<i32>> {
+    let parents: Vec<(i32, i32)> = proc_pids()?
+        .into_iter()
+        .filter_map(|p| Some((p, parent_of(p)?)))
+        .collect();
+    let mut out = vec![init.as_raw()];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    Ok(out)
+}
+
+impl ShimService {
+    fn state(&self) -> ContainerState {
+        self.inner.state.borrow().clone()
+    }
+
+    async fn wait_stopped(&self) -> Result<ContainerState, Status> {
+        let mut rx = self.inner.state.subscribe();
+        let s = rx
+            .wait_for(|s| s.status == ContainerStatus::Stopped)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(s.clone())
+    }
+
+    fn signal(&self, sig: i32, all: bool) -> Result<(), Status> {
+        // No await between this check and the kill: the reaper (same thread) cannot reap and
+        // free the pid in between.
+        if self.inner.state.borrow().reaped {
+            return Err(Status::not_found("process already finished"));
+        }
+        if all {
+            kill_all(self.inner.init_pid, self.inner.pid_ns, sig)
+                .map_err(|e| Status::internal(format!("signalling the container: {e}")))
+        } else {
+            // SAFETY: kill takes plain integers.
+            if unsafe { libc::kill(self.inner.init_pid.as_raw(), sig) } != 0 {
+                let e = Errno::last();
+                if e != Errno::ESRCH {
+                    return Err(Status::internal(format!("kill: {e}")));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Shim for ShimService {
+    async fn state(&self, _: Request<StateRequest>) -> Result<Response<StateResponse>, Status> {
+        Ok(Response::new(response(&self.inner.id, &self.state())))
+    }
+
+    async fn start(&self, _: Request<StartRequest>) -> Result<Response<StartResponse>, Status> {
+        let _start = self.inner.start_lock.lock().await;
+        let s = self.state();
+        if s.status != ContainerStatus::Created || s.reaped {
+            let what = if s.reaped && s.status != ContainerStatus::Stopped {
+                "exited"
+            } else {
+                status_name(s.status)
+            };
+            return Err(Status::failed_precondition(format!("container is {what}")));
+        }
+        let sync = self
+            .inner
+            .sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| Status::failed_precondition("container was already started"))?;
+        process::send_start(sync.as_fd())
+            .map_err(|e| Status::failed_precondition(format!("container init is gone: {e}")))?;
+        let started_at = now_nanos();
+        self.inner.state.send_modify(|s| {
+            s.status = ContainerStatus::Running;
+            s.started_at = started_at;
+        });
+        let pid = u32::try_from(self.inner.init_pid.as_raw()).unwrap_or(0);
+        match tokio::time::timeout(EXEC_TIMEOUT, exec_outcome(sync)).await {
+            Ok(Ok(Report::Error(message))) => {
+                tracing::warn!("container {}: {message}", self.inner.id);
+                self.inner
+                    .state
+                    .send_modify(|s| s.message = message.clone());
+                Err(Status::failed_precondition(message))
+            }
+            Ok(Ok(_)) => Ok(Response::new(StartResponse { pid })),
+            Ok(Err(e)) => Err(Status::internal(format!("waiting for the exec: {e}"))),
+            Err(_) => {
+                tracing::warn!("no exec after {EXEC_TIMEOUT:?}; reporting the container started");
+                Ok(Response::new(StartResponse { pid }))
+            }
+        }
+    }
+
+    async fn kill(&self, request: Request<KillRequest>) -> Result<Response<KillResponse>, Status> {
+        let req = request.into_inner();
+        let sig = i32::try_from(req.signal)
+            .ok()
+            .filter(|s| *s <= libc::SIGRTMAX())
+            .ok_or_else(|| Status::invalid_argument(format!("bad signal {}", req.signal)))?;
+        self.signal(sig, req.all)?;
+        Ok(Response::new(KillResponse {}))
+    }
+
+    async fn wait(&self, _: Request<WaitRequest>) -> Result<Response<StateResponse>, Status> {
+        let s = self.wait_stopped().await?;
+        Ok(Response::new(response(&self.inner.id, &s)))
+    }
+
+    async fn reopen_log(
+        &self,
+        _: Request<ReopenLogRequest>,
+    ) -> Result<Response<ReopenLogResponse>, Status> {
+        self.inner.log.reopen().map_err(|e| {
+            Status::internal(format!(
+                "reopening {}: {e}",
+                self.inner.log.path().display()
+            ))
+        })?;
+        Ok(Response::new(ReopenLogResponse {}))
+    }
+
+    async fn shutdown(
+        &self,
+        request: Request<ShutdownRequest>,
+    ) -> Result<Response<ShutdownResponse>, Status> {
+        let s = self.state();
+        if s.status != ContainerStatus::Stopped {
+            if !request.into_inner().force {
+                return Err(Status::failed_precondition(format!(
+                    "container is {}; stop it first or force",
+                    status_name(s.status)
+                )));
+            }
+            if !s.reaped {
+                self.signal(libc::SIGKILL, true)?;
+            }
+            tokio::time::timeout(KILL_TIMEOUT, self.wait_stopped())
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded("the container did not stop after SIGKILL")
+                })??;
+        }
+        tracing::info!("container {}: shutting down", self.inner.id);
+        if let Some(tx) = self
+            .inner
+            .shutdown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = tx.send(());
+        }
+        Ok(Response::new(ShutdownResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_file_is_json() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/exit");
+        write_exit_file(&p, 137, 42).unwrap();
+        assert_eq!(
+            fs::read_to_string(&p).unwrap(),
+            r#"{"exit_code":137,"finished_at":42,"oom_killed":false}"#
+        );
+        write_exit_file(&p, 0, 43).unwrap();
+        assert!(
+            fs::read_to_string(&p)
+                .unwrap()
+                .contains(r#""finished_at":43"#)
+        );
+        assert_eq!(fs::read_dir(d.path().join("sub")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn parent_pid_from_stat() {
+        let me = std::process::id() as i32;
+        assert_eq!(parent_of(me), Some(nix::unistd::getppid().as_raw()));
+        assert!(descendants(Pid::from_raw(me)).unwrap().contains(&me));
+    }
+}
