@@ -218,6 +218,23 @@ impl Node {
     }
 }
 
+/// Pids of berth-shim processes whose command line names a path under `dir`.
+pub fn shims_of(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("berth-shim") && c.contains(&needle)
+            })
+        })
+        .collect()
+}
+
 /// Mount points at or under `dir` (from /proc/self/mountinfo), deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -236,6 +253,13 @@ impl Drop for Node {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // Shims are detached from berthd by design; a failed test must not leave them running.
+        for pid in shims_of(self.dir.path()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         // A failed test must not leave pinned namespaces or overlays mounted on the host.
         for m in mounts_under(self.dir.path()) {

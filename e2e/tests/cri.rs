@@ -1743,5 +1743,13 @@ fn containers_run_exit_and_log(env: &Env) {
         assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
         assert!(dir_entries(&node.state.join("shims")).is_empty());
         assert!(dir_entries(&node.root.join("containers")).is_empty());
+        // Shims exit on Shutdown (a zombie has no command line and is not counted).
+        for _ in 0..100 {
+            if berth_e2e::node::shims_of(node.dir.path()).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(berth_e2e::node::shims_of(node.dir.path()).is_empty());
     });
 }
