@@ -91,6 +91,10 @@ fn main() -> ExitCode {
             create_container_failures_leave_no_trace,
         ),
         ("containers_run_exit_and_log", containers_run_exit_and_log),
+        (
+            "containers_survive_berthd_kill9",
+            containers_survive_berthd_kill9,
+        ),
     ];
     let trials = tests
         .iter()
@@ -1751,5 +1755,87 @@ fn containers_run_exit_and_log(env: &Env) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(berth_e2e::node::shims_of(node.dir.path()).is_empty());
+    });
+}
+
+fn containers_survive_berthd_kill9(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let bb = &env.set.busybox;
+        pull_ok(&node, &bb.reference()).await;
+        let mut pod_cfg = pod_config("crash", NamespaceMode::Pod);
+        pod_cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        let pod = run_pod(&node, pod_cfg).await.unwrap();
+        let long = create_container(
+            &node,
+            &pod,
+            container_config("long", &bb.reference(), &["sleep", "100"]),
+        )
+        .await
+        .unwrap();
+        let short = create_container(
+            &node,
+            &pod,
+            container_config(
+                "short",
+                &bb.reference(),
+                &["sh", "-c", "sleep 1; echo bye; exit 3"],
+            ),
+        )
+        .await
+        .unwrap();
+        start_container(&node, &long).await;
+        start_container(&node, &short).await;
+        let before = node
+            .runtime()
+            .await
+            .container_status(ContainerStatusRequest {
+                container_id: long.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // kill -9 berthd; the short container exits while it is down.
+        node.kill9();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        node.spawn().await;
+        let st = container_status(&node, &long).await;
+        assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
+        let after = node
+            .runtime()
+            .await
+            .container_status(ContainerStatusRequest {
+                container_id: long.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(before.info["info"], after.info["info"], "same process");
+        let st = container_status(&node, &short).await;
+        assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
+        assert_eq!((st.exit_code, st.reason.as_str()), (3, "Error"));
+        assert!(st.finished_at > st.started_at);
+        let log = std::fs::read_to_string(&st.log_path).unwrap();
+        assert!(log.contains(" stdout F bye"), "{log}");
+        // The survivor is still under berthd's control.
+        node.runtime()
+            .await
+            .stop_container(StopContainerRequest {
+                container_id: long.clone(),
+                timeout: 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(container_status(&node, &long).await.exit_code, 137);
+        let mut rt = node.runtime().await;
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+        assert!(dir_entries(&node.state.join("shims")).is_empty());
     });
 }
