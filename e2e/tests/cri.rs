@@ -95,6 +95,10 @@ fn main() -> ExitCode {
             "containers_survive_berthd_kill9",
             containers_survive_berthd_kill9,
         ),
+        (
+            "container_mounts_image_view_and_log_reopen",
+            container_mounts_image_view_and_log_reopen,
+        ),
     ];
     let trials = tests
         .iter()
@@ -1837,5 +1841,96 @@ fn containers_survive_berthd_kill9(env: &Env) {
         .unwrap();
         assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
         assert!(dir_entries(&node.state.join("shims")).is_empty());
+    });
+}
+
+fn container_mounts_image_view_and_log_reopen(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        pull_ok(&node, &env.set.whiteout.reference()).await;
+        let mut pod_cfg = pod_config("view", NamespaceMode::Pod);
+        pod_cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        let pod = run_pod(&node, pod_cfg).await.unwrap();
+
+        // The image as its layers define it, and a read-only host-path bind mount.
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("f"), "from the host\n").unwrap();
+        let host_path = host.path().display().to_string();
+        let (st, log) = run_script(
+            &node,
+            &pod,
+            "view",
+            &env.set.whiteout.reference(),
+            "ls /data; cat /data/hl; ls /dir/x; cat /host/f; touch /host/x 2>/dev/null || echo ro",
+            |c| {
+                c.mounts = vec![Mount {
+                    container_path: "/host".into(),
+                    host_path: host_path.clone(),
+                    readonly: true,
+                    ..Default::default()
+                }];
+            },
+        )
+        .await;
+        assert_eq!(st.exit_code, 0, "{log}");
+        let out: Vec<String> = log_contents(&log).into_iter().map(|r| r.2).collect();
+        assert_eq!(
+            out,
+            vec!["b", "hl", "b-upper", "new", "from the host", "ro"],
+            "{log}"
+        );
+        assert!(!host.path().join("x").exists());
+
+        // kubelet's rotation: rename the file, ask for a reopen, new records go to a new file.
+        let mut cfg = container_config(
+            "talker",
+            &env.set.whiteout.reference(),
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.05; done",
+            ],
+        );
+        cfg.log_path = "talker/0.log".into();
+        let id = create_container(&node, &pod, cfg).await.unwrap();
+        start_container(&node, &id).await;
+        let path = PathBuf::from(container_status(&node, &id).await.log_path);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rotated = path.with_extension("log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        node.runtime()
+            .await
+            .reopen_container_log(ReopenContainerLogRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(!log_contents(&old).is_empty() && !log_contents(&new).is_empty());
+        let last_old = log_contents(&old).last().unwrap().2.clone();
+        let first_new = log_contents(&new).first().unwrap().2.clone();
+        let n = |s: &str| s.trim_start_matches("line").parse::<u32>().unwrap();
+        assert!(n(&first_new) > n(&last_old), "{last_old} then {first_new}");
+        // Not running: FAILED_PRECONDITION.
+        let mut rt = node.runtime().await;
+        rt.stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+        let e = rt
+            .reopen_container_log(ReopenContainerLogRequest { container_id: id })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
     });
 }

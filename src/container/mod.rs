@@ -507,6 +507,23 @@ impl Containers {
         Ok(())
     }
 
+    /// ReopenContainerLog: the shim reopens the log file at its path (kubelet rotated it).
+    pub async fn reopen_log(&self, id: &str) -> Result<(), ContainerError> {
+        let rec = self.refresh(&self.get(id)?.id).await?;
+        if rec.state != ContainerState::Running {
+            return Err(ContainerError::FailedPrecondition(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        let paths = ShimPaths::new(&self.state_dir, &rec.id);
+        let mut c = shim_client::connect(&paths.socket).await?;
+        c.reopen_log(shim::ReopenLogRequest {})
+            .await
+            .map_err(ShimError::from)?;
+        Ok(())
+    }
+
     /// RemoveContainer: kill if running, tear down, forget. Unknown ids are fine.
     pub async fn remove(&self, id: &str) -> Result<(), ContainerError> {
         let rec = match self.get(id) {

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use k8s_cri::v1::{
     Container, ContainerStatus, ContainerStatusRequest, ContainerStatusResponse,
     CreateContainerRequest, CreateContainerResponse, ImageSpec, ListContainersRequest,
-    ListContainersResponse, RemoveContainerRequest, RemoveContainerResponse, StartContainerRequest,
+    ListContainersResponse, RemoveContainerRequest, RemoveContainerResponse,
+    ReopenContainerLogRequest, ReopenContainerLogResponse, StartContainerRequest,
     StartContainerResponse, StopContainerRequest, StopContainerResponse,
 };
 
@@ -125,6 +126,14 @@ pub async fn status(
         }),
         info,
     })
+}
+
+pub async fn reopen_log(
+    daemon: &Daemon,
+    req: ReopenContainerLogRequest,
+) -> Result<ReopenContainerLogResponse, Error> {
+    daemon.containers.reopen_log(&req.container_id).await?;
+    Ok(ReopenContainerLogResponse {})
 }
 
 pub fn list(daemon: &Daemon, req: ListContainersRequest) -> Result<ListContainersResponse, Error> {

@@ -227,8 +227,15 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        self.unimplemented("ReopenContainerLog", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "ReopenContainerLog",
+            &id,
+            container::reopen_log(&self.daemon, req),
+        )
+        .await
     }
 
     async fn exec_sync(
