@@ -36,7 +36,7 @@ build: deps-build rust
 	$(CARGO) build --workspace --bins
 
 release: deps-build rust
-	$(CARGO) build --release --bin berthd --bin berth
+	$(CARGO) build --release --bin berthd --bin berth --bin berth-shim
 
 run: release
 	./target/release/berthd $(ARGS)
@@ -63,7 +63,7 @@ bench: deps-test rust
 	$(CARGO) bench -p berth-e2e --bench pull
 
 install: release
-	install -m 0755 target/release/berthd target/release/berth $(PREFIX)/bin/
+	install -m 0755 target/release/berthd target/release/berth target/release/berth-shim $(PREFIX)/bin/
 	install -d /etc/berth
 	[ -f /etc/berth/berth.toml ] || install -m 0644 config/berth.toml /etc/berth/berth.toml
 
