@@ -36,7 +36,7 @@ build: deps-build rust
 	$(CARGO) build --workspace --bins
 
 release: deps-build rust
-	$(CARGO) build --release --bin berthd --bin berth --bin berth-shim
+	$(CARGO) build --release -p berth -p berth-shim --bins
 
 run: release
 	./target/release/berthd $(ARGS)
