@@ -1239,6 +1239,20 @@ fn berth_cli(env: &Env) {
         assert!(!ok && err.contains("no such image"), "{err}");
         let (ok, _, err) = cli(&["pull", "Bad Ref"]);
         assert!(!ok && err.contains("InvalidArgument"), "{err}");
+        let pod = run_pod(&node, pod_config("clipod", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let (ok, out, _) = cli(&["pods"]);
+        assert!(
+            ok && out.contains("clipod") && out.contains(&pod[..13]),
+            "{out}"
+        );
+        let (ok, out, _) = cli(&["ps", "-a"]);
+        assert!(ok && out.starts_with("CONTAINER"), "{out}");
+        let (ok, _, err) = cli(&["rmp", &pod[..13]]);
+        assert!(ok, "{err}");
+        let (ok, out, _) = cli(&["pods"]);
+        assert!(ok && !out.contains("clipod"), "{out}");
     });
 }
 

@@ -49,6 +49,24 @@ enum Cmd {
     },
     /// Image filesystem usage.
     Imagefsinfo,
+    /// List pod sandboxes.
+    Pods,
+    /// List containers.
+    Ps {
+        /// Include exited containers.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Stop pod sandboxes (their containers are killed).
+    Stopp {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Remove pod sandboxes and their containers.
+    Rmp {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -256,6 +274,80 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await?;
                 println!("Deleted: {image} ({})", found.id);
+            }
+        }
+        Cmd::Pods => {
+            let items = rt
+                .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+                .await?
+                .into_inner()
+                .items;
+            println!(
+                "{:<15} {:<10} {:<30} {:<20}",
+                "POD ID", "STATE", "NAME", "NAMESPACE"
+            );
+            for p in items {
+                let m = p.metadata.unwrap_or_default();
+                let state = if p.state == PodSandboxState::SandboxReady as i32 {
+                    "Ready"
+                } else {
+                    "NotReady"
+                };
+                println!(
+                    "{:<15} {:<10} {:<30} {:<20}",
+                    short_id(&p.id),
+                    state,
+                    m.name,
+                    m.namespace
+                );
+            }
+        }
+        Cmd::Ps { all } => {
+            let containers = rt
+                .list_containers(ListContainersRequest { filter: None })
+                .await?
+                .into_inner()
+                .containers;
+            println!(
+                "{:<15} {:<30} {:<10} {:<25} {:<15}",
+                "CONTAINER", "IMAGE", "STATE", "NAME", "POD ID"
+            );
+            for c in containers {
+                let state = match ContainerState::try_from(c.state) {
+                    Ok(ContainerState::ContainerCreated) => "Created",
+                    Ok(ContainerState::ContainerRunning) => "Running",
+                    Ok(ContainerState::ContainerExited) => "Exited",
+                    _ => "Unknown",
+                };
+                if !all && state == "Exited" {
+                    continue;
+                }
+                println!(
+                    "{:<15} {:<30} {:<10} {:<25} {:<15}",
+                    short_id(&c.id),
+                    c.image.map(|i| i.image).unwrap_or_default(),
+                    state,
+                    c.metadata.map(|m| m.name).unwrap_or_default(),
+                    short_id(&c.pod_sandbox_id)
+                );
+            }
+        }
+        Cmd::Stopp { ids } => {
+            for id in ids {
+                rt.stop_pod_sandbox(StopPodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await?;
+                println!("Stopped sandbox {id}");
+            }
+        }
+        Cmd::Rmp { ids } => {
+            for id in ids {
+                rt.remove_pod_sandbox(RemovePodSandboxRequest {
+                    pod_sandbox_id: id.clone(),
+                })
+                .await?;
+                println!("Removed sandbox {id}");
             }
         }
         Cmd::Imagefsinfo => {
