@@ -30,6 +30,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
 use tonic::{Request, Response, Status};
 
+use crate::executor::cgroup::{self, Cgroup};
 use crate::executor::process::{self, Report};
 use crate::executor::{InitProcess, PidNamespace};
 use crate::io::{LogFile, async_reader, pump};
@@ -65,6 +66,8 @@ pub struct ContainerState {
     pub message: String,
     /// The init has been reaped (its pid may be reused: never signal it again).
     pub reaped: bool,
+    /// The kernel OOM-killed a process of the container (its cgroup's counter, read at exit).
+    pub oom_killed: bool,
 }
 
 /// Where the shim writes what.
@@ -89,6 +92,8 @@ struct Inner {
     exit_file: PathBuf,
     io_closed: watch::Receiver<bool>,
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    /// The container's cgroup, removed at Shutdown.
+    cgroup: Option<Cgroup>,
 }
 
 /// The Shim service for one container.
@@ -136,6 +141,7 @@ pub async fn serve(
         finished_at: 0,
         message: String::new(),
         reaped: false,
+        oom_killed: false,
     };
     let inner = Arc::new(Inner {
         id: opts.id,
@@ -148,6 +154,7 @@ pub async fn serve(
         exit_file: opts.exit_file,
         io_closed,
         shutdown: Mutex::new(Some(shutdown_tx)),
+        cgroup: init.cgroup.keep(),
     });
     tokio::spawn(reap_children(inner.clone(), sigchld));
 
@@ -208,13 +215,55 @@ async fn reap_children(inner: Arc<Inner>, mut sigchld: tokio::signal::unix::Sign
 fn init_exited(inner: &Arc<Inner>, exit_code: i32) {
     let finished_at = now_nanos();
     tracing::info!("container {} init exited with {exit_code}", inner.id);
+    let oom_killed = oom_killed(inner);
     inner.state.send_modify(|s| {
         s.reaped = true;
         s.pid = 0;
         s.exit_code = exit_code;
         s.finished_at = finished_at;
+        s.oom_killed = oom_killed;
     });
     tokio::spawn(finish(inner.clone()));
+}
+
+/// Whether the kernel OOM-killed anything in the container's cgroup (read once the init is
+/// reaped: the counter is final for it).
+fn oom_killed(inner: &Inner) -> bool {
+    let Some(cg) = &inner.cgroup else {
+        return false;
+    };
+    match cg.oom_kill_count() {
+        Ok(Some(n)) if n > 0 => {
+            tracing::warn!("container {}: {n} process(es) OOM-killed", inner.id);
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!("container {}: reading the OOM-kill counter: {e}", inner.id);
+            false
+        }
+    }
+}
+
+/// Kill what is left in the container's cgroup and remove it, retrying (asynchronously: the
+/// killed processes are reaped by this runtime) while the kernel releases them.
+async fn remove_cgroup(id: &str, cg: &Cgroup) {
+    let deadline = tokio::time::Instant::now() + cgroup::DESTROY_TIMEOUT;
+    loop {
+        if let Err(e) = cg.kill(libc::SIGKILL) {
+            tracing::warn!("container {id}: killing what is left in its cgroup: {e}");
+        }
+        match cg.remove() {
+            Ok(()) => return,
+            Err(e) if e.is_busy() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => {
+                tracing::error!("container {id}: {e}");
+                return;
+            }
+        }
+    }
 }
 
 /// After the init is reaped: drain stdio, let a running Start record its error, write the exit
@@ -228,11 +277,11 @@ async fn finish(inner: Arc<Inner>) {
         tracing::warn!("container stdio still open {IO_DRAIN_TIMEOUT:?} after its init exited");
     }
     let _start = inner.start_lock.lock().await;
-    let (code, finished_at) = {
+    let (code, finished_at, oom_killed) = {
         let s = inner.state.borrow();
-        (s.exit_code, s.finished_at)
+        (s.exit_code, s.finished_at, s.oom_killed)
     };
-    if let Err(e) = write_exit_file(&inner.exit_file, code, finished_at) {
+    if let Err(e) = write_exit_file(&inner.exit_file, code, finished_at, oom_killed) {
         tracing::error!("writing {}: {e}", inner.exit_file.display());
     }
     inner
@@ -240,9 +289,14 @@ async fn finish(inner: Arc<Inner>) {
         .send_modify(|s| s.status = ContainerStatus::Stopped);
 }
 
-/// `{"exit_code":N,"finished_at":NANOS,"oom_killed":false}`, via a temp file, fsync, rename and
+/// `{"exit_code":N,"finished_at":NANOS,"oom_killed":BOOL}`, via a temp file, fsync, rename and
 /// a directory fsync.
-pub fn write_exit_file(path: &Path, exit_code: i32, finished_at: i64) -> io::Result<()> {
+pub fn write_exit_file(
+    path: &Path,
+    exit_code: i32,
+    finished_at: i64,
+    oom_killed: bool,
+) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let name = path
@@ -253,7 +307,7 @@ pub fn write_exit_file(path: &Path, exit_code: i32, finished_at: i64) -> io::Res
     let body = serde_json::json!({
         "exit_code": exit_code,
         "finished_at": finished_at,
-        "oom_killed": false,
+        "oom_killed": oom_killed,
     });
     {
         let mut f = File::create(&tmp)?;
@@ -273,7 +327,7 @@ fn response(id: &str, s: &ContainerState) -> StateResponse {
         created_at: s.created_at,
         started_at: s.started_at,
         finished_at: s.finished_at,
-        oom_killed: false,
+        oom_killed: s.oom_killed,
         message: s.message.clone(),
     }
 }
@@ -502,6 +556,9 @@ impl Shim for ShimService {
                 })??;
         }
         tracing::info!("container {}: shutting down", self.inner.id);
+        if let Some(cg) = &self.inner.cgroup {
+            remove_cgroup(&self.inner.id, cg).await;
+        }
         if let Some(tx) = self
             .inner
             .shutdown
@@ -523,12 +580,12 @@ mod tests {
     fn exit_file_is_json() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("sub/exit");
-        write_exit_file(&p, 137, 42).unwrap();
+        write_exit_file(&p, 137, 42, true).unwrap();
         assert_eq!(
             fs::read_to_string(&p).unwrap(),
-            r#"{"exit_code":137,"finished_at":42,"oom_killed":false}"#
+            r#"{"exit_code":137,"finished_at":42,"oom_killed":true}"#
         );
-        write_exit_file(&p, 0, 43).unwrap();
+        write_exit_file(&p, 0, 43, false).unwrap();
         assert!(
             fs::read_to_string(&p)
                 .unwrap()

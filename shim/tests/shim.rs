@@ -952,3 +952,278 @@ async fn idle_shim_memory() {
     assert_eq!(threads, 1, "the shim stays single-threaded");
     bed.shutdown(&mut c).await;
 }
+
+/// A cgroup path of this test's own, `/berth-test-<unique>/<leaf>`: its parent is removed from
+/// every hierarchy on drop (after the Bed, when declared first), whatever the test left.
+struct TestCgroup {
+    parent: String,
+    path: String,
+}
+
+impl TestCgroup {
+    fn new(leaf: &str) -> TestCgroup {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let parent = format!("/berth-test-{}-{nanos}", std::process::id());
+        TestCgroup {
+            path: format!("{parent}/{leaf}"),
+            parent,
+        }
+    }
+
+    /// cgroup v2 only at /sys/fs/cgroup (else v1 hierarchies, maybe with `unified/`).
+    fn unified() -> bool {
+        Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+    }
+
+    /// Every hierarchy root: /sys/fs/cgroup itself on v2, its mounted subdirectories on v1.
+    fn roots() -> Vec<PathBuf> {
+        if Self::unified() {
+            return vec![PathBuf::from("/sys/fs/cgroup")];
+        }
+        std::fs::read_dir("/sys/fs/cgroup")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// The container's directory under the hierarchy root `root` (e.g. "memory").
+    fn dir(&self, root: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(root)
+            .join(self.path.trim_start_matches('/'))
+    }
+
+    /// The container's directories that exist.
+    fn existing(&self) -> Vec<PathBuf> {
+        Self::roots()
+            .into_iter()
+            .map(|r| r.join(self.path.trim_start_matches('/')))
+            .filter(|d| d.exists())
+            .collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for root in Self::roots() {
+            for p in [&self.path, &self.parent] {
+                let dir = root.join(p.trim_start_matches('/'));
+                for _ in 0..100 {
+                    match std::fs::remove_dir(&dir) {
+                        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The device rules berthd writes: deny all, allow the usual character devices.
+fn device_rules() -> Value {
+    json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+        {"allow": true, "type": "c", "access": "m"},
+        {"allow": true, "type": "b", "access": "m"}
+    ])
+}
+
+fn cgroup_file(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+}
+
+#[tokio::test]
+async fn cgroup_limits_membership_and_removal() {
+    require_root!();
+    let cg = TestCgroup::new("limits");
+    let bed = Bed::new("limits");
+    let mut s = spec(&["sh", "-c", "cat /proc/self/cgroup; exec sleep 100"]);
+    s["linux"]["cgroupsPath"] = json!(cg.path);
+    s["linux"]["resources"] = json!({
+        "devices": device_rules(),
+        "memory": {"limit": 32 << 20},
+        "cpu": {"shares": 512},
+        "pids": {"limit": 64}
+    });
+    bed.write_spec(&s);
+    let pid = bed.spawn_ok();
+    let (memory, cpu) = if TestCgroup::unified() {
+        (cg.dir(""), cg.dir(""))
+    } else {
+        (cg.dir("memory"), cg.dir("cpu"))
+    };
+    // CREATED: the init is in its cgroup before it runs anything of the container.
+    let procs = cgroup_file(&memory, "cgroup.procs");
+    assert_eq!(procs.lines().collect::<Vec<_>>(), vec![pid.to_string()]);
+    for dir in cg.existing() {
+        assert!(
+            cgroup_file(&dir, "cgroup.procs").contains(&pid.to_string()),
+            "{} has the init",
+            dir.display()
+        );
+    }
+
+    let mut c = bed.client().await;
+    c.start(StartRequest {}).await.unwrap();
+    if TestCgroup::unified() {
+        assert_eq!(cgroup_file(&memory, "memory.max").trim(), "33554432");
+        assert_eq!(cgroup_file(&cpu, "cpu.weight").trim(), "20");
+        assert_eq!(cgroup_file(&memory, "pids.max").trim(), "64");
+    } else {
+        assert_eq!(
+            cgroup_file(&memory, "memory.limit_in_bytes").trim(),
+            "33554432"
+        );
+        assert_eq!(cgroup_file(&cpu, "cpu.shares").trim(), "512");
+        assert_eq!(cgroup_file(&cg.dir("pids"), "pids.max").trim(), "64");
+        let devices = cgroup_file(&cg.dir("devices"), "devices.list");
+        assert!(devices.contains("c 1:3 rwm"), "{devices}");
+        assert!(devices.contains("c 136:* rwm"), "{devices}");
+        assert!(!devices.contains("a *:* rwm"), "{devices}");
+    }
+    assert!(cgroup_file(&cpu, "cgroup.procs").contains(&pid.to_string()));
+    // The container sees itself in its cgroup (no cgroup namespace here).
+    let mut seen = String::new();
+    for _ in 0..200 {
+        seen = bed.records().into_iter().map(|r| r.2 + "\n").collect();
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(seen.contains(&cg.path), "{seen}");
+    assert_eq!(state(&mut c).await.status, ContainerStatus::Running as i32);
+
+    let dirs = cg.existing();
+    if !TestCgroup::unified() {
+        // Every v1 hierarchy with a controller, and the v2 tree of a hybrid host.
+        for root in ["memory", "cpu", "pids", "devices", "freezer"] {
+            if Path::new("/sys/fs/cgroup").join(root).is_dir() {
+                assert!(dirs.contains(&cg.dir(root)), "{root}: {dirs:?}");
+            }
+        }
+        if Path::new("/sys/fs/cgroup/unified").is_dir() {
+            let unified = cg.dir("unified");
+            assert!(cgroup_file(&unified, "cgroup.procs").contains(&pid.to_string()));
+        }
+    }
+    bed.shutdown(&mut c).await;
+    let left = cg.existing();
+    assert!(left.is_empty(), "cgroups left after Shutdown: {left:?}");
+    // The parents are not the container's: they stay (the test removes them).
+    for dir in dirs {
+        assert!(dir.parent().unwrap().is_dir(), "{}", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn an_oom_killed_container_is_reported() {
+    require_root!();
+    let cg = TestCgroup::new("oom");
+    let bed = Bed::new("oom");
+    // busybox tail keeps a line it never sees the end of: it grows until the OOM killer comes.
+    let mut s = spec(&["tail", "/dev/zero"]);
+    s["linux"]["cgroupsPath"] = json!(cg.path);
+    s["linux"]["resources"] = json!({
+        "devices": device_rules(),
+        "memory": {"limit": 20 << 20, "swap": 20 << 20}
+    });
+    bed.write_spec(&s);
+    bed.spawn_ok();
+    let mut c = bed.client().await;
+    c.start(StartRequest {}).await.unwrap();
+    let s = wait(&mut c).await;
+    assert_eq!(s.exit_code, 137, "{s:?}");
+    assert!(s.oom_killed, "{s:?}");
+    assert!(state(&mut c).await.oom_killed);
+    let exit = exit_file(&bed);
+    assert_eq!(exit["exit_code"], 137);
+    assert_eq!(exit["oom_killed"], true);
+    bed.shutdown(&mut c).await;
+    assert!(cg.existing().is_empty(), "{:?}", cg.existing());
+}
+
+#[tokio::test]
+async fn a_container_within_its_limits_is_not_oom_killed() {
+    require_root!();
+    let cg = TestCgroup::new("nooom");
+    let bed = Bed::new("nooom");
+    let mut s = spec(&["sleep", "100"]);
+    s["linux"]["cgroupsPath"] = json!(cg.path);
+    s["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}});
+    bed.write_spec(&s);
+    bed.spawn_ok();
+    let mut c = bed.client().await;
+    c.start(StartRequest {}).await.unwrap();
+    c.kill(KillRequest {
+        signal: 9,
+        all: false,
+    })
+    .await
+    .unwrap();
+    let s = wait(&mut c).await;
+    assert_eq!(s.exit_code, 137);
+    assert!(!s.oom_killed, "a SIGKILL is not an OOM kill");
+    assert_eq!(exit_file(&bed)["oom_killed"], false);
+    bed.shutdown(&mut c).await;
+    assert!(cg.existing().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_create_removes_its_cgroup() {
+    require_root!();
+    // Refused when the limits are applied (the init is set up by then): memory + swap below
+    // the memory limit.
+    let cg = TestCgroup::new("badlimits");
+    let bed = Bed::new("badlimits");
+    let mut s = spec(&["true"]);
+    s["linux"]["cgroupsPath"] = json!(cg.path);
+    s["linux"]["resources"] = json!({"memory": {"limit": 64 << 20, "swap": 32 << 20}});
+    bed.write_spec(&s);
+    let (line, code) = bed.spawn();
+    assert_eq!(code, 0);
+    assert!(
+        line.starts_with("error invalid spec: linux.resources.memory.swap")
+            && line.contains("below the memory limit"),
+        "{line:?}"
+    );
+    for _ in 0..200 {
+        if !bed.socket().exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(cg.existing().is_empty(), "{:?}", cg.existing());
+
+    // Failing inside the init, after it joined the cgroup.
+    let cg = TestCgroup::new("badmount");
+    let bed = Bed::new("badmount2");
+    let mut s = spec(&["true"]);
+    s["linux"]["cgroupsPath"] = json!(cg.path);
+    s["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/data", "type": "bind", "source": "/nonexistent/berth", "options": ["rbind", "ro"]}));
+    bed.write_spec(&s);
+    let (line, _) = bed.spawn();
+    assert!(line.starts_with("error bind mount source"), "{line:?}");
+    for _ in 0..200 {
+        if !bed.socket().exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(cg.existing().is_empty(), "{:?}", cg.existing());
+}

@@ -10,9 +10,10 @@
 //! Everything that can fail happens before the child blocks, so it surfaces at create time;
 //! only the exec itself (executable lookup) is reported at start.
 //!
-//! Not yet here: cgroups, seccomp (logged and skipped), user namespaces (refused), exec into a
+//! Not yet here: seccomp (logged and skipped), user namespaces (refused), exec into a
 //! running container.
 
+pub mod cgroup;
 pub mod process;
 pub mod rootfs;
 pub mod security;

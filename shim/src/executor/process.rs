@@ -37,7 +37,7 @@ use nix::unistd::{
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::security::{self, CapSets};
-use super::{Container, Context, Error, Result, rootfs};
+use super::{Container, Context, Error, Result, cgroup, rootfs};
 use crate::io::Stdio;
 
 /// What the init sends when it is set up and waiting.
@@ -69,6 +69,8 @@ pub struct InitProcess {
     /// The shim's ends of the container's stdio.
     pub stdio: Stdio,
     pub pid_ns: PidNamespace,
+    /// The container's cgroup (removed again if dropped before the shim keeps it).
+    pub cgroup: cgroup::CreatedCgroup,
 }
 
 /// The kernel's flag for a namespace type.
@@ -223,6 +225,7 @@ pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitPr
         tracing::warn!("linux.seccomp is set but not applied yet");
     }
     let plan = ExecPlan::new(process)?;
+    let cgroup = cgroup::setup(c)?;
 
     // Namespaces to join are opened here, in the host's mount namespace.
     let mut joins = Vec::new();
@@ -282,7 +285,7 @@ pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitPr
             drop(shim_sock);
             drop(shim_stdio);
             drop(restore);
-            child_main(c, child_sock, child_stdio, joins, plan)
+            child_main(c, child_sock, child_stdio, joins, plan, cgroup.cgroup())
         }
         ForkResult::Parent { child } => child,
     };
@@ -320,6 +323,11 @@ pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitPr
         }
     };
 
+    // Set up and not yet running the container's code: now the limits (runc's order).
+    if let Err(e) = cgroup.apply(c) {
+        kill_and_reap(child);
+        return Err(e);
+    }
     let pid_ns = if c.creates_namespace(LinuxNamespaceType::Pid) {
         let meta = match std::fs::metadata(format!("/proc/{child}/ns/pid")) {
             Ok(m) => m,
@@ -340,6 +348,7 @@ pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitPr
         sync: shim_sock,
         stdio,
         pid_ns,
+        cgroup,
     })
 }
 
@@ -460,9 +469,10 @@ fn child_main(
     stdio: ChildStdio,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     plan: ExecPlan,
+    cgroup: Option<&cgroup::Cgroup>,
 ) -> ! {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        init_child(c, &sock, stdio, joins, &plan)
+        init_child(c, &sock, stdio, joins, &plan, cgroup)
     }));
     let (code, message) = match result {
         Ok(Ok(never)) => match never {},
@@ -485,7 +495,12 @@ fn init_child(
     stdio: ChildStdio,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     plan: &ExecPlan,
+    cgroup: Option<&cgroup::Cgroup>,
 ) -> Result<Infallible> {
+    // Into the container's cgroup before anything else (and before a cgroup namespace).
+    if let Some(cg) = cgroup {
+        cg.join()?;
+    }
     let process = c
         .spec
         .process()
