@@ -28,6 +28,27 @@ struct Env {
 
 type TestFn = fn(&Env);
 
+/// Every test pod's cgroup parent; removed (when empty) at the end of the suite.
+const E2E_CGROUP_PARENT: &str = "/berth-e2e";
+
+/// rmdir the suite's cgroup parent in every hierarchy (only empty ones go).
+fn remove_cgroup_parents() {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path().join(&E2E_CGROUP_PARENT[1..])))
+        .collect();
+    dirs.push(PathBuf::from("/sys/fs/cgroup").join(&E2E_CGROUP_PARENT[1..]));
+    for d in dirs {
+        if d.is_dir()
+            && let Err(e) = std::fs::remove_dir(&d)
+        {
+            eprintln!("cgroup {} left behind: {e}", d.display());
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Before any thread exists: the whole suite lives in its own network namespace.
     netns::enter_private_netns();
@@ -112,6 +133,7 @@ fn main() -> ExitCode {
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     drop(env);
+    remove_cgroup_parents();
     conclusion.exit_code()
 }
 
@@ -1276,6 +1298,7 @@ fn pod_config(name: &str, ipc: NamespaceMode) -> PodSandboxConfig {
             .into_iter()
             .collect(),
         linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: E2E_CGROUP_PARENT.into(),
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
                     network: NamespaceMode::Node as i32,
@@ -1743,6 +1766,19 @@ fn containers_run_exit_and_log(env: &Env) {
         let (_, log) = run_script(&node, &pod, "app", &env.set.user.reference(), "id -u; id -g; id -G", |_| {}).await;
         let out: Vec<String> = log_contents(&log).into_iter().map(|r| r.2).collect();
         assert_eq!(out, vec!["1000", "1000", "1000 2000"], "{log}");
+
+        // Over its memory limit: the kernel's OOM killer, reported as OOMKilled.
+        let (st, _) = run_script(&node, &pod, "oom", &bb.reference(), "tail /dev/zero", |c| {
+            c.linux = Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 20 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        })
+        .await;
+        assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
 
         // Stop: SIGTERM → 143, SIGKILL after the timeout → 137.
         let mut rt = node.runtime().await;
