@@ -16,8 +16,9 @@ use k8s_cri::v1::{ContainerConfig, ContainerFilter};
 use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{Lookup, new_id};
 use crate::image::Images;
-use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes, new_id};
+use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes};
 use crate::shim_client::{self, ShimError, ShimPaths};
 use crate::store::{CONTAINERS, Change, Store, StoreError};
 
@@ -203,17 +204,12 @@ impl Containers {
                 "container id is required".into(),
             ));
         }
-        let index = self.read();
-        if let Some(r) = index.by_id.get(id) {
-            return Ok(r.clone());
-        }
-        let mut found = index.by_id.values().filter(|r| r.id.starts_with(id));
-        match (found.next(), found.next()) {
-            (Some(r), None) => Ok(r.clone()),
-            (Some(_), Some(_)) => Err(ContainerError::InvalidArgument(format!(
+        match crate::ids::by_prefix(&self.read().by_id, id) {
+            Lookup::Found(r) => Ok(r.clone()),
+            Lookup::Ambiguous => Err(ContainerError::InvalidArgument(format!(
                 "container id prefix {id:?} is ambiguous"
             ))),
-            _ => Err(ContainerError::NotFound(format!(
+            Lookup::Missing => Err(ContainerError::NotFound(format!(
                 "container {id:?} not found"
             ))),
         }

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, PodSandboxFilter};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{Lookup, new_id};
 use crate::store::{Change, SANDBOXES, Store, StoreError};
 use namespaces::NsKind;
 
@@ -105,14 +106,6 @@ fn now_nanos() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// A new random 64-hex id.
-pub fn new_id() -> std::io::Result<String> {
-    use std::io::Read;
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(hex::encode(b))
-}
-
 impl Sandboxes {
     /// Load records; a pod whose pins vanished (the state dir is gone after a reboot) is
     /// reported NOTREADY, not lost.
@@ -165,16 +158,12 @@ impl Sandboxes {
                 "pod sandbox id is required".into(),
             ));
         }
-        if let Some(r) = index.by_id.get(id) {
-            return Ok(r.clone());
-        }
-        let mut found = index.by_id.values().filter(|r| r.id.starts_with(id));
-        match (found.next(), found.next()) {
-            (Some(r), None) => Ok(r.clone()),
-            (Some(_), Some(_)) => Err(SandboxError::InvalidArgument(format!(
+        match crate::ids::by_prefix(&index.by_id, id) {
+            Lookup::Found(r) => Ok(r.clone()),
+            Lookup::Ambiguous => Err(SandboxError::InvalidArgument(format!(
                 "pod sandbox id prefix {id:?} is ambiguous"
             ))),
-            _ => Err(SandboxError::NotFound(format!(
+            Lookup::Missing => Err(SandboxError::NotFound(format!(
                 "pod sandbox {id:?} not found"
             ))),
         }

@@ -182,7 +182,7 @@ pub fn parse_v1_mounts(mountinfo: &str) -> Vec<V1Mount> {
         let dev = left[2].to_string();
         let mount = V1Mount {
             controllers,
-            mountpoint: PathBuf::from(unescape_mountinfo(left[4])),
+            mountpoint: PathBuf::from(super::rootfs::unescape_mountinfo(left[4])),
         };
         match found.iter_mut().find(|(d, _)| *d == dev) {
             Some((_, m)) => {
@@ -196,27 +196,6 @@ pub fn parse_v1_mounts(mountinfo: &str) -> Vec<V1Mount> {
         }
     }
     found.into_iter().map(|(_, m)| m).collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `linux.cgroupsPath` as a path relative to a hierarchy root: absolute, plain components.
