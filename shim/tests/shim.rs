@@ -1227,3 +1227,224 @@ async fn a_failed_create_removes_its_cgroup() {
     }
     assert!(cg.existing().is_empty(), "{:?}", cg.existing());
 }
+
+/// berthd's RuntimeDefault profile (`src/container/seccomp_default.json`, Docker's format)
+/// resolved the way berthd resolves it for a container of this machine with `caps`: the
+/// `includes`/`excludes` conditions evaluated, the architectures of the host's entry.
+fn default_seccomp(caps: &[&str]) -> Value {
+    let (goarch, arches) = if cfg!(target_arch = "aarch64") {
+        ("arm64", vec!["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"])
+    } else {
+        (
+            "amd64",
+            vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        )
+    };
+    let p: Value =
+        serde_json::from_str(include_str!("../../src/container/seccomp_default.json")).unwrap();
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mut syscalls = Vec::new();
+    for s in p["syscalls"].as_array().unwrap() {
+        let (inc, exc) = (&s["includes"], &s["excludes"]);
+        let inc_arches = list(&inc["arches"]);
+        if (!inc_arches.is_empty() && !inc_arches.iter().any(|a| a == goarch))
+            || !list(&inc["caps"])
+                .iter()
+                .all(|c| caps.contains(&c.as_str()))
+            || list(&exc["arches"]).iter().any(|a| a == goarch)
+            || list(&exc["caps"])
+                .iter()
+                .any(|c| caps.contains(&c.as_str()))
+        {
+            continue;
+        }
+        // minKernel: this kernel is newer than any the profile names.
+        let mut s = s.clone();
+        for k in ["includes", "excludes", "comment"] {
+            s.as_object_mut().unwrap().remove(k);
+        }
+        syscalls.push(s);
+    }
+    json!({
+        "defaultAction": p["defaultAction"],
+        "defaultErrnoRet": p["defaultErrnoRet"],
+        "architectures": arches,
+        "syscalls": syscalls,
+    })
+}
+
+/// Run `script` in a container with `seccomp` (or none), as `uid` with these capabilities;
+/// its stdout and stderr lines.
+async fn run_with_seccomp(
+    name: &str,
+    seccomp: Option<Value>,
+    (uid, caps): (u32, &[&str]),
+    no_new_privs: bool,
+    script: &str,
+) -> (Vec<String>, Vec<String>) {
+    let bed = Bed::new(name);
+    std::fs::create_dir_all(bed.rootfs().join("mnt")).unwrap();
+    let mut s = spec(&["sh", "-c", script]);
+    s["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+    s["process"]["noNewPrivileges"] = json!(no_new_privs);
+    s["process"]["user"] = json!({"uid": uid, "gid": uid});
+    if let Some(seccomp) = seccomp {
+        s["linux"]["seccomp"] = seccomp;
+    }
+    bed.write_spec(&s);
+    bed.spawn_ok();
+    let mut c = bed.client().await;
+    c.start(StartRequest {}).await.unwrap();
+    let st = wait(&mut c).await;
+    assert_eq!(st.exit_code, 0, "{st:?}: {:?}", bed.records());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for (stream, _, line) in bed.records() {
+        if stream == "stdout" {
+            &mut out
+        } else {
+            &mut err
+        }
+        .push(line);
+    }
+    bed.shutdown(&mut c).await;
+    (out, err)
+}
+
+const SECCOMP_SCRIPT: &str = "grep Seccomp: /proc/self/status; \
+     unshare -U true; echo unshare=$?; \
+     mount -t tmpfs none /mnt; echo mount=$?; \
+     echo hello; ls /bin/sh; cat /etc/group | head -n 1; true";
+
+#[tokio::test]
+async fn seccomp_default_profile_refuses_privileged_calls() {
+    require_root!();
+    // As kubelet runs most containers (allowPrivilegeEscalation: no_new_privs unset: the filter
+    // is loaded while privileged, then the user and capabilities change under it), with
+    // no_new_privs (loaded last), and as a user without capabilities.
+    for (uid, caps, nnp) in [
+        (0, &DEFAULT_CAPS[..], false),
+        (0, &DEFAULT_CAPS[..], true),
+        (1000, &[][..], false),
+    ] {
+        let (out, err) = run_with_seccomp(
+            &format!("seccomp-default-{uid}-{nnp}"),
+            Some(default_seccomp(caps)),
+            (uid, caps),
+            nnp,
+            SECCOMP_SCRIPT,
+        )
+        .await;
+        assert_eq!(
+            out,
+            vec![
+                "Seccomp:\t2",
+                "unshare=1",
+                "mount=1",
+                "hello",
+                "/bin/sh",
+                "root:x:0:"
+            ],
+            "uid {uid}, no_new_privs {nnp}; stderr {err:?}"
+        );
+        assert_eq!(
+            err,
+            vec![
+                "unshare: unshare(0x10000000): Operation not permitted",
+                "mount: permission denied (are you root?)"
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn seccomp_unconfined_and_capability_conditional_rules() {
+    require_root!();
+    // No linux.seccomp: mode 0, and root may create a user namespace.
+    let (out, _) = run_with_seccomp(
+        "seccomp-none",
+        None,
+        (0, &DEFAULT_CAPS),
+        true,
+        SECCOMP_SCRIPT,
+    )
+    .await;
+    assert_eq!(out[..2], ["Seccomp:\t0", "unshare=0"]);
+    // With CAP_SYS_ADMIN the default profile lets mount and unshare through.
+    let mut caps = DEFAULT_CAPS.to_vec();
+    caps.push("CAP_SYS_ADMIN");
+    let (out, err) = run_with_seccomp(
+        "seccomp-admin",
+        Some(default_seccomp(&caps)),
+        (0, &caps),
+        false,
+        SECCOMP_SCRIPT,
+    )
+    .await;
+    assert_eq!(
+        out[..3],
+        ["Seccomp:\t2", "unshare=0", "mount=0"],
+        "stderr {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn seccomp_custom_errno_and_bad_profiles() {
+    require_root!();
+    // ERRNO with errnoRet: mkdir fails with ENOSPC (28), everything else is allowed.
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 28}]
+    });
+    let (out, err) = run_with_seccomp(
+        "seccomp-errno",
+        Some(profile),
+        (0, &DEFAULT_CAPS),
+        true,
+        "grep Seccomp: /proc/self/status; mkdir /tmp/d; echo mkdir=$?; touch /tmp/f && echo touched",
+    )
+    .await;
+    assert_eq!(out, vec!["Seccomp:\t2", "mkdir=1", "touched"]);
+    assert!(
+        err.iter().any(|e| e.contains("No space left on device")),
+        "{err:?}"
+    );
+
+    // A profile the executor cannot compile fails the creation, with the reason.
+    let bed = Bed::new("seccomp-bad");
+    let mut s = spec(&["true"]);
+    s["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read"], "action": "SCMP_ACT_ALLOW",
+         "args": [{"index": 7, "value": 0, "op": "SCMP_CMP_EQ"}]}]});
+    bed.write_spec(&s);
+    let (line, _) = bed.spawn();
+    assert!(
+        line.starts_with("error invalid spec: linux.seccomp: syscalls[0]: argument index 7"),
+        "{line:?}"
+    );
+    for _ in 0..200 {
+        if !bed.socket().exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!bed.socket().exists());
+}
+
+#[test]
+fn the_default_profile_compiles_to_a_small_filter() {
+    for caps in [
+        DEFAULT_CAPS.to_vec(),
+        vec!["CAP_SYS_ADMIN", "CAP_SYS_PTRACE"],
+    ] {
+        let profile: oci_spec::runtime::LinuxSeccomp =
+            serde_json::from_value(default_seccomp(&caps)).unwrap();
+        let filter = berth_shim::executor::seccomp::Filter::compile(&profile).unwrap();
+        let n = filter.program().len();
+        println!("default profile with {caps:?}: {n} instructions");
+        assert!(n < 1500, "{n}");
+    }
+}

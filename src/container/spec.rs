@@ -311,6 +311,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     if !sysctls.is_empty() {
         linux["sysctl"] = json!(sysctls);
     }
+    if let Some(profile) = super::seccomp::profile(&sec, &caps)? {
+        linux["seccomp"] = profile;
+    }
 
     let mut annotations: BTreeMap<String, String> = c.annotations.clone().into_iter().collect();
     let pod = input.sandbox.config.metadata.clone().unwrap_or_default();

@@ -10,12 +10,13 @@
 //! Everything that can fail happens before the child blocks, so it surfaces at create time;
 //! only the exec itself (executable lookup) is reported at start.
 //!
-//! Not yet here: seccomp (logged and skipped), user namespaces (refused), exec into a
+//! Not yet here: user namespaces (refused), exec into a
 //! running container.
 
 pub mod cgroup;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 
 use std::fmt::Display;

@@ -107,6 +107,8 @@ struct ExecPlan {
     args: Vec<CString>,
     env: Vec<CString>,
     path: String,
+    /// `linux.seccomp`, compiled (loaded by the init, see `seccomp.rs` for when).
+    seccomp: Option<super::seccomp::Filter>,
 }
 
 impl ExecPlan {
@@ -134,6 +136,7 @@ impl ExecPlan {
                 .map(|e| cstr(e, "process.env"))
                 .collect::<Result<_>>()?,
             path,
+            seccomp: None,
         })
     }
 
@@ -217,14 +220,8 @@ pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitPr
         .process()
         .as_ref()
         .ok_or_else(|| Error::InvalidSpec("process is not set".into()))?;
-    if c.spec
-        .linux()
-        .as_ref()
-        .is_some_and(|l| l.seccomp().is_some())
-    {
-        tracing::warn!("linux.seccomp is set but not applied yet");
-    }
-    let plan = ExecPlan::new(process)?;
+    let mut plan = ExecPlan::new(process)?;
+    plan.seccomp = super::seccomp::Filter::for_container(c)?;
     let cgroup = cgroup::setup(c)?;
 
     // Namespaces to join are opened here, in the host's mount namespace.
@@ -572,6 +569,11 @@ fn init_child(
         }
         None => None,
     };
+    // Without no_new_privs only CAP_SYS_ADMIN may load a filter: now, still privileged.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let Some(filter) = plan.seccomp.as_ref().filter(|_| !nnp) {
+        filter.load()?;
+    }
     security::switch_user(process.user(), caps.is_some())?;
     if let Some(sets) = &caps {
         security::apply_capabilities(sets)?;
@@ -593,6 +595,10 @@ fn init_child(
             libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
         )
     };
+    // With no_new_privs: the last step of the setup, unprivileged.
+    if let Some(filter) = plan.seccomp.as_ref().filter(|_| nnp) {
+        filter.load()?;
+    }
 
     send_msg(sock.as_fd(), READY, master.as_ref().map(|m| m.as_fd())).ctx(|| "reporting ready")?;
     drop(master);
