@@ -1767,6 +1767,35 @@ fn containers_run_exit_and_log(env: &Env) {
         let out: Vec<String> = log_contents(&log).into_iter().map(|r| r.2).collect();
         assert_eq!(out, vec!["1000", "1000", "1000 2000"], "{log}");
 
+        // Seccomp through CRI: RuntimeDefault → mode 2 and no mount; Unconfined → mode 0.
+        for (kind, mode) in [
+            (security_profile::ProfileType::RuntimeDefault, "2"),
+            (security_profile::ProfileType::Unconfined, "0"),
+        ] {
+            let (_, log) = run_script(
+                &node,
+                &pod,
+                &format!("seccomp{mode}"),
+                &bb.reference(),
+                "grep Seccomp: /proc/self/status | tr -d '\\t'",
+                |c| {
+                    c.linux = Some(LinuxContainerConfig {
+                        security_context: Some(LinuxContainerSecurityContext {
+                            seccomp: Some(SecurityProfile {
+                                profile_type: kind as i32,
+                                localhost_ref: String::new(),
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    });
+                },
+            )
+            .await;
+            let out: Vec<String> = log_contents(&log).into_iter().map(|r| r.2).collect();
+            assert_eq!(out, vec![format!("Seccomp:{mode}")], "{log}");
+        }
+
         // Over its memory limit: the kernel's OOM killer, reported as OOMKilled.
         let (st, _) = run_script(&node, &pod, "oom", &bb.reference(), "tail /dev/zero", |c| {
             c.linux = Some(LinuxContainerConfig {
