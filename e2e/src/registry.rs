@@ -637,7 +637,7 @@ pub fn basic_auth_value(user: &str, password: &str) -> String {
 }
 
 /// Standard base64 with padding (RFC 4648 section 4).
-pub(crate) fn base64(data: &[u8]) -> String {
+pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in data.chunks(3) {

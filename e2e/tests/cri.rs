@@ -771,14 +771,8 @@ fn registry_auth(env: &Env) {
             set.busybox.image_id()
         );
         // The docker-config `auth` form (base64 "user:password").
-        use std::io::Write;
-        let mut enc = Vec::new();
-        {
-            let mut w = base64_writer(&mut enc);
-            w.write_all(b"berth:s3cret").unwrap();
-        }
         let encoded = AuthConfig {
-            auth: String::from_utf8(enc).unwrap(),
+            auth: berth_e2e::registry::base64(b"berth:s3cret"),
             ..Default::default()
         };
         assert_eq!(
@@ -871,38 +865,6 @@ fn registry_anonymous_bearer_tokens(env: &Env) {
             "no anonymous token was issued: {tokens:?}"
         );
     });
-}
-
-/// A tiny base64 encoder (the test crate keeps its dependencies few).
-fn base64_writer(out: &mut Vec<u8>) -> impl std::io::Write + '_ {
-    struct W<'a>(&'a mut Vec<u8>, Vec<u8>);
-    impl std::io::Write for W<'_> {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.1.extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl Drop for W<'_> {
-        fn drop(&mut self) {
-            const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            for c in self.1.chunks(3) {
-                let n = (c[0] as u32) << 16
-                    | (*c.get(1).unwrap_or(&0) as u32) << 8
-                    | *c.get(2).unwrap_or(&0) as u32;
-                for i in 0..4 {
-                    if i <= c.len() {
-                        self.0.push(T[(n >> (18 - 6 * i) & 63) as usize]);
-                    } else {
-                        self.0.push(b'=');
-                    }
-                }
-            }
-        }
-    }
-    W(out, Vec::new())
 }
 
 fn mirrors_plain_http_and_tls_hosts(env: &Env) {
