@@ -51,9 +51,11 @@ impl Error {
                 ContainerError::Shim(crate::shim_client::ShimError::Create(_)) => {
                     Code::InvalidArgument
                 }
-                ContainerError::Shim(_) | ContainerError::Io { .. } | ContainerError::Store(_) => {
-                    Code::Internal
-                }
+                ContainerError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+                ContainerError::Shim(_)
+                | ContainerError::Io { .. }
+                | ContainerError::Store(_)
+                | ContainerError::ExecFailed(_) => Code::Internal,
             },
             Error::Sandbox(e) => match e {
                 SandboxError::InvalidArgument(_) => Code::InvalidArgument,

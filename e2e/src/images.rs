@@ -1172,6 +1172,35 @@ pub fn whiteout_layers() -> (BuiltLayer, BuiltLayer) {
 
 /// Pushes the standard set (see [`StandardSet`]) to `reg` (plain HTTP or TLS, with the
 /// registry's credentials), then corrupts `corrupt:latest`'s last layer in storage.
+/// busybox running as the image's user `app` (1000:1000, also in group 2000), in /home/app.
+fn user_image(base: &BuiltLayer) -> ImageSpec {
+    let mut user_cfg = labelled("user");
+    user_cfg.user = Some("app".into());
+    user_cfg.working_dir = Some("/home/app".into());
+    user_cfg.cmd = Some(vec!["id".into()]);
+    ImageSpec::new(vec![base.clone()], user_cfg)
+}
+
+/// The images the container suites need, pushed as in the standard set.
+pub struct RuntimeSet {
+    pub busybox: PushedImage,
+    pub user: PushedImage,
+}
+
+/// Push only busybox:latest and user:latest (quick, for suites that run containers).
+pub async fn push_runtime_set(reg: &Registry) -> RuntimeSet {
+    let p = Pusher::for_registry(reg);
+    let base = busybox_layer().clone();
+    let busybox = p
+        .push_image(
+            "busybox:latest",
+            &ImageSpec::new(vec![base.clone()], labelled("busybox")),
+        )
+        .await;
+    let user = p.push_image("user:latest", &user_image(&base)).await;
+    RuntimeSet { busybox, user }
+}
+
 pub async fn push_standard_set(reg: &Registry) -> StandardSet {
     let p = Pusher::for_registry(reg);
     let base = busybox_layer().clone();
@@ -1181,13 +1210,7 @@ pub async fn push_standard_set(reg: &Registry) -> StandardSet {
     let busybox = p.push_image("busybox:latest", &busybox_spec).await;
     let library_busybox = p.push_image("library/busybox:latest", &busybox_spec).await;
 
-    let mut user_cfg = labelled("user");
-    user_cfg.user = Some("app".into());
-    user_cfg.working_dir = Some("/home/app".into());
-    user_cfg.cmd = Some(vec!["id".into()]);
-    let user = p
-        .push_image("user:latest", &ImageSpec::new(vec![base.clone()], user_cfg))
-        .await;
+    let user = p.push_image("user:latest", &user_image(&base)).await;
 
     let multilayer = p.push_multilayer("multilayer:latest", 4, 256 * 1024).await;
 

@@ -1,6 +1,7 @@
 //! berth's end-to-end test bed: a real berthd, a real registry (Debian's docker-registry),
 //! and test images our own code builds from Debian's busybox-static.
 
+pub mod cri;
 pub mod images;
 pub mod netns;
 pub mod node;

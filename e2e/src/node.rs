@@ -235,6 +235,24 @@ pub fn shims_of(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Pids whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))
+                    .and_then(|v| v.trim().parse::<i32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
 /// Mount points at or under `dir` (from /proc/self/mountinfo), deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -254,12 +272,17 @@ impl Drop for Node {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Shims are detached from berthd by design; a failed test must not leave them running.
-        for pid in shims_of(self.dir.path()) {
+        // Shims are detached from berthd by design; a failed test must not leave them (or the
+        // containers they run, which would outlive them) running.
+        let kill = |pid: i32| {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        };
+        for pid in shims_of(self.dir.path()) {
+            children_of(pid).into_iter().for_each(kill);
+            kill(pid);
         }
         // A failed test must not leave pinned namespaces or overlays mounted on the host.
         for m in mounts_under(self.dir.path()) {

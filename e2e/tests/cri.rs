@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_e2e::cri::*;
 use berth_e2e::images::{
     ImageConfig, ImageSpec, ManifestFlavour, Pusher, StandardSet, busybox_layer, push_multilayer,
     push_standard_set,
@@ -15,7 +16,6 @@ use berth_e2e::images::{
 use berth_e2e::netns;
 use berth_e2e::node::{Node, free_port};
 use berth_e2e::registry::{Registry, RegistryOpts, http_request, install_crypto_provider};
-use k8s_cri::v1::ImageSpec as CriImageSpec;
 use k8s_cri::v1::*;
 use libtest_mimic::{Arguments, Trial};
 use tonic::Code;
@@ -27,27 +27,6 @@ struct Env {
 }
 
 type TestFn = fn(&Env);
-
-/// Every test pod's cgroup parent; removed (when empty) at the end of the suite.
-const E2E_CGROUP_PARENT: &str = "/berth-e2e";
-
-/// rmdir the suite's cgroup parent in every hierarchy (only empty ones go).
-fn remove_cgroup_parents() {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path().join(&E2E_CGROUP_PARENT[1..])))
-        .collect();
-    dirs.push(PathBuf::from("/sys/fs/cgroup").join(&E2E_CGROUP_PARENT[1..]));
-    for d in dirs {
-        if d.is_dir()
-            && let Err(e) = std::fs::remove_dir(&d)
-        {
-            eprintln!("cgroup {} left behind: {e}", d.display());
-        }
-    }
-}
 
 fn main() -> ExitCode {
     // Before any thread exists: the whole suite lives in its own network namespace.
@@ -139,32 +118,6 @@ fn main() -> ExitCode {
 
 // ---------- helpers ----------
 
-fn spec(image: &str) -> Option<CriImageSpec> {
-    Some(CriImageSpec {
-        image: image.to_string(),
-        ..Default::default()
-    })
-}
-
-async fn pull(node: &Node, image: &str, auth: Option<AuthConfig>) -> Result<String, tonic::Status> {
-    node.images()
-        .await
-        .pull_image(PullImageRequest {
-            image: spec(image),
-            auth,
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().image_ref)
-}
-
-async fn pull_ok(node: &Node, image: &str) -> String {
-    match pull(node, image, None).await {
-        Ok(id) => id,
-        Err(e) => panic!("pull {image}: {e:?}\n{}", node.log_text()),
-    }
-}
-
 async fn list(node: &Node) -> Vec<Image> {
     node.images()
         .await
@@ -193,13 +146,6 @@ async fn remove(node: &Node, image: &str) {
         .remove_image(RemoveImageRequest { image: spec(image) })
         .await
         .unwrap_or_else(|e| panic!("RemoveImage {image}: {e:?}"));
-}
-
-fn dir_entries(p: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(p) {
-        Ok(rd) => rd.map(|e| e.expect("dir entry").path()).collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 fn snapshot_fs_dirs(node: &Node) -> Vec<PathBuf> {
@@ -1240,74 +1186,6 @@ fn berth_cli(env: &Env) {
     });
 }
 
-fn pod_config(name: &str, ipc: NamespaceMode) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "e2e".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: format!("/var/log/pods/e2e_{name}"),
-        labels: [
-            ("app".to_string(), name.to_string()),
-            ("tier".into(), "test".into()),
-        ]
-        .into_iter()
-        .collect(),
-        annotations: [("note".to_string(), "e2e".to_string())]
-            .into_iter()
-            .collect(),
-        linux: Some(LinuxPodSandboxConfig {
-            cgroup_parent: E2E_CGROUP_PARENT.into(),
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: ipc as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-async fn run_pod(node: &Node, config: PodSandboxConfig) -> Result<String, tonic::Status> {
-    node.runtime()
-        .await
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await
-        .map(|r| r.into_inner().pod_sandbox_id)
-}
-
-async fn pod_status(node: &Node, id: &str) -> Result<PodSandboxStatusResponse, tonic::Status> {
-    node.runtime()
-        .await
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: id.into(),
-            verbose: true,
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn list_pods(node: &Node, filter: Option<PodSandboxFilter>) -> Vec<PodSandbox> {
-    node.runtime()
-        .await
-        .list_pod_sandbox(ListPodSandboxRequest { filter })
-        .await
-        .expect("ListPodSandbox")
-        .into_inner()
-        .items
-}
-
 fn nsfs_mounts(node: &Node) -> Vec<PathBuf> {
     berth_e2e::node::mounts_under(&node.state)
 }
@@ -1515,35 +1393,6 @@ fn sandbox_recovery(env: &Env) {
     });
 }
 
-fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: spec(image),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}/0.log"),
-        ..Default::default()
-    }
-}
-
-async fn create_container(
-    node: &Node,
-    pod: &str,
-    config: ContainerConfig,
-) -> Result<String, tonic::Status> {
-    node.runtime()
-        .await
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: None,
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
-}
-
 fn create_container_failures_leave_no_trace(env: &Env) {
     env.rt.block_on(async {
         // A shim that dies without its handshake: creation must fail and undo every step.
@@ -1605,80 +1454,6 @@ fn create_container_failures_leave_no_trace(env: &Env) {
         remove(&node, &bb.reference()).await;
         assert_empty(&node, "after removing the image").await;
     });
-}
-
-async fn start_container(node: &Node, id: &str) {
-    node.runtime()
-        .await
-        .start_container(StartContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer {id}: {e:?}\n{}", node.log_text()));
-}
-
-async fn container_status(node: &Node, id: &str) -> ContainerStatus {
-    node.runtime()
-        .await
-        .container_status(ContainerStatusRequest {
-            container_id: id.into(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-}
-
-async fn wait_exited(node: &Node, id: &str) -> ContainerStatus {
-    for _ in 0..500 {
-        let s = container_status(node, id).await;
-        if s.state == ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("container {id} did not exit");
-}
-
-/// Run `sh -c script` in a fresh container of `pod`; returns (status, log text).
-async fn run_script(
-    node: &Node,
-    pod: &str,
-    name: &str,
-    image: &str,
-    script: &str,
-    tweak: impl FnOnce(&mut ContainerConfig),
-) -> (ContainerStatus, String) {
-    let mut cfg = container_config(name, image, &["sh", "-c", script]);
-    tweak(&mut cfg);
-    let id = create_container(node, pod, cfg)
-        .await
-        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:?}\n{}", node.log_text()));
-    start_container(node, &id).await;
-    let st = wait_exited(node, &id).await;
-    let log = std::fs::read_to_string(&st.log_path).unwrap_or_default();
-    (st, log)
-}
-
-/// The content of each CRI log record, checking the format of every line.
-fn log_contents(log: &str) -> Vec<(String, String, String)> {
-    log.lines()
-        .map(|l| {
-            let mut parts = l.splitn(4, ' ');
-            let ts = parts.next().unwrap();
-            assert!(
-                ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.',
-                "bad timestamp in {l:?}"
-            );
-            let stream = parts.next().unwrap().to_string();
-            let tag = parts.next().unwrap().to_string();
-            assert!(stream == "stdout" || stream == "stderr", "{l:?}");
-            assert!(tag == "F" || tag == "P", "{l:?}");
-            (stream, tag, parts.next().unwrap_or_default().to_string())
-        })
-        .collect()
 }
 
 fn containers_run_exit_and_log(env: &Env) {
@@ -1757,19 +1532,6 @@ fn containers_run_exit_and_log(env: &Env) {
             let out: Vec<String> = log_contents(&log).into_iter().map(|r| r.2).collect();
             assert_eq!(out, vec![format!("Seccomp:{mode}")], "{log}");
         }
-
-        // Over its memory limit: the kernel's OOM killer, reported as OOMKilled.
-        let (st, _) = run_script(&node, &pod, "oom", &bb.reference(), "tail /dev/zero", |c| {
-            c.linux = Some(LinuxContainerConfig {
-                resources: Some(LinuxContainerResources {
-                    memory_limit_in_bytes: 20 << 20,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-        })
-        .await;
-        assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
 
         // Stop: SIGTERM → 143, SIGKILL after the timeout → 137.
         let mut rt = node.runtime().await;

@@ -1,5 +1,6 @@
-//! The command line berthd runs:
-//! `berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH`.
+//! The command lines berthd runs:
+//! `berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH` (the shim) and
+//! `berth-shim exec --bundle DIR --pid PID --error-file PATH -- COMMAND...` (an exec helper).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,83 @@ impl Args {
     }
 }
 
+pub const EXEC_USAGE: &str =
+    "usage: berth-shim exec --bundle DIR --pid PID --error-file PATH -- COMMAND [ARG...]";
+
+/// `berth-shim exec`: run COMMAND in the running container of bundle DIR whose init is PID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecArgs {
+    pub bundle: PathBuf,
+    pub pid: i32,
+    /// Where to write why the command could not be started (created only then).
+    pub error_file: PathBuf,
+    pub command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// Parse the arguments after `exec`.
+    pub fn parse<I: IntoIterator<Item = OsString>>(
+        args: I,
+        cwd: &Path,
+    ) -> Result<ExecArgs, String> {
+        let (mut bundle, mut pid, mut error_file) = (None, None, None);
+        let mut it = args.into_iter();
+        let mut command = Vec::new();
+        while let Some(arg) = it.next() {
+            let arg = arg
+                .into_string()
+                .map_err(|a| format!("argument {a:?} is not UTF-8"))?;
+            if arg == "--" {
+                for a in it.by_ref() {
+                    command.push(
+                        a.into_string()
+                            .map_err(|a| format!("argument {a:?} is not UTF-8"))?,
+                    );
+                }
+                break;
+            }
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+                _ => (arg.clone(), None),
+            };
+            let slot = match flag.as_str() {
+                "--bundle" => &mut bundle,
+                "--pid" => &mut pid,
+                "--error-file" => &mut error_file,
+                _ => return Err(format!("unknown argument {arg:?}")),
+            };
+            let value = match inline {
+                Some(v) => v,
+                None => it
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value"))?
+                    .into_string()
+                    .map_err(|v| format!("{flag} value {v:?} is not UTF-8"))?,
+            };
+            if value.is_empty() {
+                return Err(format!("{flag} is empty"));
+            }
+            *slot = Some(value);
+        }
+        let need = |v: Option<String>, flag: &str| v.ok_or_else(|| format!("{flag} is required"));
+        let pid = need(pid, "--pid")?;
+        let pid = pid
+            .parse::<i32>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("--pid {pid:?} is not a pid"))?;
+        if command.is_empty() || command[0].is_empty() {
+            return Err("no command after --".into());
+        }
+        Ok(ExecArgs {
+            bundle: cwd.join(need(bundle, "--bundle")?),
+            pid,
+            error_file: cwd.join(need(error_file, "--error-file")?),
+            command,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +194,45 @@ mod tests {
                 .contains("unknown argument")
         );
         assert!(parse(&["--id="]).unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn parses_exec_command_lines() {
+        let a = ExecArgs::parse(
+            [
+                "--bundle",
+                "/b",
+                "--pid=42",
+                "--error-file",
+                "e",
+                "--",
+                "sh",
+                "-c",
+                "--x",
+            ]
+            .iter()
+            .map(OsString::from),
+            Path::new("/cwd"),
+        )
+        .unwrap();
+        assert_eq!(a.pid, 42);
+        assert_eq!(a.error_file, PathBuf::from("/cwd/e"));
+        assert_eq!(a.command, vec!["sh", "-c", "--x"]);
+        let bad =
+            |v: &[&str]| ExecArgs::parse(v.iter().map(OsString::from), Path::new("/")).unwrap_err();
+        assert!(
+            bad(&[
+                "--bundle",
+                "/b",
+                "--pid",
+                "0",
+                "--error-file",
+                "e",
+                "--",
+                "x"
+            ])
+            .contains("not a pid")
+        );
+        assert!(bad(&["--bundle", "/b", "--pid", "1", "--error-file", "e"]).contains("no command"));
     }
 }

@@ -5,10 +5,9 @@
 //! write `ok <init-pid>` or `error <message>` to the handshake pipe; only then start a
 //! current-thread tokio runtime serving the Shim API. No fork or clone ever happens after that.
 //!
-//! Future execs into the container (CRI Exec) will need a clone after the runtime exists. They
-//! will go through a small "zygote" forked right here, after the init is created and before the
-//! runtime starts: it stays single-threaded and performs each clone/setns on request over a
-//! socketpair.
+//! `berth-shim exec ...` is the other mode: a short-lived, single-threaded helper that runs one
+//! command in a running container (see `executor::exec`); berthd starts it straight into exec,
+//! so no clone or setns ever happens in a process with a runtime.
 
 use std::fs::{self, OpenOptions};
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,13 +17,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use berth_shim::cli::{Args, USAGE};
+use berth_shim::cli::{Args, EXEC_USAGE, ExecArgs, USAGE};
 use berth_shim::daemon;
 use berth_shim::executor::{self, Container, InitProcess};
 use berth_shim::io::LogFile;
 use berth_shim::server::{self, ServeOptions};
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
+        return exec_main();
+    }
     let handshake = match daemon::take_handshake_pipe() {
         Ok(fd) => fd,
         Err(e) => {
@@ -48,6 +50,47 @@ fn main() -> ExitCode {
     match run(args, handshake) {
         Ok(()) => ExitCode::SUCCESS,
         Err(()) => ExitCode::from(1),
+    }
+}
+
+/// `berth-shim exec`: run a command in a running container and exit with its status. Errors
+/// before the command runs go to the error file (and stderr), with exit code 126/127 for a
+/// command that cannot be executed, 1 otherwise, as `runc exec` reports them.
+fn exec_main() -> ExitCode {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let args = match ExecArgs::parse(std::env::args_os().skip(2), &cwd) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("berth-shim exec: {e}\n{EXEC_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let fail = |e: executor::exec::StartError| {
+        if let Err(w) = executor::exec::write_error_file(&args.error_file, &e) {
+            eprintln!(
+                "berth-shim exec: {} (and writing {}: {w})",
+                e.message,
+                args.error_file.display()
+            );
+        }
+        ExitCode::from(u8::try_from(e.code).unwrap_or(1))
+    };
+    let container = match Container::load("exec", &args.bundle) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(executor::exec::StartError {
+                code: 1,
+                message: e.to_string(),
+            });
+        }
+    };
+    let req = executor::exec::ExecRequest {
+        pid: args.pid,
+        args: args.command.clone(),
+    };
+    match executor::exec::run(&container, &req) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
+        Err(e) => fail(e),
     }
 }
 

@@ -2,6 +2,7 @@
 //! of the image's snapshots plus a fresh writable layer), one berth-shim per container, and the
 //! lifecycle kubelet drives: create, start, stop, remove, status, list.
 
+pub mod exec;
 pub mod seccomp;
 pub mod spec;
 pub mod user;
@@ -45,6 +46,11 @@ pub enum ContainerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// An exec could not be started for a reason other than its command.
+    #[error("{0}")]
+    ExecFailed(String),
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -158,6 +164,8 @@ impl Containers {
             index: RwLock::new(index),
             lifecycle: tokio::sync::Mutex::new(()),
         };
+        // Error files of exec helpers that ran before a restart.
+        let _ = crate::snapshot::remove_tree(&containers.exec_dir());
         let ids: Vec<String> = containers.read().by_id.keys().cloned().collect();
         for id in ids {
             containers.refresh(&id).await?;

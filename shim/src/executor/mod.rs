@@ -10,10 +10,12 @@
 //! Everything that can fail happens before the child blocks, so it surfaces at create time;
 //! only the exec itself (executable lookup) is reported at start.
 //!
-//! Not yet here: user namespaces (refused), exec into a
-//! running container.
+//! [`exec`] runs another process in a running container (`berth-shim exec`).
+//!
+//! Not yet here: user namespaces (refused).
 
 pub mod cgroup;
+pub mod exec;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -74,7 +74,7 @@ pub struct InitProcess {
 }
 
 /// The kernel's flag for a namespace type.
-fn clone_flag(typ: LinuxNamespaceType) -> Result<CloneFlags> {
+pub(crate) fn clone_flag(typ: LinuxNamespaceType) -> Result<CloneFlags> {
     Ok(match typ {
         LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
@@ -102,17 +102,17 @@ enum ChildStdio {
 
 /// `process.args` and `process.env` ready for execve, prepared before the fork.
 #[derive(Debug)]
-struct ExecPlan {
+pub(crate) struct ExecPlan {
     arg0: String,
     args: Vec<CString>,
     env: Vec<CString>,
     path: String,
     /// `linux.seccomp`, compiled (loaded by the init, see `seccomp.rs` for when).
-    seccomp: Option<super::seccomp::Filter>,
+    pub(crate) seccomp: Option<super::seccomp::Filter>,
 }
 
 impl ExecPlan {
-    fn new(process: &Process) -> Result<ExecPlan> {
+    pub(crate) fn new(process: &Process) -> Result<ExecPlan> {
         let cstr = |s: &str, what: &str| {
             CString::new(s)
                 .map_err(|_| Error::InvalidSpec(format!("{what} {s:?} contains a NUL byte")))
@@ -141,7 +141,7 @@ impl ExecPlan {
     }
 
     /// execve the command, looking args[0] up in PATH when it has no '/'. Returns only on error.
-    fn exec(&self) -> Error {
+    pub(crate) fn exec(&self) -> Error {
         let arg0 = &self.arg0;
         if arg0.contains('/') {
             return match CString::new(arg0.as_str()) {
@@ -196,7 +196,7 @@ fn exec_error(arg0: &str, e: Errno) -> Error {
 
 /// Refuse to fork if any other thread exists: a child of a multi-threaded process may inherit
 /// locks held by threads that do not exist in it.
-fn check_single_threaded() -> Result<()> {
+pub(crate) fn check_single_threaded() -> Result<()> {
     let threads = std::fs::read_dir("/proc/self/task")
         .ctx(|| "reading /proc/self/task")?
         .count();
@@ -380,7 +380,7 @@ fn enter_pid_namespace(
     Ok(Some(orig))
 }
 
-fn kill_and_reap(pid: Pid) {
+pub(crate) fn kill_and_reap(pid: Pid) {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = waitpid(pid, None);
 }

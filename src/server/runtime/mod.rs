@@ -2,6 +2,7 @@
 //! success.
 
 mod container;
+mod exec;
 mod runtime_config;
 mod sandbox;
 mod status;
@@ -242,8 +243,15 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<ExecSyncRequest>,
     ) -> Result<Response<ExecSyncResponse>, Status> {
-        self.unimplemented("ExecSync", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "ExecSync",
+            &id,
+            exec::exec_sync(&self.daemon, req),
+        )
+        .await
     }
 
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
