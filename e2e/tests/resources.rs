@@ -37,7 +37,12 @@ fn main() -> ExitCode {
     let reg = Registry::start(RegistryOpts::default());
     let set = rt.block_on(push_runtime_set(&reg));
     let env = Arc::new(Env { rt, _reg: reg, set });
-    let tests: &[(&str, TestFn)] = &[("exec_sync", exec_sync), ("oom_killed", oom_killed)];
+    let tests: &[(&str, TestFn)] = &[
+        ("exec_sync", exec_sync),
+        ("oom_killed", oom_killed),
+        ("update_resources", update_resources),
+        ("stats", stats),
+    ];
     let trials = tests
         .iter()
         .map(|&(name, f)| {
@@ -259,6 +264,238 @@ fn oom_killed(env: &Env) {
         )
         .await;
         assert_eq!((st.exit_code, st.reason.as_str()), (137, "OOMKilled"));
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// The memory limit and the CPU quota/period as the container sees them (v1 or v2).
+const LIMITS_SCRIPT: &str = "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then \
+      cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max; \
+    else \
+      cat /sys/fs/cgroup/memory/memory.limit_in_bytes; \
+      echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us); \
+    fi";
+
+fn limits(memory: i64, quota: i64, shares: i64) -> LinuxContainerResources {
+    LinuxContainerResources {
+        memory_limit_in_bytes: memory,
+        cpu_quota: quota,
+        cpu_period: 100_000,
+        cpu_shares: shares,
+        ..Default::default()
+    }
+}
+
+async fn update(node: &Node, id: &str, r: LinuxContainerResources) -> Result<(), tonic::Status> {
+    node.runtime()
+        .await
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(r),
+            windows: None,
+            annotations: Default::default(),
+        })
+        .await
+        .map(|_| ())
+}
+
+fn update_resources(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod) = node_with_pod(env, "update").await;
+        let bb = env.set.busybox.reference();
+        let id = running(&node, &pod, "main", &bb, "sleep 3600", |c| {
+            c.linux = Some(LinuxContainerConfig {
+                resources: Some(limits(64 << 20, 20_000, 512)),
+                ..Default::default()
+            });
+        })
+        .await;
+        assert_eq!(
+            sh(&node, &id, LIMITS_SCRIPT).await,
+            "67108864\n20000 100000\n"
+        );
+
+        update(&node, &id, limits(128 << 20, 50_000, 1024))
+            .await
+            .unwrap_or_else(|e| panic!("UpdateContainerResources: {e:?}\n{}", node.log_text()));
+        assert_eq!(
+            sh(&node, &id, LIMITS_SCRIPT).await,
+            "134217728\n50000 100000\n"
+        );
+        let st = container_status(&node, &id).await;
+        let r = st
+            .resources
+            .and_then(|r| r.linux)
+            .expect("status resources");
+        assert_eq!((r.memory_limit_in_bytes, r.cpu_quota), (128 << 20, 50_000));
+
+        // The new memory limit is enforced: 160 MiB of anonymous memory is too much now.
+        let r = exec(
+            &node,
+            &id,
+            &["sh", "-c", "head -c 167772160 /dev/zero | tail > /dev/null"],
+            60,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.exit_code, 137, "OOM-killed under the new limit");
+
+        // Errors: unknown container, missing resources, an exited container.
+        let err = update(&node, "nonexistent", limits(64 << 20, 0, 0))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+        let err = node
+            .runtime()
+            .await
+            .update_container_resources(UpdateContainerResourcesRequest {
+                container_id: id.clone(),
+                linux: None,
+                windows: None,
+                annotations: Default::default(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        node.runtime()
+            .await
+            .stop_container(StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+        let err = update(&node, &id, limits(64 << 20, 0, 0))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        remove_pod(&node, &pod).await;
+    });
+}
+
+async fn container_stats(node: &Node, id: &str) -> ContainerStats {
+    node.runtime()
+        .await
+        .container_stats(ContainerStatsRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ContainerStats {id}: {e:?}"))
+        .into_inner()
+        .stats
+        .expect("stats")
+}
+
+async fn list_stats(node: &Node, filter: ContainerStatsFilter) -> Vec<ContainerStats> {
+    node.runtime()
+        .await
+        .list_container_stats(ListContainerStatsRequest {
+            filter: Some(filter),
+        })
+        .await
+        .expect("ListContainerStats")
+        .into_inner()
+        .stats
+}
+
+fn stats(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod) = node_with_pod(env, "stats").await;
+        let bb = env.set.busybox.reference();
+        let id = running(&node, &pod, "busy", &bb, "sleep 3600", |c| {
+            c.labels = [("role".to_string(), "busy".to_string())]
+                .into_iter()
+                .collect();
+        })
+        .await;
+        let idle = running(&node, &pod, "idle", &bb, "sleep 3600", |_| {}).await;
+        // CPU, memory and 5 MB in the writable layer, all inside the container.
+        sh(
+            &node,
+            &id,
+            "head -c 5000000 /dev/zero > /big; i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done",
+        )
+        .await;
+
+        let s = container_stats(&node, &id).await;
+        let attrs = s.attributes.as_ref().unwrap();
+        assert_eq!(attrs.id, id);
+        assert_eq!(attrs.metadata.as_ref().unwrap().name, "busy");
+        assert_eq!(attrs.labels.get("role").map(String::as_str), Some("busy"));
+        let cpu = s.cpu.as_ref().unwrap();
+        let cpu_ns = cpu.usage_core_nano_seconds.as_ref().unwrap().value;
+        assert!(cpu_ns > 10_000_000, "cpu {cpu_ns} ns");
+        let mem = s.memory.as_ref().unwrap();
+        let ws = mem.working_set_bytes.as_ref().unwrap().value;
+        assert!(ws > 0, "working set {ws}");
+        assert!(mem.usage_bytes.as_ref().unwrap().value >= ws);
+        let layer = s.writable_layer.as_ref().unwrap();
+        let used = layer.used_bytes.as_ref().unwrap().value;
+        assert!(
+            (5_000_000..6_000_000).contains(&used),
+            "writable layer {used}"
+        );
+        assert!(layer.inodes_used.as_ref().unwrap().value >= 2);
+        assert!(!layer.fs_id.as_ref().unwrap().mountpoint.is_empty());
+
+        // A second reading has a rate; CPU time only grows.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let s2 = container_stats(&node, &id).await;
+        let cpu2 = s2.cpu.unwrap();
+        assert!(
+            cpu2.usage_nano_cores.is_some(),
+            "no usage_nano_cores on a second reading"
+        );
+        assert!(cpu2.usage_core_nano_seconds.unwrap().value >= cpu_ns);
+
+        // Filters.
+        let all = list_stats(
+            &node,
+            ContainerStatsFilter {
+                pod_sandbox_id: pod.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
+        let mut ids: Vec<String> = all
+            .iter()
+            .map(|s| s.attributes.as_ref().unwrap().id.clone())
+            .collect();
+        ids.sort();
+        let mut want = vec![id.clone(), idle.clone()];
+        want.sort();
+        assert_eq!(ids, want);
+        let one = list_stats(
+            &node,
+            ContainerStatsFilter {
+                id: idle[..12].into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].attributes.as_ref().unwrap().id, idle);
+        let labelled = list_stats(
+            &node,
+            ContainerStatsFilter {
+                label_selector: [("role".to_string(), "busy".to_string())]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(labelled.len(), 1);
+        assert_eq!(labelled[0].attributes.as_ref().unwrap().id, id);
+        let err = node
+            .runtime()
+            .await
+            .container_stats(ContainerStatsRequest {
+                container_id: "nonexistent".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
         remove_pod(&node, &pod).await;
     });
 }

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_shim_api::v1::shim_server::{Shim, ShimServer};
 use berth_shim_api::v1::{
     KillRequest, KillResponse, ReopenLogRequest, ReopenLogResponse, ShutdownRequest,
-    ShutdownResponse, StartRequest, StartResponse, StateRequest, StateResponse,
-    Status as ContainerStatus, WaitRequest,
+    ShutdownResponse, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
+    StatsResponse, Status as ContainerStatus, UpdateRequest, UpdateResponse, WaitRequest,
 };
 use nix::errno::Errno;
 use nix::sys::socket::MsgFlags;
@@ -519,6 +519,52 @@ impl Shim for ShimService {
     async fn wait(&self, _: Request<WaitRequest>) -> Result<Response<StateResponse>, Status> {
         let s = self.wait_stopped().await?;
         Ok(Response::new(response(&self.inner.id, &s)))
+    }
+
+    async fn update(
+        &self,
+        request: Request<UpdateRequest>,
+    ) -> Result<Response<UpdateResponse>, Status> {
+        let resources: oci_spec::runtime::LinuxResources =
+            serde_json::from_str(&request.get_ref().resources_json)
+                .map_err(|e| Status::invalid_argument(format!("resources: {e}")))?;
+        let Some(cg) = &self.inner.cgroup else {
+            return Err(Status::failed_precondition(
+                "the container has no cgroup of its own",
+            ));
+        };
+        if self.inner.state.borrow().reaped {
+            return Err(Status::failed_precondition("the container is not running"));
+        }
+        cg.apply(&resources).map_err(|e| match e {
+            cgroup::Error::InvalidSpec(m) => Status::invalid_argument(m),
+            e => Status::internal(format!("updating the cgroup: {e}")),
+        })?;
+        tracing::info!("container {}: resources updated", self.inner.id);
+        Ok(Response::new(UpdateResponse {}))
+    }
+
+    async fn stats(&self, _: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
+        let timestamp = now_nanos();
+        let Some(cg) = &self.inner.cgroup else {
+            return Ok(Response::new(StatsResponse {
+                timestamp,
+                ..Default::default()
+            }));
+        };
+        let s = cg.stats();
+        Ok(Response::new(StatsResponse {
+            timestamp,
+            has_cgroup: true,
+            cpu_usage_ns: s.cpu_usage_ns,
+            memory_usage_bytes: s.memory_usage,
+            memory_working_set_bytes: s.memory_working_set,
+            memory_rss_bytes: s.memory_rss,
+            memory_limit_bytes: s.memory_limit,
+            page_faults: s.page_faults,
+            major_page_faults: s.major_page_faults,
+            swap_usage_bytes: s.swap_usage,
+        }))
     }
 
     async fn reopen_log(

@@ -3,6 +3,7 @@
 //! lifecycle kubelet drives: create, start, stop, remove, status, list.
 
 pub mod exec;
+pub mod resources;
 pub mod seccomp;
 pub mod spec;
 pub mod user;
@@ -116,6 +117,8 @@ pub struct Containers {
     cgroup_ns: bool,
     index: RwLock<Index>,
     lifecycle: tokio::sync::Mutex<()>,
+    /// The previous CPU reading of each container (for usage_nano_cores).
+    cpu_samples: resources::CpuSamples,
 }
 
 fn now_nanos() -> i64 {
@@ -163,6 +166,7 @@ impl Containers {
             cgroup_ns: cgroup2_host(),
             index: RwLock::new(index),
             lifecycle: tokio::sync::Mutex::new(()),
+            cpu_samples: Default::default(),
         };
         // Error files of exec helpers that ran before a restart.
         let _ = crate::snapshot::remove_tree(&containers.exec_dir());

@@ -553,7 +553,10 @@ fn devices(c: &ContainerConfig) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
     Ok((devices, rules))
 }
 
-fn linux_resources(r: &k8s_cri::v1::LinuxContainerResources, device_rules: Vec<Value>) -> Value {
+pub(crate) fn linux_resources(
+    r: &k8s_cri::v1::LinuxContainerResources,
+    device_rules: Vec<Value>,
+) -> Value {
     let mut out = json!({ "devices": device_rules });
     let mut cpu = serde_json::Map::new();
     if r.cpu_shares > 0 {

@@ -223,6 +223,21 @@ pub fn relative_cgroup_path(path: &Path) -> Result<PathBuf> {
     Ok(rel)
 }
 
+/// A cgroup's CPU and memory readings; bytes, and nanoseconds of CPU time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub cpu_usage_ns: u64,
+    pub memory_usage: u64,
+    /// Usage minus the inactive file cache (cAdvisor's and the kubelet's working set).
+    pub memory_working_set: u64,
+    pub memory_rss: u64,
+    /// 0: no limit.
+    pub memory_limit: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+    pub swap_usage: u64,
+}
+
 /// A v1 hierarchy's directory for the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V1Dir {
@@ -396,6 +411,53 @@ impl Cgroup {
             Err(e) => return Err(io_err(|| format!("reading {}", path.display()))(e)),
         };
         Ok(flat_keyed(&text, "oom_kill"))
+    }
+
+    /// CPU and memory readings (what the kernel has; missing files read as 0).
+    pub fn stats(&self) -> Stats {
+        let read = |dir: Option<&Path>, file: &str| -> String {
+            dir.and_then(|d| fs::read_to_string(d.join(file)).ok())
+                .unwrap_or_default()
+        };
+        let num = |text: String| text.trim().parse::<u64>().unwrap_or(0);
+        match self {
+            Cgroup::V1(v1) => {
+                let mem = v1.dir_of("memory");
+                let stat = read(mem, "memory.stat");
+                let usage = num(read(mem, "memory.usage_in_bytes"));
+                let inactive = flat_keyed(&stat, "total_inactive_file").unwrap_or(0);
+                let limit = num(read(mem, "memory.limit_in_bytes"));
+                let memsw = num(read(mem, "memory.memsw.usage_in_bytes"));
+                Stats {
+                    cpu_usage_ns: num(read(v1.dir_of("cpuacct"), "cpuacct.usage")),
+                    memory_usage: usage,
+                    memory_working_set: usage.saturating_sub(inactive),
+                    memory_rss: flat_keyed(&stat, "total_rss").unwrap_or(0),
+                    // v1 says "unlimited" with a page-rounded i64::MAX.
+                    memory_limit: if limit >= 1 << 62 { 0 } else { limit },
+                    page_faults: flat_keyed(&stat, "total_pgfault").unwrap_or(0),
+                    major_page_faults: flat_keyed(&stat, "total_pgmajfault").unwrap_or(0),
+                    swap_usage: memsw.saturating_sub(usage),
+                }
+            }
+            Cgroup::V2(v2) => {
+                let dir = Some(v2.dir.as_path());
+                let stat = read(dir, "memory.stat");
+                let usage = num(read(dir, "memory.current"));
+                let inactive = flat_keyed(&stat, "inactive_file").unwrap_or(0);
+                let cpu = read(dir, "cpu.stat");
+                Stats {
+                    cpu_usage_ns: flat_keyed(&cpu, "usage_usec").unwrap_or(0) * 1000,
+                    memory_usage: usage,
+                    memory_working_set: usage.saturating_sub(inactive),
+                    memory_rss: flat_keyed(&stat, "anon").unwrap_or(0),
+                    memory_limit: num(read(dir, "memory.max")),
+                    page_faults: flat_keyed(&stat, "pgfault").unwrap_or(0),
+                    major_page_faults: flat_keyed(&stat, "pgmajfault").unwrap_or(0),
+                    swap_usage: num(read(dir, "memory.swap.current")),
+                }
+            }
+        }
     }
 
     /// The processes in the cgroup (host pids).

@@ -534,7 +534,7 @@ fn init_child(
     }
     drop(stdio);
 
-    rootfs::prepare(c)?;
+    rootfs::prepare(c, cgroup)?;
     rootfs::pivot(&c.rootfs)?;
     set_uts(c)?;
     apply_sysctls(c)?;

@@ -25,6 +25,7 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
 
+use super::cgroup::{Cgroup, V1Cgroup};
 use super::{Container, Context, Error, Result};
 
 /// Parsed `mounts[].options`.
@@ -202,7 +203,7 @@ fn locked_flags(path: &Path) -> MsFlags {
 const NONE: Option<&str> = None;
 
 /// Steps 1: everything before pivot_root. Runs in the init child, in its new mount namespace.
-pub fn prepare(c: &Container) -> Result<()> {
+pub fn prepare(c: &Container, cgroup: Option<&Cgroup>) -> Result<()> {
     let rootfs = &c.rootfs;
     let linux = c.spec.linux().as_ref();
     let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
@@ -222,7 +223,10 @@ pub fn prepare(c: &Container) -> Result<()> {
     .ctx(|| format!("binding the rootfs {} onto itself", rootfs.display()))?;
 
     for m in c.spec.mounts().iter().flatten() {
-        mount_one(c, m)?;
+        match (m.typ().as_deref(), cgroup) {
+            (Some("cgroup"), Some(Cgroup::V1(v1))) => mount_v1_cgroups(c, m, v1)?,
+            _ => mount_one(c, m)?,
+        }
     }
 
     let devices: &[LinuxDevice] = linux
@@ -323,6 +327,71 @@ fn create_mount_point(dest: &Path, dir: bool) -> Result<()> {
     }
 }
 
+/// A `cgroup` mount on a v1 (or hybrid) host, as runc makes it: a tmpfs with, per hierarchy,
+/// the container's own cgroup directory bound at the hierarchy's name (plus a symlink per
+/// co-mounted controller, `cpu -> cpu,cpuacct`), and the hybrid v2 directory at `unified`. The
+/// container sees its own limits at the usual paths; nothing above its cgroup.
+fn mount_v1_cgroups(c: &Container, m: &Mount, v1: &V1Cgroup) -> Result<()> {
+    let opts = parse_mount_options(m.options().as_deref().unwrap_or_default())?;
+    let dest = secure_join(&c.rootfs, m.destination())
+        .ctx(|| format!("resolving mount destination {}", m.destination().display()))?;
+    create_mount_point(&dest, true)?;
+    let base = (opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC))
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC;
+    mount(Some("tmpfs"), &dest, Some("tmpfs"), base, Some("mode=755"))
+        .ctx(|| format!("mounting a tmpfs on {}", m.destination().display()))?;
+    let readonly = opts.flags.contains(MsFlags::MS_RDONLY);
+    let bind = |source: &Path, name: &str| -> Result<()> {
+        let target = dest.join(name);
+        create_mount_point(&target, true)?;
+        mount(
+            Some(source),
+            &target,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .ctx(|| format!("binding {} on {}", source.display(), target.display()))?;
+        let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | base | locked_flags(&target);
+        if readonly {
+            flags |= MsFlags::MS_RDONLY;
+        }
+        mount(NONE, &target, NONE, flags, NONE).ctx(|| format!("remounting {}", target.display()))
+    };
+    for h in &v1.hierarchies {
+        let Some(name) = h.root.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        bind(&h.dir, name)?;
+        for ctl in &h.controllers {
+            if ctl != name {
+                match symlink(name, dest.join(ctl)) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                        return Err(e).ctx(|| format!("linking {ctl} to {name}"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    if let Some((_, dir)) = &v1.unified {
+        bind(dir, "unified")?;
+    }
+    if readonly {
+        mount(
+            NONE,
+            &dest,
+            NONE,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            NONE,
+        )
+        .ctx(|| format!("remounting {} read-only", m.destination().display()))?;
+    }
+    Ok(())
+}
+
 fn mount_one(c: &Container, m: &Mount) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let opts = parse_mount_options(m.options().as_deref().unwrap_or_default())?;
@@ -377,7 +446,7 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
         let data = (!data.is_empty()).then_some(data.as_str());
         if let Err(e) = mount(Some(source.as_os_str()), &dest, Some(typ), opts.flags, data) {
             if typ == "cgroup" || typ == "cgroup2" {
-                // No cgroup setup yet, and a hybrid v1 host refuses a bare cgroup mount.
+                // A container without a cgroup of its own on a v1 host: nothing to show.
                 tracing::warn!("{}: {e}; skipped", what());
                 return Ok(());
             }

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use k8s_cri::v1::{
-    Container, ContainerStatus, ContainerStatusRequest, ContainerStatusResponse,
-    CreateContainerRequest, CreateContainerResponse, ImageSpec, ListContainersRequest,
-    ListContainersResponse, RemoveContainerRequest, RemoveContainerResponse,
+    Container, ContainerResources, ContainerStatus, ContainerStatusRequest,
+    ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ImageSpec,
+    ListContainersRequest, ListContainersResponse, RemoveContainerRequest, RemoveContainerResponse,
     ReopenContainerLogRequest, ReopenContainerLogResponse, StartContainerRequest,
     StartContainerResponse, StopContainerRequest, StopContainerResponse,
 };
@@ -120,7 +120,15 @@ pub async fn status(
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            resources: None,
+            resources: r
+                .config
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.clone())
+                .map(|linux| ContainerResources {
+                    linux: Some(linux),
+                    windows: None,
+                }),
             image_id: r.image_id.clone(),
             user: None,
         }),

@@ -5,6 +5,7 @@ mod container;
 mod exec;
 mod runtime_config;
 mod sandbox;
+mod stats;
 mod status;
 mod version;
 
@@ -220,8 +221,15 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        self.unimplemented("UpdateContainerResources", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "UpdateContainerResources",
+            &id,
+            stats::update_resources(&self.daemon, req),
+        )
+        .await
     }
 
     async fn reopen_container_log(
@@ -279,15 +287,28 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
-        self.unimplemented("ContainerStats", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "ContainerStats",
+            &id,
+            stats::container_stats(&self.daemon, req),
+        )
+        .await
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<ListContainerStatsRequest>,
+        request: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
-        self.unimplemented("ListContainerStats", "").await
+        call(
+            &self.daemon,
+            "ListContainerStats",
+            "",
+            stats::list_container_stats(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn pod_sandbox_stats(
