@@ -1,6 +1,7 @@
 # berth — one command runs it, one command tests it (as root, on Debian).
 #   make run    install what is missing, build, start berthd with its defaults
-#   make test   install test dependencies, run fmt/clippy/unit tests and the e2e suite
+#   make test   install test dependencies, run fmt/clippy/unit tests, the e2e suite and the
+#               cgroup v2 tests in a VM (make test-cgroup2)
 #   make bench  pull+unpack benchmark, side by side with containerd when installed
 
 SHELL := /bin/bash
@@ -8,11 +9,13 @@ CARGO ?= $(shell command -v cargo || echo $$HOME/.cargo/bin/cargo)
 PREFIX ?= /usr/local
 
 # Debian packages: build needs protoc; tests need a real registry, busybox for test images,
-# CNI plugins, iproute2 for the test network namespace.
+# CNI plugins, iproute2 for the test network namespace; qemu, kmod and cpio for the cgroup v2
+# test VM (e2e/cg2vm).
 BUILD_DEBS := protobuf-compiler build-essential pkg-config ca-certificates curl
-TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2 openssl
+TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2 openssl \
+	qemu-system-x86 kmod cpio
 
-.PHONY: all build release run test unit e2e lint deps-build deps-test rust bench install clean
+.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean
 
 all: build
 
@@ -55,7 +58,21 @@ e2e: build
 	unshare --net -- sh -c 'ip link set lo up && exec $(CARGO) test --offline -p berth-e2e --lib'
 	$(CARGO) test -p berth-e2e --test cri -- --test-threads=2
 
-test: deps-test lint unit e2e
+# The e2e test binary CG2VM_TEST (harness=false) run on a pure cgroup v2 kernel in a throwaway VM
+# (e2e/cg2vm): built here, run there from the shared tree; berthd and berth-shim are found next
+# to it. CG2VM_ARGS go to the test binary (e.g. a test name and --exact).
+CG2VM_TEST ?= resources
+CG2VM_ARGS ?=
+CG2VM_MEM ?= 4G
+test-cgroup2: deps-test build
+	@bin=$$($(CARGO) test -p berth-e2e --test $(CG2VM_TEST) --no-run --message-format=json \
+	  | grep '"reason":"compiler-artifact"' | grep '"name":"$(CG2VM_TEST)"' \
+	  | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1); \
+	[ -x "$$bin" ] || { echo "test-cgroup2: no test executable for $(CG2VM_TEST)" >&2; exit 1; }; \
+	echo "cg2vm: $$bin --test-threads=1 $(CG2VM_ARGS)"; \
+	time e2e/cg2vm --share $(CURDIR) --mem $(CG2VM_MEM) -- "$$bin" --test-threads=1 $(CG2VM_ARGS)
+
+test: deps-test lint unit e2e test-cgroup2
 
 bench: deps-test rust
 	@command -v containerd >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc; }
