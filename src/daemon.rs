@@ -10,6 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
 use crate::container::{Containers, default_shim_binary};
+use crate::events::{EventKind, Events};
 use crate::image::Images;
 use crate::sandbox::Sandboxes;
 use crate::store::Store;
@@ -40,6 +41,7 @@ pub struct Daemon {
     pub images: Arc<Images>,
     pub sandboxes: Sandboxes,
     pub containers: Arc<Containers>,
+    pub events: Events,
     ready: AtomicBool,
     _lock: Flock<File>,
 }
@@ -53,6 +55,7 @@ impl Daemon {
         }
         let lock = take_lock(&config.root)?;
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
+        let events = Events::default();
         let sandboxes = Sandboxes::open(store.clone(), &config.state)?;
         let containers = Arc::new(
             Containers::open(
@@ -60,10 +63,12 @@ impl Daemon {
                 &config.root,
                 &config.state,
                 default_shim_binary(),
+                events.clone(),
             )
             .await?,
         );
         containers.index_names(&sandboxes);
+        containers.watch_running();
         // Layers under a container's rootfs stay, whatever happens to its image.
         let roots = containers.clone();
         let images = Images::open(
@@ -79,9 +84,22 @@ impl Daemon {
             images: Arc::new(images),
             sandboxes,
             containers,
+            events,
             ready: AtomicBool::new(false),
             _lock: lock,
         }))
+    }
+
+    /// RunPodSandbox.
+    pub async fn run_pod(
+        &self,
+        config: k8s_cri::v1::PodSandboxConfig,
+        runtime_handler: &str,
+    ) -> crate::Result<crate::sandbox::SandboxRecord> {
+        let rec = self.sandboxes.run(config, runtime_handler).await?;
+        self.events.pod(&rec.id, EventKind::Created);
+        self.events.pod(&rec.id, EventKind::Started);
+        Ok(rec)
     }
 
     /// StopPodSandbox: kill the pod's containers at once (as containerd), then release the pod.
@@ -90,7 +108,11 @@ impl Daemon {
         for c in self.pod_containers(&sandbox.id) {
             self.containers.stop(&c, 0).await?;
         }
+        let was_ready = sandbox.state == crate::sandbox::SandboxState::Ready;
         self.sandboxes.stop(&sandbox.id).await?;
+        if was_ready {
+            self.events.pod(&sandbox.id, EventKind::Stopped);
+        }
         Ok(())
     }
 
@@ -105,6 +127,7 @@ impl Daemon {
             self.containers.remove(&c).await?;
         }
         self.sandboxes.remove(&sandbox.id).await?;
+        self.events.pod(&sandbox.id, EventKind::Deleted);
         Ok(())
     }
 

@@ -4,6 +4,7 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod image;
 pub mod metrics;

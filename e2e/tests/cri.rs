@@ -241,9 +241,9 @@ fn version_status_runtime_config(env: &Env) {
         assert_eq!(rc.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
 
         // Later work answers UNIMPLEMENTED, never a fake success.
-        let r = rt.exec_sync(ExecSyncRequest::default()).await;
+        let r = rt.port_forward(PortForwardRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
-        let r = rt.update_container_resources(UpdateContainerResourcesRequest::default()).await;
+        let r = rt.checkpoint_container(CheckpointContainerRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
     });
 }

@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         ("oom_killed", oom_killed),
         ("update_resources", update_resources),
         ("stats", stats),
+        ("container_events", container_events),
     ];
     let trials = tests
         .iter()
@@ -497,5 +498,108 @@ fn stats(env: &Env) {
             .unwrap_err();
         assert_eq!(err.code(), Code::NotFound);
         remove_pod(&node, &pod).await;
+    });
+}
+
+fn container_events(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let mut events = node
+            .runtime()
+            .await
+            .get_container_events(GetEventsRequest {})
+            .await
+            .expect("GetContainerEvents")
+            .into_inner();
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(10), events.message())
+                .await
+                .expect("an event within 10s")
+                .expect("event stream")
+                .expect("stream open")
+        };
+        let kind = |e: &ContainerEventResponse| {
+            ContainerEventType::try_from(e.container_event_type).unwrap()
+        };
+
+        let mut cfg = pod_config("events", NamespaceMode::Pod);
+        cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        let pod = run_pod(&node, cfg).await.unwrap();
+        for want in [
+            ContainerEventType::ContainerCreatedEvent,
+            ContainerEventType::ContainerStartedEvent,
+        ] {
+            let e = next().await;
+            assert_eq!((e.container_id.as_str(), kind(&e)), (pod.as_str(), want));
+            assert_eq!(e.pod_sandbox_status.as_ref().unwrap().id, pod);
+        }
+
+        // A container that exits on its own: the stop is seen without anyone asking.
+        let id = create_container(&node, &pod, container_config("short", &bb, &["sleep", "1"]))
+            .await
+            .unwrap();
+        let e = next().await;
+        assert_eq!(
+            (e.container_id.as_str(), kind(&e)),
+            (id.as_str(), ContainerEventType::ContainerCreatedEvent)
+        );
+        start_container(&node, &id).await;
+        let e = next().await;
+        assert_eq!(
+            (e.container_id.as_str(), kind(&e)),
+            (id.as_str(), ContainerEventType::ContainerStartedEvent)
+        );
+        let e = next().await;
+        assert_eq!(
+            (e.container_id.as_str(), kind(&e)),
+            (id.as_str(), ContainerEventType::ContainerStoppedEvent)
+        );
+        let st = e
+            .containers_statuses
+            .iter()
+            .find(|s| s.id == id)
+            .expect("status in the event");
+        assert_eq!(st.state, ContainerState::ContainerExited as i32);
+        assert_eq!(st.reason, "Completed");
+        assert!(e.created_at > 0);
+
+        node.runtime()
+            .await
+            .remove_container(RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+        let e = next().await;
+        assert_eq!(
+            (e.container_id.as_str(), kind(&e)),
+            (id.as_str(), ContainerEventType::ContainerDeletedEvent)
+        );
+        assert!(e.containers_statuses.is_empty());
+
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        let e = next().await;
+        assert_eq!(
+            (e.container_id.as_str(), kind(&e)),
+            (pod.as_str(), ContainerEventType::ContainerStoppedEvent)
+        );
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        let e = next().await;
+        assert_eq!(
+            (e.container_id.as_str(), kind(&e)),
+            (pod.as_str(), ContainerEventType::ContainerDeletedEvent)
+        );
+        assert!(e.pod_sandbox_status.is_none());
     });
 }

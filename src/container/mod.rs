@@ -19,6 +19,7 @@ use k8s_cri::v1::{ContainerConfig, ContainerFilter};
 use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::events::{EventKind, Events};
 use crate::ids::{Lookup, new_id};
 use crate::image::Images;
 use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes};
@@ -119,6 +120,7 @@ pub struct Containers {
     lifecycle: tokio::sync::Mutex<()>,
     /// The previous CPU reading of each container (for usage_nano_cores).
     cpu_samples: resources::CpuSamples,
+    events: Events,
 }
 
 fn now_nanos() -> i64 {
@@ -151,6 +153,7 @@ impl Containers {
         root: &Path,
         state_dir: &Path,
         shim_binary: PathBuf,
+        events: Events,
     ) -> Result<Containers, ContainerError> {
         let dir = root.join("containers");
         std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
@@ -167,6 +170,7 @@ impl Containers {
             index: RwLock::new(index),
             lifecycle: tokio::sync::Mutex::new(()),
             cpu_samples: Default::default(),
+            events,
         };
         // Error files of exec helpers that ran before a restart.
         let _ = crate::snapshot::remove_tree(&containers.exec_dir());
@@ -338,6 +342,7 @@ impl Containers {
             Ok(()) => {
                 self.persist(&rec)?;
                 tracing::info!(container = %id, sandbox = %sandbox.id, "container created");
+                self.events.container(&id, &sandbox.id, EventKind::Created);
                 Ok(rec)
             }
             Err(e) => {
@@ -448,7 +453,7 @@ impl Containers {
     }
 
     /// StartContainer.
-    pub async fn start(&self, id: &str) -> Result<(), ContainerError> {
+    pub async fn start(self: &Arc<Self>, id: &str) -> Result<(), ContainerError> {
         let mut rec = self.get(id)?;
         if rec.state != ContainerState::Created {
             return Err(ContainerError::FailedPrecondition(format!(
@@ -469,6 +474,9 @@ impl Containers {
         apply_state(&mut rec, &st);
         self.persist(&rec)?;
         tracing::info!(container = %rec.id, pid = rec.pid, "container started");
+        self.events
+            .container(&rec.id, &rec.sandbox_id, EventKind::Started);
+        self.watch_exit(&rec.id);
         Ok(())
     }
 
@@ -548,7 +556,52 @@ impl Containers {
         index.by_id.remove(&rec.id);
         index.names.retain(|_, v| v != &rec.id);
         tracing::info!(container = %rec.id, "container removed");
+        self.events
+            .container(&rec.id, &rec.sandbox_id, EventKind::Deleted);
         Ok(())
+    }
+
+    /// Every running container gets an exit watcher (after a restart).
+    pub fn watch_running(self: &Arc<Self>) {
+        let running: Vec<String> = self
+            .read()
+            .by_id
+            .values()
+            .filter(|r| r.state == ContainerState::Running)
+            .map(|r| r.id.clone())
+            .collect();
+        for id in running {
+            self.watch_exit(&id);
+        }
+    }
+
+    /// Wait on the shim for the container's exit; then refresh the record and publish the
+    /// Stopped event. Ends quietly when the container is removed first.
+    fn watch_exit(self: &Arc<Self>, id: &str) {
+        let this = Arc::clone(self);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            loop {
+                let paths = ShimPaths::new(&this.state_dir, &id);
+                let waited = match shim_client::connect(&paths.socket).await {
+                    Ok(mut c) => c.wait(shim::WaitRequest {}).await.is_ok(),
+                    Err(_) => false,
+                };
+                match this.refresh(&id).await {
+                    Ok(rec) if rec.state == ContainerState::Exited => {
+                        this.events
+                            .container(&rec.id, &rec.sandbox_id, EventKind::Stopped);
+                        return;
+                    }
+                    Err(ContainerError::NotFound(_)) => return,
+                    _ => {}
+                }
+                // The shim answered oddly or not at all, yet the container is not exited:
+                // look again shortly.
+                let pause = if waited { 100 } else { 1000 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+        });
     }
 
     /// Bring the record up to date with its shim (or its exit file when the shim is gone).

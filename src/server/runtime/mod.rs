@@ -2,6 +2,7 @@
 //! success.
 
 mod container;
+mod events;
 mod exec;
 mod runtime_config;
 mod sandbox;
@@ -358,7 +359,10 @@ impl RuntimeService for RuntimeServer {
         &self,
         _request: Request<GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        self.unimplemented("GetContainerEvents", "").await
+        if !self.daemon.is_ready() {
+            return Err(Status::unavailable("berthd is starting (recovering state)"));
+        }
+        Ok(Response::new(events::stream(self.daemon.clone())))
     }
 
     async fn list_metric_descriptors(

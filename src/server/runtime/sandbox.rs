@@ -39,7 +39,7 @@ pub async fn run(
     let config = req
         .config
         .ok_or_else(|| Error::InvalidArgument("RunPodSandbox needs a config".into()))?;
-    let rec = daemon.sandboxes.run(config, &req.runtime_handler).await?;
+    let rec = daemon.run_pod(config, &req.runtime_handler).await?;
     Ok(RunPodSandboxResponse {
         pod_sandbox_id: rec.id,
     })
