@@ -57,6 +57,7 @@ e2e: build
 	$(CARGO) test -p berth-e2e --no-run
 	unshare --net -- sh -c 'ip link set lo up && exec $(CARGO) test --offline -p berth-e2e --lib'
 	$(CARGO) test -p berth-e2e --test cri -- --test-threads=2
+	$(CARGO) test -p berth-e2e --test resources -- --test-threads=2
 
 # The e2e test binary CG2VM_TEST (harness=false) run on a pure cgroup v2 kernel in a throwaway VM
 # (e2e/cg2vm): built here, run there from the shared tree; berthd and berth-shim are found next
