@@ -124,10 +124,24 @@ impl Daemon {
             Err(e) => return Err(e.into()),
         };
         for c in self.pod_containers(&sandbox.id) {
-            self.containers.remove(&c).await?;
+            self.remove_container(&c).await?;
         }
         self.sandboxes.remove(&sandbox.id).await?;
         self.events.pod(&sandbox.id, EventKind::Deleted);
+        Ok(())
+    }
+
+    /// RemoveContainer; when its image was removed meanwhile, the layers it held go now.
+    pub async fn remove_container(&self, id: &str) -> crate::Result<()> {
+        let image = match self.containers.get(id) {
+            Ok(rec) => rec.image_id,
+            Err(crate::container::ContainerError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        self.containers.remove(id).await?;
+        if self.images.resolve(&image).is_none() {
+            self.images.gc().await?;
+        }
         Ok(())
     }
 

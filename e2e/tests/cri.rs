@@ -1546,11 +1546,18 @@ fn containers_run_exit_and_log(env: &Env) {
             assert_eq!(st.exit_code, code, "{name}");
         }
 
-        // Remove the pod: containers, shims, mounts all go.
+        // The images go while their containers exist: the layers stay until the containers go.
+        remove(&node, &bb.reference()).await;
+        remove(&node, &env.set.user.reference()).await;
+        assert!(list(&node).await.is_empty());
+        assert_eq!(snapshot_fs_dirs(&node).len(), 1, "the containers' layer is kept");
+
+        // Remove the pod: containers, shims, mounts, and now the layers all go.
         rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
         rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
         let left = rt.list_containers(ListContainersRequest { filter: None }).await.unwrap().into_inner().containers;
         assert!(left.is_empty());
+        assert_empty(&node, "after the last container of removed images").await;
         assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
         assert!(dir_entries(&node.state.join("shims")).is_empty());
         assert!(dir_entries(&node.root.join("containers")).is_empty());

@@ -78,7 +78,7 @@ pub async fn remove(
     if req.container_id.is_empty() {
         return Err(Error::InvalidArgument("container id is required".into()));
     }
-    daemon.containers.remove(&req.container_id).await?;
+    daemon.remove_container(&req.container_id).await?;
     Ok(RemoveContainerResponse {})
 }
 
