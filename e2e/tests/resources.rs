@@ -238,6 +238,21 @@ fn exec_sync(env: &Env) {
         let err = exec(&node, &uid, &["true"], 10).await.unwrap_err();
         assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
 
+        // The berth CLI: exec passes the exit status through; stats lists the container.
+        let cli = |args: &[&str]| {
+            std::process::Command::new(berth_e2e::node::berth_cli_binary())
+                .arg("--address")
+                .arg(format!("unix://{}", node.socket.display()))
+                .args(args)
+                .output()
+                .expect("running berth")
+        };
+        let out = cli(&["exec", &id[..12], "sh", "-c", "echo hi; exit 4"]);
+        assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(4), &b"hi\n"[..]));
+        let out = cli(&["stats"]);
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&id[..12]));
+
         // No exec leaves anything behind.
         assert!(dir_entries(&node.state.join("exec")).is_empty());
         remove_pod(&node, &pod).await;

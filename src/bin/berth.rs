@@ -67,6 +67,18 @@ enum Cmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Run a command in a running container (ExecSync); exits with the command's status.
+    Exec {
+        /// Seconds before the command is killed (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        timeout: i64,
+        /// Container id (or a unique prefix).
+        id: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        cmd: Vec<String>,
+    },
+    /// CPU, memory and writable-layer usage of containers.
+    Stats,
 }
 
 fn main() -> ExitCode {
@@ -329,6 +341,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     state,
                     c.metadata.map(|m| m.name).unwrap_or_default(),
                     short_id(&c.pod_sandbox_id)
+                );
+            }
+        }
+        Cmd::Exec { timeout, id, cmd } => {
+            let r = rt
+                .exec_sync(ExecSyncRequest {
+                    container_id: id,
+                    cmd,
+                    timeout,
+                })
+                .await?
+                .into_inner();
+            use std::io::Write;
+            std::io::stdout().write_all(&r.stdout)?;
+            std::io::stderr().write_all(&r.stderr)?;
+            std::io::stdout().flush()?;
+            if r.exit_code != 0 {
+                std::process::exit(r.exit_code.clamp(1, 255));
+            }
+        }
+        Cmd::Stats => {
+            let stats = rt
+                .list_container_stats(ListContainerStatsRequest { filter: None })
+                .await?
+                .into_inner()
+                .stats;
+            println!(
+                "{:<15} {:<25} {:>12} {:>12} {:>12}",
+                "CONTAINER", "NAME", "CPU (ms)", "MEM (KiB)", "DISK (KiB)"
+            );
+            for s in stats {
+                let a = s.attributes.unwrap_or_default();
+                let v = |x: Option<UInt64Value>| x.map_or(0, |v| v.value);
+                println!(
+                    "{:<15} {:<25} {:>12} {:>12} {:>12}",
+                    short_id(&a.id),
+                    a.metadata.map(|m| m.name).unwrap_or_default(),
+                    v(s.cpu.and_then(|c| c.usage_core_nano_seconds)) / 1_000_000,
+                    v(s.memory.and_then(|m| m.working_set_bytes)) / 1024,
+                    v(s.writable_layer.and_then(|w| w.used_bytes)) / 1024,
                 );
             }
         }
