@@ -9,10 +9,10 @@ CARGO ?= $(shell command -v cargo || echo $$HOME/.cargo/bin/cargo)
 PREFIX ?= /usr/local
 
 # Debian packages: build needs protoc; tests need a real registry, busybox for test images,
-# CNI plugins, iproute2 for the test network namespace; qemu, kmod and cpio for the cgroup v2
+# CNI plugins, iproute2 and iptables (portmap) for the test network namespace; qemu, kmod and cpio for the cgroup v2
 # test VM (e2e/cg2vm).
 BUILD_DEBS := protobuf-compiler build-essential pkg-config ca-certificates curl
-TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2 openssl \
+TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2 iptables openssl \
 	qemu-system-x86 kmod cpio
 
 .PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean
@@ -58,6 +58,7 @@ e2e: build
 	unshare --net -- sh -c 'ip link set lo up && exec $(CARGO) test --offline -p berth-e2e --lib'
 	$(CARGO) test -p berth-e2e --test cri -- --test-threads=2
 	$(CARGO) test -p berth-e2e --test resources -- --test-threads=2
+	$(CARGO) test -p berth-e2e --test network -- --test-threads=1
 
 # The e2e test binary CG2VM_TEST (harness=false) run on a pure cgroup v2 kernel in a throwaway VM
 # (e2e/cg2vm): built here, run there from the shared tree; berthd and berth-shim are found next

@@ -56,7 +56,15 @@ impl Daemon {
         let lock = take_lock(&config.root)?;
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
         let events = Events::default();
-        let sandboxes = Sandboxes::open(store.clone(), &config.state)?;
+        let sandboxes = Sandboxes::open(
+            store.clone(),
+            &config.state,
+            &config.root,
+            crate::sandbox::NetworkSettings {
+                conf_dir: config.cni.conf_dir.clone(),
+                bin_dirs: config.cni.bin_dirs.clone(),
+            },
+        )?;
         let containers = Arc::new(
             Containers::open(
                 store.clone(),

@@ -62,7 +62,10 @@ impl Error {
                 SandboxError::AlreadyExists(_) => Code::AlreadyExists,
                 SandboxError::NotFound(_) => Code::NotFound,
                 SandboxError::Unimplemented(_) => Code::Unimplemented,
-                SandboxError::Io { .. } | SandboxError::Store(_) => Code::Internal,
+                SandboxError::NetworkNotReady(_) => Code::FailedPrecondition,
+                SandboxError::Io { .. } | SandboxError::Store(_) | SandboxError::Cni(_) => {
+                    Code::Internal
+                }
             },
             Error::Image(e) => match e {
                 ImageError::InvalidReference { .. } => Code::InvalidArgument,

@@ -1236,9 +1236,10 @@ fn sandbox_lifecycle(env: &Env) {
             .as_mut()
             .unwrap()
             .network = NamespaceMode::Pod as i32;
+        // A pod network without any CNI config: refused, and nothing is made.
         assert_eq!(
             run_pod(&node, pod_net).await.unwrap_err().code(),
-            Code::Unimplemented
+            Code::FailedPrecondition
         );
         let e = rt
             .run_pod_sandbox(RunPodSandboxRequest {

@@ -271,7 +271,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         process["capabilities"]["inheritable"] = json!(ambient);
     }
 
-    let mounts = mounts(c, sec.privileged)?;
+    let mounts = mounts(
+        c,
+        sec.privileged,
+        &pod_file_mounts(input.sandbox, sec.readonly_rootfs),
+    )?;
     let (devices, device_rules) = devices(c)?;
     let (masked, readonly) = if sec.privileged {
         (Vec::new(), Vec::new())
@@ -427,10 +431,34 @@ fn default_mounts(privileged: bool) -> Vec<Value> {
     ]
 }
 
-/// Default mounts, then the request's binds (a bind on a default destination replaces it),
-/// parents before children.
-fn mounts(c: &ContainerConfig, privileged: bool) -> Result<Vec<Value>, SpecError> {
+/// The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf (read-only with a read-only
+/// rootfs, as containerd mounts them).
+fn pod_file_mounts(sandbox: &SandboxRecord, readonly: bool) -> Vec<Value> {
+    let Some(dir) = &sandbox.etc_dir else {
+        return Vec::new();
+    };
+    ["hostname", "hosts", "resolv.conf"]
+        .iter()
+        .map(|name| {
+            json!({
+                "destination": format!("/etc/{name}"),
+                "type": "bind",
+                "source": dir.join(name),
+                "options": ["rbind", "rprivate", if readonly { "ro" } else { "rw" }],
+            })
+        })
+        .collect()
+}
+
+/// Default mounts, the pod's files, then the request's binds (a bind on a default destination
+/// replaces it), parents before children.
+fn mounts(
+    c: &ContainerConfig,
+    privileged: bool,
+    pod_files: &[Value],
+) -> Result<Vec<Value>, SpecError> {
     let mut out = default_mounts(privileged);
+    out.extend(pod_files.iter().cloned());
     let mut binds = Vec::new();
     for m in &c.mounts {
         if !m.container_path.starts_with('/') {
@@ -677,6 +705,8 @@ mod tests {
             created_at: 1,
             state: crate::sandbox::SandboxState::Ready,
             pins,
+            ips: Vec::new(),
+            etc_dir: None,
         }
     }
 

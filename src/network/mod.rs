@@ -1,6 +1,8 @@
 //! CNI: network configuration loading (the pod network is the first valid config in the
 //! config dir, in name order, as libcni and containerd pick it).
 
+pub mod cni;
+
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;

@@ -1,5 +1,6 @@
 //! Pod sandboxes: metadata, name reservation, pinned namespaces, lifecycle and recovery.
 
+pub mod files;
 pub mod namespaces;
 
 use std::collections::HashMap;
@@ -10,6 +11,8 @@ use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, PodSandboxFilter};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Lookup, new_id};
+use crate::network::cni::{self, Attachment, PodNetworkArgs};
+use crate::network::{NetworkError, load_default_network};
 use crate::store::{Change, SANDBOXES, Store, StoreError};
 use namespaces::NsKind;
 
@@ -31,6 +34,11 @@ pub enum SandboxError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No usable pod network (no CNI config, a missing plugin).
+    #[error("pod network is not ready: {0}")]
+    NetworkNotReady(#[from] NetworkError),
+    #[error("setting up the pod network: {0}")]
+    Cni(#[from] cni::CniError),
 }
 
 /// Lifecycle state, as CRI has it.
@@ -53,6 +61,12 @@ pub struct SandboxRecord {
     pub state: SandboxState,
     /// Pinned namespaces: kind name → pin path.
     pub pins: Vec<(String, PathBuf)>,
+    /// The pod's IPs from CNI, IPv4 first (none for host-network pods).
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// Where the pod's hostname, hosts and resolv.conf files are.
+    #[serde(default)]
+    pub etc_dir: Option<PathBuf>,
 }
 
 impl SandboxRecord {
@@ -91,10 +105,21 @@ struct Index {
     names: HashMap<String, String>,
 }
 
+/// Where pod networks come from.
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    pub conf_dir: PathBuf,
+    pub bin_dirs: Vec<PathBuf>,
+}
+
 /// All sandboxes: durable records plus an in-memory index for the kubelet's relists.
 pub struct Sandboxes {
     store: Arc<Store>,
     ns_dir: PathBuf,
+    /// Per-pod files (hostname, hosts, resolv.conf): `<root>/sandboxes/<id>`.
+    files_dir: PathBuf,
+    network: NetworkSettings,
+    cni_cache: cni::Cache,
     index: RwLock<Index>,
     /// Serialises lifecycle changes (each is short; kubelet calls per pod are sequential anyway).
     lifecycle: tokio::sync::Mutex<()>,
@@ -109,7 +134,12 @@ fn now_nanos() -> i64 {
 impl Sandboxes {
     /// Load records; a pod whose pins vanished (the state dir is gone after a reboot) is
     /// reported NOTREADY, not lost.
-    pub fn open(store: Arc<Store>, state_dir: &Path) -> Result<Sandboxes, SandboxError> {
+    pub fn open(
+        store: Arc<Store>,
+        state_dir: &Path,
+        root: &Path,
+        network: NetworkSettings,
+    ) -> Result<Sandboxes, SandboxError> {
         let ns_dir = state_dir.join("ns");
         std::fs::create_dir_all(&ns_dir).map_err(|source| SandboxError::Io {
             context: format!("creating {}", ns_dir.display()),
@@ -137,6 +167,9 @@ impl Sandboxes {
         Ok(Sandboxes {
             store,
             ns_dir,
+            files_dir: root.join("sandboxes"),
+            network,
+            cni_cache: cni::Cache::new(root.join("cni")),
             index: RwLock::new(index),
             lifecycle: tokio::sync::Mutex::new(()),
         })
@@ -225,11 +258,7 @@ impl Sandboxes {
             )));
         }
         let ns = namespace_options(&config);
-        if ns.network == NamespaceMode::Pod as i32 {
-            return Err(SandboxError::Unimplemented(
-                "pods with their own network namespace (CNI) are not supported by berth yet; use hostNetwork".into(),
-            ));
-        }
+        files::validate_dns(config.dns_config.as_ref()).map_err(SandboxError::InvalidArgument)?;
         if ns.pid == NamespaceMode::Pod as i32 {
             return Err(SandboxError::Unimplemented(
                 "a shared pod PID namespace is not supported by berth yet".into(),
@@ -250,45 +279,48 @@ impl Sandboxes {
             ));
         }
 
-        let _l = self.lifecycle.lock().await;
+        // Reserve the name (briefly locked); the slow part runs unlocked, so pods start in
+        // parallel.
         let key = SandboxRecord::name_key(&config);
-        if let Some(existing) = self.read().names.get(&key) {
-            return Err(SandboxError::AlreadyExists(format!(
-                "pod sandbox {key} already exists as {existing}"
-            )));
-        }
         let id = new_id().map_err(|source| SandboxError::Io {
             context: "generating a sandbox id".into(),
             source,
         })?;
-        let dir = self.ns_dir.join(&id);
-        let result = self.pin_all(&dir, &ns).and_then(|pins| {
-            let rec = SandboxRecord {
-                id: id.clone(),
-                config,
-                runtime_handler: runtime_handler.to_string(),
-                created_at: now_nanos(),
-                state: SandboxState::Ready,
-                pins,
-            };
-            self.store
-                .apply(vec![Change::put(SANDBOXES, &rec.id, &rec)?])?;
-            Ok(rec)
-        });
-        match result {
-            Ok(rec) => {
+        {
+            let _l = self.lifecycle.lock().await;
+            let mut index = self.write();
+            if let Some(existing) = index.names.get(&key) {
+                return Err(SandboxError::AlreadyExists(format!(
+                    "pod sandbox {key} already exists as {existing}"
+                )));
+            }
+            index.names.insert(key.clone(), id.clone());
+        }
+        let mut rec = SandboxRecord {
+            id: id.clone(),
+            config,
+            runtime_handler: runtime_handler.to_string(),
+            created_at: now_nanos(),
+            state: SandboxState::Ready,
+            pins: Vec::new(),
+            ips: Vec::new(),
+            etc_dir: None,
+        };
+        match self.set_up(&mut rec, &ns).await {
+            Ok(()) => {
                 let mut index = self.write();
-                index.names.insert(key, rec.id.clone());
                 index.by_id.insert(rec.id.clone(), rec.clone());
-                tracing::info!(sandbox = %rec.id, "pod sandbox ready");
+                tracing::info!(sandbox = %rec.id, ips = ?rec.ips, "pod sandbox ready");
                 Ok(rec)
             }
             Err(e) => {
-                if let Err(c) = release_dir(&dir) {
+                let cleanup = self.tear_down(&rec).await;
+                self.write().names.remove(&key);
+                if let Err(c) = cleanup {
                     tracing::error!(error = %c, sandbox = %id, "cleanup after a failed RunPodSandbox");
                     return Err(SandboxError::Io {
                         context: format!("{e}; and cleaning up failed"),
-                        source: c,
+                        source: std::io::Error::other(c.to_string()),
                     });
                 }
                 Err(e)
@@ -296,40 +328,156 @@ impl Sandboxes {
         }
     }
 
-    fn pin_all(
+    /// Namespaces, network, files, record; each step leaves what tear_down undoes.
+    async fn set_up(
         &self,
-        dir: &Path,
+        rec: &mut SandboxRecord,
         ns: &k8s_cri::v1::NamespaceOption,
-    ) -> Result<Vec<(String, PathBuf)>, SandboxError> {
-        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
-            context: format!("creating {}", dir.display()),
-            source,
-        })?;
-        let mut pins = Vec::new();
-        // IPC is private unless hostIPC. UTS and network follow hostNetwork: a host-network pod
-        // keeps the node's hostname, as kubelet expects.
-        if ns.ipc != NamespaceMode::Node as i32 {
-            let p = dir.join("ipc");
-            namespaces::pin_new(NsKind::Ipc, &p, None).map_err(|source| SandboxError::Io {
-                context: format!("pinning the IPC namespace at {}", p.display()),
-                source,
-            })?;
-            pins.push(("ipc".to_string(), p));
+    ) -> Result<(), SandboxError> {
+        let own_network = ns.network != NamespaceMode::Node as i32;
+        // The network config is checked first: no pod is half made for want of one.
+        let network = if own_network {
+            Some(load_default_network(
+                &self.network.conf_dir,
+                &self.network.bin_dirs,
+            )?)
+        } else {
+            None
+        };
+        let hostname = if own_network {
+            let h = rec.config.hostname.clone();
+            let h = if h.is_empty() {
+                rec.config.metadata.clone().unwrap_or_default().name
+            } else {
+                h
+            };
+            if h.len() > 64
+                || h.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+            {
+                return Err(SandboxError::InvalidArgument(format!(
+                    "invalid pod hostname {h:?}"
+                )));
+            }
+            h
+        } else {
+            nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        rec.pins = self.pin_all(
+            &self.ns_dir.join(&rec.id),
+            ns,
+            own_network.then_some(hostname.as_str()),
+        )?;
+
+        if let (Some(network), Some(netns)) = (network, rec.pin(NsKind::Net).map(Path::to_path_buf))
+        {
+            let meta = rec.config.metadata.clone().unwrap_or_default();
+            let args = PodNetworkArgs {
+                pod_namespace: meta.namespace,
+                pod_name: meta.name,
+                pod_uid: meta.uid,
+                port_mappings: port_mappings(&rec.config),
+                dns: rec.config.dns_config.as_ref().map(|d| {
+                    serde_json::json!({
+                        "servers": d.servers,
+                        "searches": d.searches,
+                        "options": d.options,
+                    })
+                }),
+                bandwidth: cni::bandwidth_from_annotations(&rec.config.annotations),
+            };
+            let mut attachment =
+                Attachment::new(&network, &self.network.bin_dirs, &rec.id, &netns, args);
+            // Cached before ADD: a crash in the middle still leaves what DEL needs.
+            self.cni_cache.save(&attachment)?;
+            attachment.add().await?;
+            self.cni_cache.save(&attachment)?;
+            rec.ips = attachment.ips();
         }
-        Ok(pins)
+
+        let etc = self.files_dir.join(&rec.id);
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| SandboxError::Io {
+                context: what,
+                source,
+            }
+        };
+        let hosts = if own_network {
+            files::hosts(&hostname, &rec.ips)
+        } else {
+            std::fs::read_to_string(files::HOST_HOSTS).map_err(io("reading /etc/hosts"))?
+        };
+        let resolv = match files::resolv_conf(rec.config.dns_config.as_ref()) {
+            Some(r) => r,
+            None => std::fs::read_to_string(files::HOST_RESOLV_CONF).unwrap_or_default(),
+        };
+        files::write_all(&etc, &hostname, &hosts, &resolv)
+            .map_err(io(&format!("writing the pod files in {}", etc.display())))?;
+        rec.etc_dir = Some(etc);
+        self.store
+            .apply(vec![Change::put(SANDBOXES, &rec.id, &*rec)?])?;
+        Ok(())
     }
 
-    /// StopPodSandbox: release the pod's namespaces; NOTREADY. Idempotent.
-    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
-        let _l = self.lifecycle.lock().await;
-        let mut rec = self.get(id)?;
-        if rec.state == SandboxState::NotReady && rec.pins.is_empty() {
-            return Ok(());
+    /// Undo set_up (and stop): CNI DEL from the cache, unpin, remove the pod's files. Each
+    /// step is a no-op when already done.
+    async fn tear_down(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
+        if let Some(attachment) = self.cni_cache.load(&rec.id)? {
+            attachment.del().await?;
+            self.cni_cache.remove(&rec.id)?;
         }
         release_dir(&self.ns_dir.join(&rec.id)).map_err(|source| SandboxError::Io {
             context: format!("releasing the namespaces of pod sandbox {}", rec.id),
             source,
         })?;
+        Ok(())
+    }
+
+    /// Pin the pod's own namespaces under `dir`: IPC unless hostIPC; network and UTS (with the
+    /// pod's hostname) unless hostNetwork, which keeps the node's hostname as kubelet expects.
+    fn pin_all(
+        &self,
+        dir: &Path,
+        ns: &k8s_cri::v1::NamespaceOption,
+        own_network_hostname: Option<&str>,
+    ) -> Result<Vec<(String, PathBuf)>, SandboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let mut wanted = Vec::new();
+        if ns.ipc != NamespaceMode::Node as i32 {
+            wanted.push((NsKind::Ipc, None));
+        }
+        if let Some(hostname) = own_network_hostname {
+            wanted.push((NsKind::Uts, Some(hostname)));
+            wanted.push((NsKind::Net, None));
+        }
+        let mut pins = Vec::new();
+        for (kind, hostname) in wanted {
+            let p = dir.join(kind.name());
+            namespaces::pin_new(kind, &p, hostname).map_err(|source| SandboxError::Io {
+                context: format!("pinning the {} namespace at {}", kind.name(), p.display()),
+                source,
+            })?;
+            pins.push((kind.name().to_string(), p));
+        }
+        Ok(pins)
+    }
+
+    /// StopPodSandbox: tear the pod network down (CNI DEL, also after a restart, from the
+    /// cache), release the pod's namespaces; NOTREADY. Idempotent.
+    pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
+        let rec = self.get(id)?;
+        self.tear_down(&rec).await?;
+        let _l = self.lifecycle.lock().await;
+        let mut rec = self.get(&rec.id)?;
+        if rec.state == SandboxState::NotReady && rec.pins.is_empty() {
+            return Ok(());
+        }
         rec.state = SandboxState::NotReady;
         rec.pins.clear();
         self.store
@@ -348,6 +496,11 @@ impl Sandboxes {
         };
         self.stop(&rec.id).await?;
         let _l = self.lifecycle.lock().await;
+        let etc = self.files_dir.join(&rec.id);
+        crate::snapshot::remove_tree(&etc).map_err(|source| SandboxError::Io {
+            context: format!("removing {}", etc.display()),
+            source,
+        })?;
         self.store.apply(vec![Change::delete(SANDBOXES, &rec.id)])?;
         let mut index = self.write();
         index.by_id.remove(&rec.id);
@@ -358,6 +511,31 @@ impl Sandboxes {
         tracing::info!(sandbox = %rec.id, "pod sandbox removed");
         Ok(())
     }
+}
+
+/// The `portMappings` capability from the pod's port mappings (those with a host port).
+fn port_mappings(config: &PodSandboxConfig) -> Vec<serde_json::Value> {
+    config
+        .port_mappings
+        .iter()
+        .filter(|p| p.host_port > 0)
+        .map(|p| {
+            let protocol = match k8s_cri::v1::Protocol::try_from(p.protocol) {
+                Ok(k8s_cri::v1::Protocol::Udp) => "udp",
+                Ok(k8s_cri::v1::Protocol::Sctp) => "sctp",
+                _ => "tcp",
+            };
+            let mut m = serde_json::json!({
+                "hostPort": p.host_port,
+                "containerPort": p.container_port,
+                "protocol": protocol,
+            });
+            if !p.host_ip.is_empty() {
+                m["hostIP"] = serde_json::json!(p.host_ip);
+            }
+            m
+        })
+        .collect()
 }
 
 /// Unpin every namespace under a pod's ns dir and remove the dir.

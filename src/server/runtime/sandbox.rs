@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 
 use k8s_cri::v1::{
-    LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, PodSandbox,
-    PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus, PodSandboxStatusRequest,
-    PodSandboxStatusResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
-    RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
+    LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, PodIp,
+    PodSandbox, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
+    RemovePodSandboxResponse, RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest,
+    StopPodSandboxResponse,
 };
 
 use crate::daemon::Daemon;
@@ -75,6 +76,8 @@ pub fn status(
             "config": r.config,
             "runtimeHandler": r.runtime_handler,
             "pinnedNamespaces": r.pins,
+            "ips": r.ips,
+            "etcDir": r.etc_dir,
         });
         info.insert("info".to_string(), verbose.to_string());
     }
@@ -87,8 +90,15 @@ pub fn status(
             metadata: r.config.metadata.clone(),
             state: state(r.state),
             created_at: r.created_at,
-            // Host-network pods have no pod IP of their own; kubelet uses the node's.
-            network: Some(PodSandboxNetworkStatus::default()),
+            // Host-network pods have no pod IP of their own (kubelet uses the node's); a
+            // stopped pod's network is gone.
+            network: Some(match (r.state, r.ips.split_first()) {
+                (SandboxState::Ready, Some((first, rest))) => PodSandboxNetworkStatus {
+                    ip: first.clone(),
+                    additional_ips: rest.iter().map(|ip| PodIp { ip: ip.clone() }).collect(),
+                },
+                _ => PodSandboxNetworkStatus::default(),
+            }),
             linux: Some(LinuxPodSandboxStatus {
                 namespaces: Some(Namespace {
                     options: Some(r.namespace_options()),

@@ -1,0 +1,526 @@
+//! End-to-end, pod networking: real berthd, Debian's CNI plugins (bridge, host-local, portmap,
+//! loopback; `ipMasq: false`) on a bridge inside this suite's own network namespace, so the
+//! host's network is never touched and no packet leaves the namespaces the suite made. Run with
+//! --test-threads=1: the checks count the suite namespace's veths and reservations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use berth_e2e::cri::*;
+use berth_e2e::images::{RuntimeSet, push_runtime_set};
+use berth_e2e::netns;
+use berth_e2e::node::Node;
+use berth_e2e::registry::{Registry, RegistryOpts, install_crypto_provider};
+use k8s_cri::v1::*;
+use libtest_mimic::{Arguments, Trial};
+use tonic::Code;
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    _reg: Registry,
+    set: RuntimeSet,
+}
+
+type TestFn = fn(&Env);
+
+fn main() -> ExitCode {
+    netns::enter_private_netns();
+    install_crypto_provider();
+    let args = Arguments::from_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let reg = Registry::start(RegistryOpts::default());
+    let set = rt.block_on(push_runtime_set(&reg));
+    let env = Arc::new(Env { rt, _reg: reg, set });
+    let tests: &[(&str, TestFn)] = &[
+        (
+            "pods_talk_over_the_pod_network",
+            pods_talk_over_the_pod_network,
+        ),
+        ("host_port_mapping", host_port_mapping),
+        ("host_network_pod", host_network_pod),
+        (
+            "stop_after_kill9_releases_the_ip",
+            stop_after_kill9_releases_the_ip,
+        ),
+        ("failures_leave_nothing", failures_leave_nothing),
+        ("fifty_pods_at_once", fifty_pods_at_once),
+    ];
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let env = env.clone();
+            Trial::test(name, move || {
+                f(&env);
+                Ok(())
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(env);
+    remove_cgroup_parents();
+    conclusion.exit_code()
+}
+
+/// A distinct bridge and subnet per network of the suite.
+static NEXT_NET: AtomicU32 = AtomicU32::new(1);
+
+/// The test network a node uses: its bridge, subnet prefix and IPAM data dir.
+struct TestNet {
+    bridge: String,
+    /// `10.<n>` — pods get 10.<n>.0.x/16, the bridge 10.<n>.0.1.
+    prefix: String,
+    ipam_dir: PathBuf,
+}
+
+impl TestNet {
+    fn gateway(&self) -> String {
+        format!("{}.0.1", self.prefix)
+    }
+
+    /// Addresses host-local still holds (its data dir has one file per reserved IP).
+    fn reserved(&self) -> Vec<String> {
+        let dir = self.ipam_dir.join("pods");
+        std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&self.prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Write the standard test conflist into the node's CNI config dir.
+fn install_network(node: &Node) -> TestNet {
+    let n = 100 + NEXT_NET.fetch_add(1, Ordering::Relaxed);
+    let net = TestNet {
+        bridge: format!("berth{n}"),
+        prefix: format!("10.{n}"),
+        ipam_dir: node.dir.path().join("ipam"),
+    };
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": net.bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": net.ipam_dir,
+                    "ranges": [[{"subnet": format!("{}.0.0/16", net.prefix)}]],
+                    "routes": [{"dst": "0.0.0.0/0"}]
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+            {"type": "loopback"}
+        ]
+    });
+    std::fs::write(node.cni_conf.join("10-pods.conflist"), conf.to_string()).unwrap();
+    net
+}
+
+fn net_pod(name: &str, node: &Node) -> PodSandboxConfig {
+    let mut cfg = pod_config(name, NamespaceMode::Pod);
+    cfg.log_directory = node
+        .dir
+        .path()
+        .join("logs")
+        .join(name)
+        .display()
+        .to_string();
+    if let Some(ns) = cfg
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.network = NamespaceMode::Pod as i32;
+    }
+    cfg
+}
+
+async fn pod_ip(node: &Node, id: &str) -> String {
+    pod_status(node, id)
+        .await
+        .expect("PodSandboxStatus")
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default()
+}
+
+async fn running(node: &Node, pod: &str, name: &str, image: &str, script: &str) -> String {
+    let id = create_container(
+        node,
+        pod,
+        container_config(name, image, &["sh", "-c", script]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("CreateContainer {name}: {e:?}\n{}", node.log_text()));
+    start_container(node, &id).await;
+    id
+}
+
+async fn exec(node: &Node, id: &str, script: &str) -> (i32, String) {
+    let r = node
+        .runtime()
+        .await
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 30,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync {script:?}: {e:?}"))
+        .into_inner();
+    (
+        r.exit_code,
+        String::from_utf8_lossy(&r.stdout).into_owned() + &String::from_utf8_lossy(&r.stderr),
+    )
+}
+
+/// Retry `script` until it exits 0 (a server in another container may still be starting).
+async fn exec_until_ok(node: &Node, id: &str, script: &str) -> String {
+    let mut last = (0, String::new());
+    for _ in 0..50 {
+        last = exec(node, id, script).await;
+        if last.0 == 0 {
+            return last.1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{script:?} kept failing: {last:?}");
+}
+
+async fn remove_pod(node: &Node, id: &str) {
+    let mut rt = node.runtime().await;
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("StopPodSandbox: {e:?}\n{}", node.log_text()));
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: id.into(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+}
+
+/// Interfaces of the suite's network namespace whose name starts with `prefix` (from
+/// /proc/self/net/dev: the host's /sys shows the host's namespace, not ours).
+fn links(prefix: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/net/dev")
+        .unwrap()
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(|n| n.trim().to_string())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
+/// No pin, mount, IPAM reservation, veth or pod file is left on the node.
+fn assert_network_clean(node: &Node, net: &TestNet, what: &str) {
+    assert!(
+        berth_e2e::node::mounts_under(node.dir.path()).is_empty(),
+        "{what}: mounts left: {:?}",
+        berth_e2e::node::mounts_under(node.dir.path())
+    );
+    assert!(
+        net.reserved().is_empty(),
+        "{what}: IPs still reserved: {:?}",
+        net.reserved()
+    );
+    // The kernel may finish tearing a namespace's devices down just after the call returns.
+    for _ in 0..100 {
+        if links("veth").is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        links("veth").is_empty(),
+        "{what}: veths left: {:?}",
+        links("veth")
+    );
+    assert!(
+        dir_entries(&node.state.join("ns")).is_empty(),
+        "{what}: pins left"
+    );
+    assert!(
+        dir_entries(&node.root.join("cni")).is_empty(),
+        "{what}: CNI cache left"
+    );
+    assert!(
+        dir_entries(&node.root.join("sandboxes")).is_empty(),
+        "{what}: pod files left"
+    );
+}
+
+fn pods_talk_over_the_pod_network(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+
+        let mut cfg = net_pod("alpha", &node);
+        cfg.dns_config = Some(DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["e2e.svc.cluster.local".into(), "svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        });
+        let a = run_pod(&node, cfg).await.unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}\n{}", node.log_text()));
+        let b = run_pod(&node, net_pod("beta", &node)).await.unwrap();
+        let (ip_a, ip_b) = (pod_ip(&node, &a).await, pod_ip(&node, &b).await);
+        assert!(ip_a.starts_with(&net.prefix) && ip_b.starts_with(&net.prefix), "{ip_a} {ip_b}");
+        assert_ne!(ip_a, ip_b);
+        assert_eq!(net.reserved().len(), 2);
+
+        // Pod A serves HTTP; its second container reaches it over localhost.
+        let server = running(&node, &a, "web", &bb,
+            "mkdir -p /www && echo hello-from-alpha > /www/index.html && exec httpd -f -p 8080 -h /www").await;
+        let side = running(&node, &a, "side", &bb, "sleep 3600").await;
+        let out = exec_until_ok(&node, &side, "wget -qO- http://127.0.0.1:8080/").await;
+        assert_eq!(out, "hello-from-alpha\n");
+        // One UTS namespace per pod: both containers have the pod's hostname.
+        assert_eq!(exec(&node, &server, "hostname").await.1, "alpha\n");
+        assert_eq!(exec(&node, &side, "hostname; cat /etc/hostname").await.1, "alpha\nalpha\n");
+        // Pod B reaches pod A by IP.
+        let client = running(&node, &b, "client", &bb, "sleep 3600").await;
+        let out = exec_until_ok(&node, &client, &format!("wget -qO- http://{ip_a}:8080/")).await;
+        assert_eq!(out, "hello-from-alpha\n");
+        // The pod sees its own address on eth0.
+        let (_, addrs) = exec(&node, &side, "ip -4 -o addr show eth0").await;
+        assert!(addrs.contains(&format!("{ip_a}/16")), "{addrs}");
+
+        // resolv.conf from the DNS config; the host's when none is given. hosts: the pod.
+        let (_, resolv) = exec(&node, &side, "cat /etc/resolv.conf").await;
+        assert_eq!(resolv, "search e2e.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n");
+        let (_, resolv_b) = exec(&node, &client, "cat /etc/resolv.conf").await;
+        assert_eq!(resolv_b, std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let (_, hosts) = exec(&node, &side, "cat /etc/hosts").await;
+        assert!(hosts.contains("127.0.0.1\tlocalhost"), "{hosts}");
+        assert!(hosts.contains(&format!("{ip_a}\talpha")), "{hosts}");
+
+        remove_pod(&node, &a).await;
+        // The stopped pod's IP is gone from its status and from IPAM.
+        assert_eq!(net.reserved().len(), 1);
+        remove_pod(&node, &b).await;
+        assert_network_clean(&node, &net, "after removing both pods");
+    });
+}
+
+fn host_port_mapping(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let mut cfg = net_pod("ported", &node);
+        cfg.port_mappings = vec![PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port: 18080,
+            host_ip: String::new(),
+        }];
+        let pod = run_pod(&node, cfg)
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}\n{}", node.log_text()));
+        running(
+            &node,
+            &pod,
+            "web",
+            &bb,
+            "mkdir -p /www && echo mapped > /www/index.html && exec httpd -f -p 8080 -h /www",
+        )
+        .await;
+        // From the node (this suite's namespace): the host port on a node address.
+        let url = format!("{}:18080", net.gateway());
+        let mut body = String::new();
+        for _ in 0..50 {
+            if let Ok(b) = http_get(&url).await {
+                body = b;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(body, "mapped\n", "GET {url}");
+        remove_pod(&node, &pod).await;
+        // The mapping is gone with the pod.
+        assert!(http_get(&url).await.is_err());
+        assert_network_clean(&node, &net, "after the mapped pod");
+    });
+}
+
+/// GET / from `addr`, the body.
+async fn http_get(addr: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::other("connect timeout"))??;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .map_err(|_| std::io::Error::other("read timeout"))??;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.contains(" 200 ") => Ok(body.to_string()),
+        _ => Err(std::io::Error::other(format!("bad answer {text:?}"))),
+    }
+}
+
+fn host_network_pod(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let mut cfg = net_pod("hostnet", &node);
+        cfg.linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .namespace_options
+            .as_mut()
+            .unwrap()
+            .network = NamespaceMode::Node as i32;
+        let pod = run_pod(&node, cfg).await.unwrap();
+        assert_eq!(
+            pod_ip(&node, &pod).await,
+            "",
+            "a host-network pod has no IP of its own"
+        );
+        assert!(net.reserved().is_empty(), "no CNI for host-network pods");
+        let c = running(&node, &pod, "c", &bb, "sleep 3600").await;
+        let (_, ifaces) = exec(&node, &c, "ls /sys/class/net").await;
+        let mut theirs: Vec<&str> = ifaces.split_whitespace().collect();
+        theirs.sort();
+        let mut ours = links("");
+        ours.sort();
+        assert_eq!(theirs, ours.iter().map(String::as_str).collect::<Vec<_>>());
+        let (_, host) = exec(&node, &c, "hostname").await;
+        assert_eq!(
+            host.trim(),
+            nix::unistd::gethostname().unwrap().to_string_lossy()
+        );
+        remove_pod(&node, &pod).await;
+        assert_network_clean(&node, &net, "after the host-network pod");
+    });
+}
+
+fn stop_after_kill9_releases_the_ip(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let net = install_network(&node);
+        let pod = run_pod(&node, net_pod("survivor", &node)).await.unwrap();
+        let ip = pod_ip(&node, &pod).await;
+        assert_eq!(net.reserved(), vec![ip.clone()]);
+        node.kill9();
+        node.spawn().await;
+        assert_eq!(
+            pod_ip(&node, &pod).await,
+            ip,
+            "the pod keeps its IP across a restart"
+        );
+        remove_pod(&node, &pod).await;
+        assert_network_clean(&node, &net, "after stop following kill -9");
+    });
+}
+
+fn failures_leave_nothing(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        // No network config yet: FailedPrecondition, nothing made.
+        let err = run_pod(&node, net_pod("early", &node)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        let net = install_network(&node);
+        assert_network_clean(&node, &net, "without a network config");
+
+        // A plugin that fails in the middle of the chain (after bridge and host-local ran):
+        // everything the call did is undone.
+        let conf = std::fs::read_to_string(node.cni_conf.join("10-pods.conflist")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&conf).unwrap();
+        v["plugins"][1] =
+            serde_json::json!({"type": "tuning", "sysctl": {"net.nonexistent.knob": "1"}});
+        std::fs::write(node.cni_conf.join("10-pods.conflist"), v.to_string()).unwrap();
+        let err = run_pod(&node, net_pod("broken", &node)).await.unwrap_err();
+        assert_eq!(err.code(), Code::Internal, "{err:?}");
+        assert!(err.message().contains("tuning"), "{err:?}");
+        assert!(
+            list_pods(&node, None).await.is_empty(),
+            "no half-made pod is listed"
+        );
+        assert_network_clean(&node, &net, "after a failing plugin");
+
+        // A missing plugin: the config is not usable.
+        v["plugins"][1] = serde_json::json!({"type": "no-such-plugin"});
+        std::fs::write(node.cni_conf.join("10-pods.conflist"), v.to_string()).unwrap();
+        let err = run_pod(&node, net_pod("missing", &node)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains("no-such-plugin"), "{err:?}");
+        assert_network_clean(&node, &net, "after a missing plugin");
+        // The name is free again.
+        install_network(&node);
+        let pod = run_pod(&node, net_pod("broken", &node)).await.unwrap();
+        remove_pod(&node, &pod).await;
+    });
+}
+
+fn fifty_pods_at_once(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let node = Arc::new(node);
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let cfg = net_pod(&format!("many{i}"), &node);
+                run_pod(&node, cfg).await
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(
+                t.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}")),
+            );
+        }
+        let mut ips = Vec::new();
+        for id in &ids {
+            ips.push(pod_ip(&node, id).await);
+        }
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 50, "50 distinct IPs");
+        assert!(ips.iter().all(|ip| ip.starts_with(&net.prefix)));
+        assert_eq!(net.reserved().len(), 50);
+
+        let mut tasks = Vec::new();
+        for id in ids {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move { remove_pod(&node, &id).await }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(list_pods(&node, None).await.is_empty());
+        assert_network_clean(&node, &net, "after 50 removals");
+    });
+}
