@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         ),
         ("failures_leave_nothing", failures_leave_nothing),
         ("fifty_pods_at_once", fifty_pods_at_once),
+        ("pod_sysctls", pod_sysctls),
     ];
     let trials = tests
         .iter()
@@ -522,5 +523,47 @@ fn fifty_pods_at_once(env: &Env) {
         }
         assert!(list_pods(&node, None).await.is_empty());
         assert_network_clean(&node, &net, "after 50 removals");
+    });
+}
+
+fn pod_sysctls(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        // A node-level sysctl is refused, and nothing is made.
+        let mut bad = net_pod("sysbad", &node);
+        bad.linux.as_mut().unwrap().sysctls = [("kernel.panic".to_string(), "1".to_string())]
+            .into_iter()
+            .collect();
+        let err = run_pod(&node, bad).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("kernel.panic"), "{err:?}");
+        // Namespaced ones apply inside the pod only.
+        let mut cfg = net_pod("sysok", &node);
+        cfg.linux.as_mut().unwrap().sysctls = [
+            (
+                "net.ipv4.ip_unprivileged_port_start".to_string(),
+                "0".to_string(),
+            ),
+            ("kernel.shm_rmid_forced".to_string(), "1".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let pod = run_pod(&node, cfg).await.unwrap();
+        let c = running(&node, &pod, "c", &bb, "sleep 3600").await;
+        let (_, out) = exec(
+            &node,
+            &c,
+            "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shm_rmid_forced",
+        )
+        .await;
+        assert_eq!(out, "0\n1\n");
+        let ours =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+        assert_ne!(ours.trim(), "0", "the node's value is untouched");
+        remove_pod(&node, &pod).await;
+        assert_network_clean(&node, &net, "after the sysctl pods");
     });
 }

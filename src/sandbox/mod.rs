@@ -259,6 +259,13 @@ impl Sandboxes {
         }
         let ns = namespace_options(&config);
         files::validate_dns(config.dns_config.as_ref()).map_err(SandboxError::InvalidArgument)?;
+        if let Some(linux) = &config.linux {
+            let mut keys: Vec<&String> = linux.sysctls.keys().collect();
+            keys.sort();
+            for key in keys {
+                check_sysctl(key, &ns).map_err(SandboxError::InvalidArgument)?;
+            }
+        }
         if ns.pid == NamespaceMode::Pod as i32 {
             return Err(SandboxError::Unimplemented(
                 "a shared pod PID namespace is not supported by berth yet".into(),
@@ -513,6 +520,44 @@ impl Sandboxes {
     }
 }
 
+/// A pod sysctl must live in one of the pod's own namespaces (runc's rule): IPC ones unless
+/// hostIPC, `net.*` and the UTS names unless hostNetwork. Anything else would change the node.
+fn check_sysctl(key: &str, ns: &k8s_cri::v1::NamespaceOption) -> Result<(), String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let host_ipc = ns.ipc == NamespaceMode::Node as i32;
+    let host_net = ns.network == NamespaceMode::Node as i32;
+    let key = key.replace('/', ".");
+    if key.is_empty() || key.split('.').any(|p| p.is_empty() || p == "..") {
+        return Err(format!("invalid sysctl name {key:?}"));
+    }
+    let (namespace, host) = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+        ("IPC", host_ipc)
+    } else if key.starts_with("net.") {
+        ("network", host_net)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        ("UTS", host_net)
+    } else {
+        return Err(format!(
+            "sysctl {key:?} is not namespaced: it would change the node, not the pod"
+        ));
+    };
+    if host {
+        return Err(format!(
+            "sysctl {key:?} needs the pod's own {namespace} namespace, but the pod uses the node's"
+        ));
+    }
+    Ok(())
+}
+
 /// The `portMappings` capability from the pod's port mappings (those with a host port).
 fn port_mappings(config: &PodSandboxConfig) -> Vec<serde_json::Value> {
     config
@@ -549,4 +594,36 @@ fn release_dir(dir: &Path) -> std::io::Result<()> {
         namespaces::unpin(&e?.path())?;
     }
     std::fs::remove_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctls_only_in_the_pods_namespaces() {
+        let own = k8s_cri::v1::NamespaceOption::default();
+        let host = k8s_cri::v1::NamespaceOption {
+            network: NamespaceMode::Node as i32,
+            ipc: NamespaceMode::Node as i32,
+            ..Default::default()
+        };
+        for k in [
+            "net.ipv4.ip_unprivileged_port_start",
+            "kernel.shm_rmid_forced",
+            "fs.mqueue.msg_max",
+            "net/core/somaxconn",
+        ] {
+            assert!(check_sysctl(k, &own).is_ok(), "{k}");
+            assert!(check_sysctl(k, &host).is_err(), "{k} with host namespaces");
+        }
+        for k in [
+            "kernel.panic",
+            "vm.overcommit_memory",
+            "fs.file-max",
+            "net..x",
+        ] {
+            assert!(check_sysctl(k, &own).is_err(), "{k}");
+        }
+    }
 }
