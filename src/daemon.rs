@@ -60,9 +60,10 @@ impl Daemon {
             store.clone(),
             &config.state,
             &config.root,
-            crate::sandbox::NetworkSettings {
+            crate::sandbox::SandboxSettings {
                 conf_dir: config.cni.conf_dir.clone(),
                 bin_dirs: config.cni.bin_dirs.clone(),
+                shim_binary: default_shim_binary(),
             },
         )?;
         let containers = Arc::new(

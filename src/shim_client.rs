@@ -99,7 +99,7 @@ pub async fn spawn(
         source,
     };
     std::fs::create_dir_all(&paths.dir).map_err(spawn_err)?;
-    let mut child = tokio::process::Command::new(binary)
+    let child = tokio::process::Command::new(binary)
         .arg("--id")
         .arg(id)
         .arg("--bundle")
@@ -115,6 +115,29 @@ pub async fn spawn(
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(spawn_err)?;
+    read_handshake(child).await
+}
+
+/// Start `berth-shim pod-init` pinning a new PID namespace at `pin`; returns its PID 1 (a host
+/// pid).
+pub async fn spawn_pod_init(binary: &Path, pin: &Path) -> Result<u32, ShimError> {
+    let child = tokio::process::Command::new(binary)
+        .arg("pod-init")
+        .arg("--pin")
+        .arg(pin)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|source| ShimError::Spawn {
+            binary: binary.display().to_string(),
+            source,
+        })?;
+    read_handshake(child).await
+}
+
+/// Read a started shim's one-line handshake to EOF and reap the process we started.
+async fn read_handshake(mut child: tokio::process::Child) -> Result<u32, ShimError> {
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
         let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_to_string(&mut out));

@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         ("failures_leave_nothing", failures_leave_nothing),
         ("fifty_pods_at_once", fifty_pods_at_once),
         ("pod_sysctls", pod_sysctls),
+        ("shared_pid_namespace", shared_pid_namespace),
     ];
     let trials = tests
         .iter()
@@ -565,5 +566,74 @@ fn pod_sysctls(env: &Env) {
         assert_ne!(ours.trim(), "0", "the node's value is untouched");
         remove_pod(&node, &pod).await;
         assert_network_clean(&node, &net, "after the sysctl pods");
+    });
+}
+
+fn shared_pid_namespace(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let mut cfg = net_pod("shared", &node);
+        let set_pid = |c: &mut Option<NamespaceOption>| {
+            c.get_or_insert_with(Default::default).pid = NamespaceMode::Pod as i32;
+        };
+        set_pid(
+            &mut cfg
+                .linux
+                .as_mut()
+                .unwrap()
+                .security_context
+                .as_mut()
+                .unwrap()
+                .namespace_options,
+        );
+        let pod = run_pod(&node, cfg)
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}\n{}", node.log_text()));
+        let mut ids = Vec::new();
+        for (name, script) in [("first", "exec sleep 3601"), ("second", "exec sleep 3602")] {
+            let mut c = container_config(name, &bb, &["sh", "-c", script]);
+            let mut sec = LinuxContainerSecurityContext::default();
+            set_pid(&mut sec.namespace_options);
+            c.linux = Some(LinuxContainerConfig {
+                security_context: Some(sec),
+                ..Default::default()
+            });
+            let id = create_container(&node, &pod, c).await.unwrap();
+            start_container(&node, &id).await;
+            ids.push(id);
+        }
+        // Each container sees the other's processes; PID 1 is berth's pod init, no pause.
+        let (_, ps) = exec(&node, &ids[1], "ps -o pid,args").await;
+        assert!(
+            ps.contains("sleep 3601") && ps.contains("sleep 3602"),
+            "{ps}"
+        );
+        let (_, init) = exec(&node, &ids[0], "tr '\\0' ' ' < /proc/1/cmdline").await;
+        assert!(init.contains("berth-shim pod-init"), "PID 1 is {init:?}");
+        // Orphans are reaped by the pod's PID 1: no zombie stays.
+        exec(&node, &ids[0], "(sleep 0.2 &) ; true").await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (_, stats) = exec(&node, &ids[1], "ps -o stat,args").await;
+        assert!(
+            !stats.lines().any(|l| l.trim_start().starts_with('Z')),
+            "{stats}"
+        );
+
+        // Stop: the pod init goes with the pod; nothing is left.
+        remove_pod(&node, &pod).await;
+        for _ in 0..100 {
+            if berth_e2e::node::shims_of(node.dir.path()).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            berth_e2e::node::shims_of(node.dir.path()).is_empty(),
+            "pod init or shims left"
+        );
+        assert_network_clean(&node, &net, "after the shared-PID pod");
     });
 }

@@ -5,10 +5,12 @@
 //! - [`cli`]: the command line; [`daemon`]: detaching and the startup handshake;
 //! - [`executor`]: bundle → init process in the CREATED state → exec;
 //! - [`io`]: stdio pipes / pty and the CRI log writer;
-//! - [`server`]: the Shim service and the exit path.
+//! - [`server`]: the Shim service and the exit path;
+//! - [`pod_init`]: `berth-shim pod-init`, PID 1 of a pod's shared PID namespace.
 
 pub mod cli;
 pub mod daemon;
 pub mod executor;
 pub mod io;
+pub mod pod_init;
 pub mod server;

@@ -24,8 +24,10 @@ use berth_shim::io::LogFile;
 use berth_shim::server::{self, ServeOptions};
 
 fn main() -> ExitCode {
-    if std::env::args_os().nth(1).is_some_and(|a| a == "exec") {
-        return exec_main();
+    match std::env::args_os().nth(1) {
+        Some(a) if a == "exec" => return exec_main(),
+        Some(a) if a == "pod-init" => return pod_init_main(),
+        _ => {}
     }
     let handshake = match daemon::take_handshake_pipe() {
         Ok(fd) => fd,
@@ -92,6 +94,28 @@ fn exec_main() -> ExitCode {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),
         Err(e) => fail(e),
     }
+}
+
+/// `berth-shim pod-init --pin PATH`: PID 1 of a pod's shared PID namespace (see pod_init.rs).
+fn pod_init_main() -> ExitCode {
+    let handshake = match daemon::take_handshake_pipe() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("berth-shim pod-init: no handshake pipe on stdout: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let pin = match args.as_slice() {
+        [flag, pin] if flag == "--pin" && pin.starts_with('/') => std::path::PathBuf::from(pin),
+        _ => {
+            let msg = "usage: berth-shim pod-init --pin ABSOLUTE-PATH";
+            eprintln!("{msg}");
+            daemon::write_handshake(handshake, &format!("error {msg}"));
+            return ExitCode::from(2);
+        }
+    };
+    ExitCode::from(u8::try_from(berth_shim::pod_init::run(&pin, handshake)).unwrap_or(1))
 }
 
 /// The shim's own log: `shim.log` next to the socket (never the container's log).

@@ -646,7 +646,11 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<Value>, SpecError> {
                 "sharing a target container's PID namespace is not supported by berth yet".into(),
             ));
         }
-        // POD: the pod has no shared PID namespace of its own yet, so each container gets one.
+        // POD: the pod's shared namespace (its PID 1 is berth-shim pod-init).
+        Ok(NamespaceMode::Pod) if sb.pin(NsKind::Pid).is_some() => {
+            out.push(json!({"type": "pid", "path": sb.pin(NsKind::Pid)}));
+        }
+        // CONTAINER (or a pod without a shared one): the container's own.
         _ => out.push(json!({"type": "pid"})),
     }
     for (kind, name) in [
@@ -707,6 +711,7 @@ mod tests {
             pins,
             ips: Vec::new(),
             etc_dir: None,
+            pod_init_pid: 0,
         }
     }
 

@@ -67,6 +67,9 @@ pub struct SandboxRecord {
     /// Where the pod's hostname, hosts and resolv.conf files are.
     #[serde(default)]
     pub etc_dir: Option<PathBuf>,
+    /// Host pid of the pod's PID 1 (`berth-shim pod-init`) when it shares one PID namespace.
+    #[serde(default)]
+    pub pod_init_pid: u32,
 }
 
 impl SandboxRecord {
@@ -105,11 +108,12 @@ struct Index {
     names: HashMap<String, String>,
 }
 
-/// Where pod networks come from.
+/// Where pod networks come from, and the shim that inits shared PID namespaces.
 #[derive(Debug, Clone)]
-pub struct NetworkSettings {
+pub struct SandboxSettings {
     pub conf_dir: PathBuf,
     pub bin_dirs: Vec<PathBuf>,
+    pub shim_binary: PathBuf,
 }
 
 /// All sandboxes: durable records plus an in-memory index for the kubelet's relists.
@@ -118,7 +122,7 @@ pub struct Sandboxes {
     ns_dir: PathBuf,
     /// Per-pod files (hostname, hosts, resolv.conf): `<root>/sandboxes/<id>`.
     files_dir: PathBuf,
-    network: NetworkSettings,
+    network: SandboxSettings,
     cni_cache: cni::Cache,
     index: RwLock<Index>,
     /// Serialises lifecycle changes (each is short; kubelet calls per pod are sequential anyway).
@@ -138,7 +142,7 @@ impl Sandboxes {
         store: Arc<Store>,
         state_dir: &Path,
         root: &Path,
-        network: NetworkSettings,
+        network: SandboxSettings,
     ) -> Result<Sandboxes, SandboxError> {
         let ns_dir = state_dir.join("ns");
         std::fs::create_dir_all(&ns_dir).map_err(|source| SandboxError::Io {
@@ -266,11 +270,6 @@ impl Sandboxes {
                 check_sysctl(key, &ns).map_err(SandboxError::InvalidArgument)?;
             }
         }
-        if ns.pid == NamespaceMode::Pod as i32 {
-            return Err(SandboxError::Unimplemented(
-                "a shared pod PID namespace is not supported by berth yet".into(),
-            ));
-        }
         if ns.pid == NamespaceMode::Target as i32 || ns.ipc == NamespaceMode::Target as i32 {
             return Err(SandboxError::InvalidArgument(
                 "namespace mode TARGET is only valid for containers".into(),
@@ -312,6 +311,7 @@ impl Sandboxes {
             pins: Vec::new(),
             ips: Vec::new(),
             etc_dir: None,
+            pod_init_pid: 0,
         };
         match self.set_up(&mut rec, &ns).await {
             Ok(()) => {
@@ -377,6 +377,16 @@ impl Sandboxes {
             ns,
             own_network.then_some(hostname.as_str()),
         )?;
+        if ns.pid == NamespaceMode::Pod as i32 {
+            let pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
+            rec.pod_init_pid = crate::shim_client::spawn_pod_init(&self.network.shim_binary, &pin)
+                .await
+                .map_err(|e| SandboxError::Io {
+                    context: "starting the pod's PID 1 (berth-shim pod-init)".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            rec.pins.push((NsKind::Pid.name().to_string(), pin));
+        }
 
         if let (Some(network), Some(netns)) = (network, rec.pin(NsKind::Net).map(Path::to_path_buf))
         {
@@ -436,6 +446,8 @@ impl Sandboxes {
             attachment.del().await?;
             self.cni_cache.remove(&rec.id)?;
         }
+        let pid_pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
+        kill_pod_init(rec.pod_init_pid, &pid_pin);
         release_dir(&self.ns_dir.join(&rec.id)).map_err(|source| SandboxError::Io {
             context: format!("releasing the namespaces of pod sandbox {}", rec.id),
             source,
@@ -517,6 +529,25 @@ impl Sandboxes {
         }
         tracing::info!(sandbox = %rec.id, "pod sandbox removed");
         Ok(())
+    }
+}
+
+/// SIGKILL the pod's PID 1 (the kernel then kills whatever is left in its namespace), if the
+/// pid still holds the pinned namespace (pids are reused).
+fn kill_pod_init(pid: u32, pin: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if pid == 0 {
+        return;
+    }
+    let (Ok(theirs), Ok(pinned)) = (
+        std::fs::metadata(format!("/proc/{pid}/ns/pid")),
+        std::fs::metadata(pin),
+    ) else {
+        return;
+    };
+    if (theirs.dev(), theirs.ino()) == (pinned.dev(), pinned.ino()) {
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     }
 }
 

@@ -17,6 +17,9 @@ pub enum NsKind {
     Ipc,
     Uts,
     Net,
+    /// Pinned by `berth-shim pod-init` (a PID namespace needs a living init), never by
+    /// [`pin_new`].
+    Pid,
 }
 
 impl NsKind {
@@ -25,6 +28,7 @@ impl NsKind {
             NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
             NsKind::Uts => CloneFlags::CLONE_NEWUTS,
             NsKind::Net => CloneFlags::CLONE_NEWNET,
+            NsKind::Pid => CloneFlags::CLONE_NEWPID,
         }
     }
 
@@ -34,6 +38,7 @@ impl NsKind {
             NsKind::Ipc => "ipc",
             NsKind::Uts => "uts",
             NsKind::Net => "net",
+            NsKind::Pid => "pid",
         }
     }
 }
@@ -41,6 +46,11 @@ impl NsKind {
 /// Create a new namespace of `kind` and pin it at `path` (created; must not exist). For a UTS
 /// namespace, `hostname` is set inside it first.
 pub fn pin_new(kind: NsKind, path: &Path, hostname: Option<&str>) -> std::io::Result<()> {
+    if kind == NsKind::Pid {
+        return Err(std::io::Error::other(
+            "a PID namespace is pinned by its init (berth-shim pod-init)",
+        ));
+    }
     let path = path.to_path_buf();
     let hostname = hostname.map(str::to_string);
     // A dedicated thread: unshare changes only the calling thread, and this one then exits,
