@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         ("fifty_pods_at_once", fifty_pods_at_once),
         ("pod_sysctls", pod_sysctls),
         ("shared_pid_namespace", shared_pid_namespace),
+        ("pod_stats", pod_stats),
     ];
     let trials = tests
         .iter()
@@ -635,5 +636,81 @@ fn shared_pid_namespace(env: &Env) {
             "pod init or shims left"
         );
         assert_network_clean(&node, &net, "after the shared-PID pod");
+    });
+}
+
+fn pod_stats(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let pod = run_pod(&node, net_pod("measured", &node)).await.unwrap();
+        let c = running(&node, &pod, "c", &bb, "sleep 3600").await;
+        // Traffic over eth0 (to the bridge) and some CPU in the pod's cgroup.
+        exec_until_ok(
+            &node,
+            &c,
+            &format!("ping -c 3 -i 0.2 -W 1 {}", net.gateway()),
+        )
+        .await;
+        exec(
+            &node,
+            &c,
+            "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done",
+        )
+        .await;
+
+        let s = node
+            .runtime()
+            .await
+            .pod_sandbox_stats(PodSandboxStatsRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("PodSandboxStats: {e:?}"))
+            .into_inner()
+            .stats
+            .unwrap();
+        assert_eq!(s.attributes.as_ref().unwrap().id, pod);
+        let linux = s.linux.unwrap();
+        assert!(linux.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
+        assert!(linux.process.unwrap().process_count.unwrap().value >= 1);
+        let netu = linux.network.expect("network stats");
+        let eth0 = netu.default_interface.expect("eth0");
+        assert_eq!(eth0.name, "eth0");
+        assert!(eth0.rx_bytes.unwrap().value > 0 && eth0.tx_bytes.unwrap().value > 0);
+        assert!(netu.interfaces.iter().all(|i| i.name != "lo"));
+        assert_eq!(linux.containers.len(), 1);
+        assert_eq!(linux.containers[0].attributes.as_ref().unwrap().id, c);
+
+        let listed = node
+            .runtime()
+            .await
+            .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+                filter: Some(PodSandboxStatsFilter {
+                    label_selector: [("app".to_string(), "measured".to_string())]
+                        .into_iter()
+                        .collect(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats;
+        assert_eq!(listed.len(), 1);
+        let err = node
+            .runtime()
+            .await
+            .pod_sandbox_stats(PodSandboxStatsRequest {
+                pod_sandbox_id: "nonexistent".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        remove_pod(&node, &pod).await;
+        assert_network_clean(&node, &net, "after the measured pod");
     });
 }

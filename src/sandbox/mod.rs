@@ -2,6 +2,7 @@
 
 pub mod files;
 pub mod namespaces;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

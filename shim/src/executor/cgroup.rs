@@ -460,6 +460,20 @@ impl Cgroup {
         }
     }
 
+    /// Tasks in the cgroup and its descendants (`pids.current`); None without a pids
+    /// controller.
+    pub fn pids_current(&self) -> Option<u64> {
+        let dir = match self {
+            Cgroup::V1(v1) => v1.dir_of("pids")?,
+            Cgroup::V2(v2) => v2.dir.as_path(),
+        };
+        fs::read_to_string(dir.join("pids.current"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The processes in the cgroup (host pids).
     pub fn procs(&self) -> Result<Vec<i32>> {
         let mut pids = Vec::new();

@@ -316,15 +316,28 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-        self.unimplemented("PodSandboxStats", &request.get_ref().pod_sandbox_id)
-            .await
+        let req = request.into_inner();
+        let id = req.pod_sandbox_id.clone();
+        call(
+            &self.daemon,
+            "PodSandboxStats",
+            &id,
+            stats::pod_sandbox_stats(&self.daemon, req),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<ListPodSandboxStatsRequest>,
+        request: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-        self.unimplemented("ListPodSandboxStats", "").await
+        call(
+            &self.daemon,
+            "ListPodSandboxStats",
+            "",
+            stats::list_pod_sandbox_stats(&self.daemon, request.into_inner()),
+        )
+        .await
     }
 
     async fn update_runtime_config(

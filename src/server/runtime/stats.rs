@@ -1,15 +1,20 @@
-//! UpdateContainerResources, ContainerStats, ListContainerStats.
+//! UpdateContainerResources, ContainerStats, ListContainerStats, PodSandboxStats,
+//! ListPodSandboxStats.
 
 use k8s_cri::v1::{
     ContainerAttributes, ContainerFilter, ContainerStats, ContainerStatsRequest,
-    ContainerStatsResponse, CpuUsage, FilesystemIdentifier, FilesystemUsage,
-    ListContainerStatsRequest, ListContainerStatsResponse, MemoryUsage, SwapUsage, UInt64Value,
-    UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
+    ContainerStatsResponse, CpuUsage, FilesystemIdentifier, FilesystemUsage, LinuxPodSandboxStats,
+    ListContainerStatsRequest, ListContainerStatsResponse, ListPodSandboxStatsRequest,
+    ListPodSandboxStatsResponse, MemoryUsage, NetworkInterfaceUsage, NetworkUsage,
+    PodSandboxAttributes, PodSandboxFilter, PodSandboxStats, PodSandboxStatsRequest,
+    PodSandboxStatsResponse, ProcessUsage, SwapUsage, UInt64Value, UpdateContainerResourcesRequest,
+    UpdateContainerResourcesResponse,
 };
 
 use crate::container::resources::ContainerUsage;
 use crate::daemon::Daemon;
 use crate::error::Error;
+use crate::sandbox::namespaces::NsKind;
 
 pub async fn update_resources(
     daemon: &Daemon,
@@ -115,4 +120,110 @@ pub async fn list_container_stats(
     Ok(ListContainerStatsResponse {
         stats: usage.iter().map(cri_stats).collect(),
     })
+}
+
+/// CRI stats of one pod: its cgroup parent, its network namespace, its containers.
+async fn pod_stats(daemon: &Daemon, rec: crate::sandbox::SandboxRecord) -> PodSandboxStats {
+    let parent = rec
+        .config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.clone())
+        .filter(|p| !p.is_empty());
+    let netns = rec.pin(NsKind::Net).map(|p| p.to_path_buf());
+    let usage = tokio::task::spawn_blocking(move || {
+        crate::sandbox::stats::pod_usage(parent.as_deref(), netns.as_deref())
+    })
+    .await
+    .unwrap_or_default();
+    let filter = ContainerFilter {
+        pod_sandbox_id: rec.id.clone(),
+        ..Default::default()
+    };
+    let containers = daemon
+        .containers
+        .usage(daemon.containers.list(Some(&filter)))
+        .await
+        .iter()
+        .map(cri_stats)
+        .collect();
+    let ts = usage.timestamp;
+    let (cpu, memory) = match &usage.cgroup {
+        Some(s) => (
+            Some(CpuUsage {
+                timestamp: ts,
+                usage_core_nano_seconds: value(s.cpu_usage_ns),
+                usage_nano_cores: None,
+            }),
+            Some(MemoryUsage {
+                timestamp: ts,
+                working_set_bytes: value(s.memory_working_set),
+                available_bytes: (s.memory_limit > 0)
+                    .then(|| s.memory_limit.saturating_sub(s.memory_working_set))
+                    .and_then(value),
+                usage_bytes: value(s.memory_usage),
+                rss_bytes: value(s.memory_rss),
+                page_faults: value(s.page_faults),
+                major_page_faults: value(s.major_page_faults),
+            }),
+        ),
+        None => (None, None),
+    };
+    let iface = |i: &crate::sandbox::stats::InterfaceUsage| NetworkInterfaceUsage {
+        name: i.name.clone(),
+        rx_bytes: value(i.rx_bytes),
+        rx_errors: value(i.rx_errors),
+        tx_bytes: value(i.tx_bytes),
+        tx_errors: value(i.tx_errors),
+    };
+    let network = usage.interfaces.as_ref().map(|ifs| NetworkUsage {
+        timestamp: ts,
+        default_interface: ifs.iter().find(|i| i.name == "eth0").map(iface),
+        interfaces: ifs.iter().filter(|i| i.name != "lo").map(iface).collect(),
+    });
+    PodSandboxStats {
+        attributes: Some(PodSandboxAttributes {
+            id: rec.id.clone(),
+            metadata: rec.config.metadata.clone(),
+            labels: rec.config.labels.clone(),
+            annotations: rec.config.annotations.clone(),
+        }),
+        linux: Some(LinuxPodSandboxStats {
+            cpu,
+            memory,
+            network,
+            process: usage.process_count.map(|n| ProcessUsage {
+                timestamp: ts,
+                process_count: value(n),
+            }),
+            containers,
+        }),
+        windows: None,
+    }
+}
+
+pub async fn pod_sandbox_stats(
+    daemon: &Daemon,
+    req: PodSandboxStatsRequest,
+) -> Result<PodSandboxStatsResponse, Error> {
+    let rec = daemon.sandboxes.get(&req.pod_sandbox_id)?;
+    Ok(PodSandboxStatsResponse {
+        stats: Some(pod_stats(daemon, rec).await),
+    })
+}
+
+pub async fn list_pod_sandbox_stats(
+    daemon: &Daemon,
+    req: ListPodSandboxStatsRequest,
+) -> Result<ListPodSandboxStatsResponse, Error> {
+    let filter = req.filter.map(|f| PodSandboxFilter {
+        id: f.id,
+        state: None,
+        label_selector: f.label_selector,
+    });
+    let mut stats = Vec::new();
+    for rec in daemon.sandboxes.list(filter.as_ref()) {
+        stats.push(pod_stats(daemon, rec).await);
+    }
+    Ok(ListPodSandboxStatsResponse { stats })
 }
