@@ -85,6 +85,9 @@ install: release
 	install -m 0755 target/release/berthd target/release/berth target/release/berth-shim $(PREFIX)/bin/
 	install -d /etc/berth
 	[ -f /etc/berth/berth.toml ] || install -m 0644 config/berth.toml /etc/berth/berth.toml
+	# A pod network for a node that has none yet (bridge berth0, 10.88.0.0/16, masquerading).
+	install -d /etc/cni/net.d
+	ls /etc/cni/net.d/*.conf* >/dev/null 2>&1 || install -m 0644 config/10-berth.conflist /etc/cni/net.d/
 
 clean:
 	$(CARGO) clean
