@@ -14,5 +14,6 @@ pub mod server;
 pub mod shim_client;
 pub mod snapshot;
 pub mod store;
+pub mod streaming;
 
 pub use error::{Error, Result};

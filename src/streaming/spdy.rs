@@ -1,0 +1,1 @@
+//! SPDY/3.1 server sessions for the streaming server (see mod.rs).

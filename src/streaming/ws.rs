@@ -1,0 +1,1 @@
+//! WebSocket channel sessions for the streaming server (see mod.rs).
