@@ -75,8 +75,7 @@ impl Args {
     }
 }
 
-pub const EXEC_USAGE: &str =
-    "usage: berth-shim exec --bundle DIR --pid PID --error-file PATH -- COMMAND [ARG...]";
+pub const EXEC_USAGE: &str = "usage: berth-shim exec --bundle DIR --pid PID --error-file PATH [--console-socket PATH [--console-size WxH]] -- COMMAND [ARG...]";
 
 /// `berth-shim exec`: run COMMAND in the running container of bundle DIR whose init is PID.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +84,10 @@ pub struct ExecArgs {
     pub pid: i32,
     /// Where to write why the command could not be started (created only then).
     pub error_file: PathBuf,
+    /// Run on a pty whose master goes to this socket.
+    pub console_socket: Option<PathBuf>,
+    /// Initial terminal size (columns, rows).
+    pub console_size: Option<(u16, u16)>,
     pub command: Vec<String>,
 }
 
@@ -95,6 +98,7 @@ impl ExecArgs {
         cwd: &Path,
     ) -> Result<ExecArgs, String> {
         let (mut bundle, mut pid, mut error_file) = (None, None, None);
+        let (mut console_socket, mut console_size) = (None, None);
         let mut it = args.into_iter();
         let mut command = Vec::new();
         while let Some(arg) = it.next() {
@@ -118,6 +122,8 @@ impl ExecArgs {
                 "--bundle" => &mut bundle,
                 "--pid" => &mut pid,
                 "--error-file" => &mut error_file,
+                "--console-socket" => &mut console_socket,
+                "--console-size" => &mut console_size,
                 _ => return Err(format!("unknown argument {arg:?}")),
             };
             let value = match inline {
@@ -143,10 +149,21 @@ impl ExecArgs {
         if command.is_empty() || command[0].is_empty() {
             return Err("no command after --".into());
         }
+        let console_size = match console_size {
+            None => None,
+            Some(s) => {
+                let parsed = s
+                    .split_once('x')
+                    .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+                Some(parsed.ok_or_else(|| format!("--console-size {s:?} is not WIDTHxHEIGHT"))?)
+            }
+        };
         Ok(ExecArgs {
             bundle: cwd.join(need(bundle, "--bundle")?),
             pid,
             error_file: cwd.join(need(error_file, "--error-file")?),
+            console_socket: console_socket.map(|p| cwd.join(p)),
+            console_size,
             command,
         })
     }

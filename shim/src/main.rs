@@ -89,6 +89,8 @@ fn exec_main() -> ExitCode {
     let req = executor::exec::ExecRequest {
         pid: args.pid,
         args: args.command.clone(),
+        console_socket: args.console_socket.clone(),
+        console_size: args.console_size,
     };
     match executor::exec::run(&container, &req) {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(255)),

@@ -17,7 +17,7 @@
 //! could not be started" from "the command ran and exited non-zero".
 
 use std::convert::Infallible;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -42,6 +42,11 @@ pub struct ExecRequest {
     pub pid: i32,
     /// The command and its arguments; PATH lookup as for the container's own command.
     pub args: Vec<String>,
+    /// Run on a new pty (opened in the container's devpts, the command's controlling terminal);
+    /// its master is sent over this unix socket (SCM_RIGHTS), as runc's `--console-socket`.
+    pub console_socket: Option<std::path::PathBuf>,
+    /// The terminal's initial size (columns, rows).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// The pid of the exec process, for the signal forwarder.
@@ -110,6 +115,8 @@ struct Prepared {
     process: Process,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     pid_ns: Option<OwnedFd>,
+    /// Connected to the console socket (before any setns: its path is a host path).
+    console: Option<OwnedFd>,
 }
 
 fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
@@ -123,7 +130,15 @@ fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
         .clone()
         .ok_or_else(|| Error::InvalidSpec("process is not set".into()))?;
     process.set_args(Some(req.args.clone()));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(req.console_socket.is_some()));
+    if let Some((w, h)) = req.console_size {
+        let size = oci_spec::runtime::BoxBuilder::default()
+            .width(u64::from(w))
+            .height(u64::from(h))
+            .build()
+            .map_err(|e| Error::InvalidSpec(format!("console size: {e}")))?;
+        process.set_console_size(Some(size));
+    }
     let mut plan = ExecPlan::new(&process)?;
     plan.seccomp = super::seccomp::Filter::for_container(c)?;
 
@@ -157,11 +172,19 @@ fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
         )));
     }
     joins.sort_by_key(|(typ, _)| JOIN_ORDER.iter().position(|t| t == typ));
+    let console = match &req.console_socket {
+        Some(path) => Some(OwnedFd::from(
+            std::os::unix::net::UnixStream::connect(path)
+                .ctx(|| format!("connecting to the console socket {}", path.display()))?,
+        )),
+        None => None,
+    };
     Ok(Prepared {
         plan,
         process,
         joins,
         pid_ns,
+        console,
     })
 }
 
@@ -268,6 +291,12 @@ fn setup_and_exec(p: &Prepared) -> Result<Infallible> {
         setns(fd, clone_flag(*typ)?).ctx(|| format!("joining the container's {typ} namespace"))?;
     }
     let process = &p.process;
+    if let Some(console) = &p.console {
+        // A pty of the container's own devpts, the command's terminal; the master goes out.
+        let master = super::process::open_tty(process)?;
+        super::process::send_msg(console.as_fd(), b"pty", Some(master.as_fd()))
+            .ctx(|| "sending the pty master")?;
+    }
     if let Some(adj) = process.oom_score_adj()
         && let Some(warning) = security::set_oom_score_adj(adj)
     {

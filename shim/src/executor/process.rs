@@ -437,7 +437,11 @@ pub fn parse_report(msg: &[u8], fd: Option<OwnedFd>) -> Report {
     Report::Error(text.strip_prefix(ERROR_PREFIX).unwrap_or(&text).to_string())
 }
 
-fn send_msg(sock: BorrowedFd<'_>, msg: &[u8], fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+pub(crate) fn send_msg(
+    sock: BorrowedFd<'_>,
+    msg: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> nix::Result<()> {
     let iov = [IoSlice::new(msg)];
     let fds = fd.map(|f| [f.as_raw_fd()]);
     let cmsgs: Vec<ControlMessage<'_>> = fds
@@ -667,7 +671,7 @@ fn apply_sysctls(c: &Container) -> Result<()> {
 
 /// Open a pty in the container's own devpts and make it the init's controlling terminal and
 /// stdio; returns the master for the shim.
-fn open_tty(process: &Process) -> Result<OwnedFd> {
+pub(crate) fn open_tty(process: &Process) -> Result<OwnedFd> {
     let master: OwnedFd = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -25,7 +25,7 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
 
-use super::cgroup::{Cgroup, V1Cgroup};
+use super::cgroup::{Cgroup, V1Cgroup, V2Cgroup};
 use super::{Container, Context, Error, Result};
 
 /// Parsed `mounts[].options`.
@@ -225,6 +225,7 @@ pub fn prepare(c: &Container, cgroup: Option<&Cgroup>) -> Result<()> {
     for m in c.spec.mounts().iter().flatten() {
         match (m.typ().as_deref(), cgroup) {
             (Some("cgroup"), Some(Cgroup::V1(v1))) => mount_v1_cgroups(c, m, v1)?,
+            (Some("cgroup"), Some(Cgroup::V2(v2))) => mount_v2_cgroup(c, m, v2)?,
             _ => mount_one(c, m)?,
         }
     }
@@ -390,6 +391,44 @@ fn mount_v1_cgroups(c: &Container, m: &Mount, v1: &V1Cgroup) -> Result<()> {
         .ctx(|| format!("remounting {} read-only", m.destination().display()))?;
     }
     Ok(())
+}
+
+/// A `cgroup` mount on a v2 host: cgroup2 itself (the init is already in its cgroup and, with
+/// a cgroup namespace, sees it as the root); where the kernel refuses that, the container's own
+/// cgroup directory bound read-only, as runc falls back.
+fn mount_v2_cgroup(c: &Container, m: &Mount, v2: &V2Cgroup) -> Result<()> {
+    let opts = parse_mount_options(m.options().as_deref().unwrap_or_default())?;
+    let dest = secure_join(&c.rootfs, m.destination())
+        .ctx(|| format!("resolving mount destination {}", m.destination().display()))?;
+    create_mount_point(&dest, true)?;
+    let flags = opts.flags - MsFlags::MS_REMOUNT;
+    match mount(Some("cgroup2"), &dest, Some("cgroup2"), flags, NONE) {
+        Ok(()) => Ok(()),
+        Err(e @ (nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY)) => {
+            tracing::info!(
+                "mounting cgroup2 on {}: {e}; binding the container's cgroup instead",
+                m.destination().display()
+            );
+            mount(
+                Some(&v2.dir),
+                &dest,
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                NONE,
+            )
+            .ctx(|| {
+                format!(
+                    "binding {} on {}",
+                    v2.dir.display(),
+                    m.destination().display()
+                )
+            })?;
+            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked_flags(&dest);
+            mount(NONE, &dest, NONE, flags, NONE)
+                .ctx(|| format!("remounting {}", m.destination().display()))
+        }
+        Err(e) => Err(e).ctx(|| format!("mounting cgroup2 on {}", m.destination().display())),
+    }
 }
 
 fn mount_one(c: &Container, m: &Mount) -> Result<()> {
