@@ -345,12 +345,15 @@ fn update_resources(env: &Env) {
             .expect("status resources");
         assert_eq!((r.memory_limit_in_bytes, r.cpu_quota), (128 << 20, 50_000));
 
-        // The new memory limit is enforced: 160 MiB of anonymous memory is too much now.
+        // A lower limit is enforced too: 40 MiB of anonymous memory is too much for 24 MiB.
+        update(&node, &id, limits(24 << 20, 50_000, 1024))
+            .await
+            .unwrap_or_else(|e| panic!("UpdateContainerResources: {e:?}"));
         let r = exec(
             &node,
             &id,
-            &["sh", "-c", "head -c 167772160 /dev/zero | tail > /dev/null"],
-            60,
+            &["sh", "-c", "head -c 41943040 /dev/zero | tail > /dev/null"],
+            300,
         )
         .await
         .unwrap();
