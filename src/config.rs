@@ -41,6 +41,7 @@ pub struct Config {
     pub cni: CniConfig,
     pub metrics: MetricsConfig,
     pub image: ImageConfig,
+    pub streaming: StreamingConfig,
 }
 
 /// `[registry]`: where registry hosts are configured.
@@ -70,6 +71,17 @@ pub struct MetricsConfig {
     pub address: String,
 }
 
+/// `[streaming]`: the HTTP server behind Exec, Attach and PortForward URLs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// `host:port`; port 0 lets the kernel choose. Keep it on loopback unless the clients (the
+    /// kubelet's API server proxy) reach it from elsewhere.
+    pub address: String,
+    /// Seconds a streaming URL stays valid (it can be used once).
+    pub token_ttl_secs: u64,
+}
+
 /// `[image]`: pull behaviour.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -91,6 +103,7 @@ impl Default for Config {
             cni: CniConfig::default(),
             metrics: MetricsConfig::default(),
             image: ImageConfig::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -116,6 +129,15 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             address: "127.0.0.1:9717".to_string(),
+        }
+    }
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1:0".to_string(),
+            token_ttl_secs: 60,
         }
     }
 }
@@ -191,6 +213,22 @@ impl Config {
                 "metrics.address must be host:port or empty, got {:?}",
                 self.metrics.address
             )));
+        }
+        if self
+            .streaming
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "streaming.address must be host:port, got {:?}",
+                self.streaming.address
+            )));
+        }
+        if self.streaming.token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "streaming.token_ttl_secs must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -93,13 +93,18 @@ pub async fn spawn(
     bundle: &Path,
     paths: &ShimPaths,
     log_path: &Path,
+    stdin: Option<&str>,
 ) -> Result<u32, ShimError> {
     let spawn_err = |source| ShimError::Spawn {
         binary: binary.display().to_string(),
         source,
     };
     std::fs::create_dir_all(&paths.dir).map_err(spawn_err)?;
-    let child = tokio::process::Command::new(binary)
+    let mut command = tokio::process::Command::new(binary);
+    if let Some(mode) = stdin {
+        command.arg("--stdin").arg(mode);
+    }
+    let child = command
         .arg("--id")
         .arg(id)
         .arg("--bundle")

@@ -5,8 +5,16 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-pub const USAGE: &str =
-    "usage: berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH";
+pub const USAGE: &str = "usage: berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH [--stdin open|once]";
+
+/// CRI `stdin` / `stdin_once`: the container's stdin stays open for attachers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdinMode {
+    /// Open until the container exits.
+    Open,
+    /// Closed when the first attacher closes its stdin.
+    Once,
+}
 
 /// Parsed arguments; every path absolute (the daemon later runs from `/`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +25,7 @@ pub struct Args {
     /// The container's CRI log file.
     pub log: PathBuf,
     pub exit_file: PathBuf,
+    pub stdin: Option<StdinMode>,
 }
 
 impl Args {
@@ -25,6 +34,7 @@ impl Args {
     pub fn parse<I: IntoIterator<Item = OsString>>(args: I, cwd: &Path) -> Result<Args, String> {
         let (mut id, mut bundle, mut socket, mut log, mut exit_file) =
             (None, None, None, None, None);
+        let mut stdin = None;
         let mut it = args.into_iter();
         while let Some(arg) = it.next() {
             let arg = arg
@@ -40,6 +50,7 @@ impl Args {
                 "--socket" => &mut socket,
                 "--log" => &mut log,
                 "--exit-file" => &mut exit_file,
+                "--stdin" => &mut stdin,
                 _ => return Err(format!("unknown argument {arg:?}")),
             };
             let value = match inline {
@@ -63,6 +74,12 @@ impl Args {
             socket: path(socket, "--socket")?,
             log: path(log, "--log")?,
             exit_file: path(exit_file, "--exit-file")?,
+            stdin: match stdin.as_deref() {
+                None => None,
+                Some("open") => Some(StdinMode::Open),
+                Some("once") => Some(StdinMode::Once),
+                Some(v) => return Err(format!("--stdin {v:?}: expected open or once")),
+            },
         })
     }
 

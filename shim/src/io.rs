@@ -239,26 +239,68 @@ fn open_log(path: &Path) -> io::Result<File> {
 /// The shim's ends of the container's stdio.
 #[derive(Debug)]
 pub enum Stdio {
-    /// stdout and stderr pipes (stdin is /dev/null).
-    Pipes { stdout: OwnedFd, stderr: OwnedFd },
+    /// stdout and stderr pipes; stdin a pipe when the container keeps stdin open (else the
+    /// container's stdin is /dev/null).
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
     /// The pty master; everything is logged as stdout.
     Tty { master: OwnedFd },
 }
 
+/// The shim's ends, split for the pumps (output) and the attach path (input, resize).
+#[derive(Debug)]
+pub struct StdioParts {
+    pub outputs: Vec<(OwnedFd, Stream)>,
+    /// Where attachers' stdin goes (a pipe or a duplicate of the pty master).
+    pub stdin: Option<OwnedFd>,
+    /// The pty master, for resizes.
+    pub console: Option<OwnedFd>,
+}
+
 impl Stdio {
-    /// The read ends and the stream each is logged as.
-    pub fn into_streams(self) -> Vec<(OwnedFd, Stream)> {
-        match self {
-            Stdio::Pipes { stdout, stderr } => {
-                vec![(stdout, Stream::Stdout), (stderr, Stream::Stderr)]
+    /// The read ends and the stream each is logged as, and the input ends. With a tty and
+    /// `stdin`, attachers write into (a duplicate of) the master.
+    pub fn split(self, stdin: bool) -> io::Result<StdioParts> {
+        Ok(match self {
+            Stdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => StdioParts {
+                outputs: vec![(stdout, Stream::Stdout), (stderr, Stream::Stderr)],
+                stdin,
+                console: None,
+            },
+            Stdio::Tty { master } => {
+                let console = master.try_clone()?;
+                let input = if stdin {
+                    Some(master.try_clone()?)
+                } else {
+                    None
+                };
+                StdioParts {
+                    outputs: vec![(master, Stream::Stdout)],
+                    stdin: input,
+                    console: Some(console),
+                }
             }
-            Stdio::Tty { master } => vec![(master, Stream::Stdout)],
-        }
+        })
     }
 }
 
+/// What the pumps send attachers: which stream, and the bytes as read.
+pub type Output = (Stream, bytes::Bytes);
+
 /// Copy one stream into the log until EOF (or EIO: a pty whose slave side is all closed).
-pub async fn pump(fd: OwnedFd, stream: Stream, log: Arc<LogFile>) -> io::Result<()> {
+pub async fn pump(
+    fd: OwnedFd,
+    stream: Stream,
+    log: Arc<LogFile>,
+    attachers: tokio::sync::broadcast::Sender<Output>,
+) -> io::Result<()> {
     let fd = async_reader(fd)?;
     let mut buf = vec![0u8; 32 * 1024];
     let mut record = Vec::with_capacity(256);
@@ -281,7 +323,13 @@ pub async fn pump(fd: OwnedFd, stream: Stream, log: Arc<LogFile>) -> io::Result<
         match res {
             Err(_would_block) => continue,
             Ok(Ok(0)) => break,
-            Ok(Ok(n)) => splitter.push(&buf[..n], &mut write),
+            Ok(Ok(n)) => {
+                // Attachers get the bytes as they come; a slow one misses some, never blocks.
+                if attachers.receiver_count() > 0 {
+                    let _ = attachers.send((stream, bytes::Bytes::copy_from_slice(&buf[..n])));
+                }
+                splitter.push(&buf[..n], &mut write)
+            }
             Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => break,
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(Err(e)) => {

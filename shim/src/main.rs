@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use berth_shim::cli::{Args, EXEC_USAGE, ExecArgs, USAGE};
+use berth_shim::cli::{Args, EXEC_USAGE, ExecArgs, StdinMode, USAGE};
 use berth_shim::daemon;
 use berth_shim::executor::{self, Container, InitProcess};
 use berth_shim::io::LogFile;
@@ -189,7 +189,11 @@ fn run(args: Args, handshake: OwnedFd) -> Result<(), ()> {
     };
 
     let created_at = server::now_nanos();
-    let init = match executor::create(&container, &[handshake.as_fd(), listener.as_fd()]) {
+    let init = match executor::create(
+        &container,
+        args.stdin.is_some(),
+        &[handshake.as_fd(), listener.as_fd()],
+    ) {
         Ok(i) => i,
         Err(e) => {
             cleanup(None);
@@ -213,6 +217,8 @@ fn run(args: Args, handshake: OwnedFd) -> Result<(), ()> {
         id: args.id.clone(),
         exit_file: args.exit_file.clone(),
         created_at,
+        stdin: args.stdin.is_some(),
+        stdin_once: args.stdin == Some(StdinMode::Once),
     };
     let served = runtime.block_on(server::serve(init, log, listener, opts));
     let _ = fs::remove_file(&args.socket);

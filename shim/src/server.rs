@@ -18,9 +18,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_shim_api::v1::shim_server::{Shim, ShimServer};
 use berth_shim_api::v1::{
-    KillRequest, KillResponse, ReopenLogRequest, ReopenLogResponse, ShutdownRequest,
-    ShutdownResponse, StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest,
-    StatsResponse, Status as ContainerStatus, UpdateRequest, UpdateResponse, WaitRequest,
+    AttachInput, AttachOutput, KillRequest, KillResponse, ReopenLogRequest, ReopenLogResponse,
+    ShutdownRequest, ShutdownResponse, StartRequest, StartResponse, StateRequest, StateResponse,
+    StatsRequest, StatsResponse, Status as ContainerStatus, UpdateRequest, UpdateResponse,
+    WaitRequest, attach_input, attach_output,
 };
 use nix::errno::Errno;
 use nix::sys::socket::MsgFlags;
@@ -76,6 +77,10 @@ pub struct ServeOptions {
     pub id: String,
     pub exit_file: PathBuf,
     pub created_at: i64,
+    /// Keep stdin open for attachers (CRI `stdin`), and close it when the first attacher
+    /// closes its own (CRI `stdin_once`).
+    pub stdin: bool,
+    pub stdin_once: bool,
 }
 
 struct Inner {
@@ -94,6 +99,45 @@ struct Inner {
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     /// The container's cgroup, removed at Shutdown.
     cgroup: Option<Cgroup>,
+    /// Attachers' input goes here (None: no stdin, or closed after stdin_once).
+    stdin: tokio::sync::Mutex<Option<StdinWriter>>,
+    stdin_once: bool,
+    /// The pty master (resizes).
+    console: Option<OwnedFd>,
+    /// The container's output as the pumps read it, for attachers.
+    output: tokio::sync::broadcast::Sender<crate::io::Output>,
+}
+
+/// The write end of the container's stdin (a pipe or the pty master), non-blocking.
+struct StdinWriter(tokio::io::unix::AsyncFd<OwnedFd>);
+
+impl StdinWriter {
+    fn new(fd: OwnedFd) -> io::Result<StdinWriter> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for
+        // the AsyncFd's whole life.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::WRITABLE)
+        }?;
+        Ok(StdinWriter(fd))
+    }
+
+    async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.0.writable().await?;
+            match guard
+                .try_io(|inner| nix::unistd::write(inner.get_ref(), data).map_err(io::Error::from))
+            {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The Shim service for one container.
@@ -113,12 +157,14 @@ pub async fn serve(
     // Register for SIGCHLD before anything else can exit unnoticed.
     let sigchld = signal(SignalKind::child())?;
     let (io_tx, io_closed) = watch::channel(false);
-    let pumps: Vec<_> = init
-        .stdio
-        .into_streams()
+    let parts = init.stdio.split(opts.stdin)?;
+    let (output, _) = tokio::sync::broadcast::channel(256);
+    let pumps: Vec<_> = parts
+        .outputs
         .into_iter()
-        .map(|(fd, stream)| tokio::spawn(pump(fd, stream, log.clone())))
+        .map(|(fd, stream)| tokio::spawn(pump(fd, stream, log.clone(), output.clone())))
         .collect();
+    let stdin = parts.stdin.map(StdinWriter::new).transpose()?;
     tokio::spawn(async move {
         for p in pumps {
             match p.await {
@@ -155,6 +201,10 @@ pub async fn serve(
         io_closed,
         shutdown: Mutex::new(Some(shutdown_tx)),
         cgroup: init.cgroup.keep(),
+        stdin: tokio::sync::Mutex::new(stdin),
+        stdin_once: opts.stdin_once,
+        console: parts.console,
+        output,
     });
     tokio::spawn(reap_children(inner.clone(), sigchld));
 
@@ -184,6 +234,18 @@ pub async fn serve(
             Ok(())
         }
     }
+}
+
+/// Set the pty's window size.
+fn resize(console: &OwnedFd, width: u32, height: u32) {
+    let ws = libc::winsize {
+        ws_row: u16::try_from(height).unwrap_or(u16::MAX),
+        ws_col: u16::try_from(width).unwrap_or(u16::MAX),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is the open master.
+    unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
 /// Reap every child; record the init's exit.
@@ -565,6 +627,83 @@ impl Shim for ShimService {
             major_page_faults: s.major_page_faults,
             swap_usage_bytes: s.swap_usage,
         }))
+    }
+
+    type AttachStream = tokio_stream::wrappers::ReceiverStream<Result<AttachOutput, Status>>;
+
+    async fn attach(
+        &self,
+        request: Request<tonic::Streaming<AttachInput>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut input = request.into_inner();
+        let mut output = self.inner.output.subscribe();
+        let mut io_closed = self.inner.io_closed.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        // Output: until the container's stdio is closed or the attacher goes.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    o = output.recv() => match o {
+                        Ok((stream, data)) => {
+                            let stream = match stream {
+                                crate::io::Stream::Stdout => attach_output::Stream::Stdout,
+                                crate::io::Stream::Stderr => attach_output::Stream::Stderr,
+                            };
+                            let msg = AttachOutput { stream: stream as i32, data: data.to_vec() };
+                            if tx.send(Ok(msg)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!("an attacher fell behind; {n} output chunks skipped");
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = async {
+                        while !*io_closed.borrow_and_update() {
+                            if io_closed.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    } => return,
+                }
+            }
+        });
+        // Input: stdin and resizes, until the attacher's stream ends.
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let close_stdin = |inner: Arc<Inner>| async move {
+                if inner.stdin_once {
+                    // stdin_once: the container sees EOF when its first attacher is done.
+                    inner.stdin.lock().await.take();
+                }
+            };
+            while let Ok(Some(msg)) = input.message().await {
+                match msg.input {
+                    Some(attach_input::Input::Stdin(data)) => {
+                        let stdin = inner.stdin.lock().await;
+                        if let Some(w) = stdin.as_ref()
+                            && let Err(e) = w.write_all(&data).await
+                        {
+                            tracing::info!("writing to the container's stdin: {e}");
+                        }
+                    }
+                    Some(attach_input::Input::CloseStdin(_)) => {
+                        close_stdin(inner.clone()).await;
+                    }
+                    Some(attach_input::Input::Resize(size)) => {
+                        if let Some(console) = &inner.console {
+                            resize(console, size.width, size.height);
+                        }
+                    }
+                    None => {}
+                }
+            }
+            close_stdin(inner).await;
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn reopen_log(

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -146,5 +147,443 @@ impl Containers {
             stderr,
             exit_code,
         })
+    }
+}
+
+/// A pty master held by berthd for a streaming exec with a terminal.
+struct PtyMaster {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl PtyMaster {
+    fn new(fd: std::os::fd::OwnedFd) -> std::io::Result<PtyMaster> {
+        use nix::fcntl::{FcntlArg, OFlag, fcntl};
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for
+        // the AsyncFd's whole life.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }?;
+        Ok(PtyMaster { fd })
+    }
+
+    /// Read some output; Ok(0) at the end (EIO: every slave end is closed).
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|inner| {
+                nix::unistd::read(inner.get_ref(), buf).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|inner| {
+                nix::unistd::write(inner.get_ref(), data).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn resize(&self, size: crate::streaming::TerminalSize) {
+        use std::os::fd::AsRawFd;
+        let ws = libc::winsize {
+            ws_row: size.height,
+            ws_col: size.width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is ours.
+        unsafe { libc::ioctl(self.fd.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+}
+
+/// Receive one descriptor (SCM_RIGHTS) from a connected unix socket.
+async fn recv_fd(stream: tokio::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    loop {
+        stream.readable().await?;
+        let res = stream.try_io(tokio::io::Interest::READABLE, || {
+            let mut buf = [0u8; 16];
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let msg = nix::sys::socket::recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(std::io::Error::from)?;
+            for c in msg.cmsgs().map_err(std::io::Error::from)? {
+                if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
+                    && let Some(&fd) = fds.first()
+                {
+                    // SAFETY: the kernel just installed this descriptor for us; nobody else
+                    // owns it.
+                    return Ok(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }));
+                }
+            }
+            Ok(None)
+        });
+        match res {
+            Ok(Some(fd)) => return Ok(fd),
+            Ok(None) => {
+                return Err(std::io::Error::other(
+                    "the exec helper closed the console socket without a pty",
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Containers {
+    /// Exec over the streaming server: run `cmd` in the container with the session's streams
+    /// (a pty when `expected.tty`), until it exits or the client goes away (then it is
+    /// killed). The final status goes to the session's error channel.
+    pub async fn exec_streaming(
+        &self,
+        id: &str,
+        cmd: &[String],
+        expected: crate::streaming::Expected,
+        streams: crate::streaming::CommandStreams,
+    ) {
+        use crate::streaming::{failure_json, status_json};
+        let crate::streaming::CommandStreams {
+            stdin,
+            stdout,
+            stderr,
+            resize,
+            error,
+            mut gone,
+        } = streams;
+        let fail = |error: tokio::sync::oneshot::Sender<bytes::Bytes>, msg: String| {
+            tracing::warn!(container = %id, "exec: {msg}");
+            let _ = error.send(failure_json(&msg));
+        };
+        let rec = match self.refresh(id).await {
+            Ok(r) if r.state == ContainerState::Running && r.pid != 0 => r,
+            Ok(r) => return fail(error, format!("container {} is not running", r.id)),
+            Err(e) => return fail(error, e.to_string()),
+        };
+        let dir = self.exec_dir();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            return fail(error, format!("creating {}: {e}", dir.display()));
+        }
+        let name = match new_id() {
+            Ok(n) => n[..16].to_string(),
+            Err(e) => return fail(error, format!("generating an exec id: {e}")),
+        };
+        let error_file = ErrorFile(dir.join(format!("{name}.err")));
+        let console = ErrorFile(dir.join(format!("{name}.sock")));
+        let listener = if expected.tty {
+            match tokio::net::UnixListener::bind(&console.0) {
+                Ok(l) => Some(l),
+                Err(e) => return fail(error, format!("console socket: {e}")),
+            }
+        } else {
+            None
+        };
+        let mut command = tokio::process::Command::new(&self.shim_binary);
+        command
+            .arg("exec")
+            .arg("--bundle")
+            .arg(self.bundle(&rec.id))
+            .arg("--pid")
+            .arg(rec.pid.to_string())
+            .arg("--error-file")
+            .arg(&error_file.0);
+        if expected.tty {
+            command.arg("--console-socket").arg(&console.0);
+        }
+        command.arg("--").args(cmd).kill_on_drop(true);
+        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        if expected.tty {
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        } else {
+            command
+                .stdin(piped(expected.stdin))
+                .stdout(piped(expected.stdout))
+                .stderr(piped(expected.stderr));
+        }
+        let mut child = match command.spawn() {
+            Ok(c) => c,
+            Err(e) => return fail(error, format!("starting the exec helper: {e}")),
+        };
+
+        // The pumps between the session and the process.
+        let mut pumps = tokio::task::JoinSet::new();
+        let mut master: Option<Arc<PtyMaster>> = None;
+        if let Some(listener) = listener {
+            let accepted = tokio::select! {
+                a = tokio::time::timeout(Duration::from_secs(30), listener.accept()) => a,
+                _ = child.wait() => Ok(Err(std::io::Error::other("the exec helper exited before it opened a terminal"))),
+            };
+            let fd = match accepted {
+                Ok(Ok((stream, _))) => recv_fd(stream).await,
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::Error::other(
+                    "no terminal from the exec helper within 30s",
+                )),
+            };
+            let m = match fd.and_then(PtyMaster::new) {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    let _ = child.start_kill();
+                    let msg =
+                        std::fs::read_to_string(&error_file.0).unwrap_or_else(|_| e.to_string());
+                    return fail(error, msg);
+                }
+            };
+            master = Some(m.clone());
+            if let Some(out) = stdout {
+                let m = m.clone();
+                pumps.spawn(async move {
+                    let mut buf = vec![0u8; 32 << 10];
+                    while let Ok(n) = m.read(&mut buf).await {
+                        if n == 0
+                            || out
+                                .send(bytes::Bytes::copy_from_slice(&buf[..n]))
+                                .await
+                                .is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+            if let Some(mut input) = stdin {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    while let Some(b) = input.recv().await {
+                        if m.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            if let Some(mut resize) = resize {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    while let Some(size) = resize.recv().await {
+                        m.resize(size);
+                    }
+                });
+            }
+        } else {
+            if let (Some(mut input), Some(mut w)) = (stdin, child.stdin.take()) {
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    while let Some(b) = input.recv().await {
+                        if w.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Dropping `w` closes the pipe: the command reads EOF.
+                });
+            }
+            for (reader, sender) in [
+                (
+                    child
+                        .stdout
+                        .take()
+                        .map(|r| Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
+                    stdout,
+                ),
+                (
+                    child
+                        .stderr
+                        .take()
+                        .map(|r| Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
+                    stderr,
+                ),
+            ] {
+                if let (Some(mut r), Some(tx)) = (reader, sender) {
+                    pumps.spawn(async move {
+                        let mut buf = vec![0u8; 32 << 10];
+                        loop {
+                            match r.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if tx
+                                        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
+                                        .await
+                                        .is_err()
+                                    {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        }
+
+        let status = tokio::select! {
+            s = child.wait() => s,
+            _ = &mut gone => {
+                // The client left: the command goes too (the helper's death takes it along).
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                tracing::info!(container = %rec.id, "exec client went away; command killed");
+                return;
+            }
+        };
+        // Output still in flight reaches the client before the status. A pty may be held open
+        // by the command's background children: do not wait for those forever.
+        let drain = async { while pumps.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(if master.is_some() { 1 } else { 30 }),
+            drain,
+        )
+        .await;
+        pumps.abort_all();
+        drop(master);
+        if let Ok(msg) = std::fs::read_to_string(&error_file.0) {
+            return fail(error, format!("exec in container {}: {msg}", rec.id));
+        }
+        let code = match status {
+            Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                (Some(c), _) => c,
+                (None, Some(sig)) => 128 + sig,
+                (None, None) => 255,
+            },
+            Err(e) => return fail(error, format!("waiting for the exec helper: {e}")),
+        };
+        let _ = error.send(status_json(code));
+    }
+}
+
+impl Containers {
+    /// Attach over the streaming server: the container's output from now on, and stdin /
+    /// resizes to it, through its shim. Ends when the container's stdio closes (the status
+    /// then is success, as kubelet reports a finished attach) or the client goes away.
+    pub async fn attach_streaming(
+        &self,
+        id: &str,
+        expected: crate::streaming::Expected,
+        streams: crate::streaming::CommandStreams,
+    ) {
+        use crate::streaming::{failure_json, status_json};
+        use berth_shim_api::v1 as shim;
+        let crate::streaming::CommandStreams {
+            stdin,
+            stdout,
+            stderr,
+            resize,
+            error,
+            mut gone,
+        } = streams;
+        let rec = match self.refresh(id).await {
+            Ok(r) if r.state == ContainerState::Running => r,
+            Ok(r) => {
+                let _ = error.send(failure_json(&format!("container {} is not running", r.id)));
+                return;
+            }
+            Err(e) => {
+                let _ = error.send(failure_json(&e.to_string()));
+                return;
+            }
+        };
+        if expected.stdin && !rec.config.stdin {
+            tracing::info!(container = %rec.id, "attach with stdin to a container without stdin: input is dropped");
+        }
+        let paths = crate::shim_client::ShimPaths::new(&self.state_dir, &rec.id);
+        let mut client = match crate::shim_client::connect(&paths.socket).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = error.send(failure_json(&e.to_string()));
+                return;
+            }
+        };
+        let (in_tx, in_rx) = tokio::sync::mpsc::channel::<shim::AttachInput>(16);
+        let input = |i| shim::AttachInput { input: Some(i) };
+        if let Some(mut s) = stdin {
+            let tx = in_tx.clone();
+            tokio::spawn(async move {
+                while let Some(b) = s.recv().await {
+                    if tx
+                        .send(input(shim::attach_input::Input::Stdin(b.to_vec())))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                let _ = tx
+                    .send(input(shim::attach_input::Input::CloseStdin(true)))
+                    .await;
+            });
+        }
+        if let Some(mut r) = resize {
+            let tx = in_tx.clone();
+            tokio::spawn(async move {
+                while let Some(size) = r.recv().await {
+                    let size = shim::TerminalSize {
+                        width: size.width.into(),
+                        height: size.height.into(),
+                    };
+                    if tx
+                        .send(input(shim::attach_input::Input::Resize(size)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        // The shim keeps the call open while our input stream is: held until the session ends.
+        let keep_input = in_tx;
+        let mut output = match client
+            .attach(tokio_stream::wrappers::ReceiverStream::new(in_rx))
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                let _ = error.send(failure_json(&format!("attaching to the shim: {e}")));
+                return;
+            }
+        };
+        let relay = async {
+            while let Ok(Some(o)) = output.message().await {
+                let to = match shim::attach_output::Stream::try_from(o.stream) {
+                    Ok(shim::attach_output::Stream::Stderr) if !expected.tty => stderr.as_ref(),
+                    _ => stdout.as_ref(),
+                };
+                if let Some(tx) = to
+                    && tx.send(bytes::Bytes::from(o.data)).await.is_err()
+                {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = relay => {
+                drop(keep_input);
+                let _ = error.send(status_json(0));
+            }
+            _ = &mut gone => {
+                drop(keep_input);
+                tracing::info!(container = %rec.id, "attach client went away");
+            }
+        }
     }
 }

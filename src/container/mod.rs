@@ -427,7 +427,13 @@ impl Containers {
             .log_path
             .clone()
             .unwrap_or_else(|| PathBuf::from("/dev/null"));
-        rec.pid = shim_client::spawn(&self.shim_binary, &rec.id, &bundle, &paths, &log).await?;
+        let stdin = match (rec.config.stdin, rec.config.stdin_once) {
+            (false, _) => None,
+            (true, false) => Some("open"),
+            (true, true) => Some("once"),
+        };
+        rec.pid =
+            shim_client::spawn(&self.shim_binary, &rec.id, &bundle, &paths, &log, stdin).await?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! exec/attach (stdin, stdout, stderr, resize, error) and [`PortStreams`] for each forwarded
 //! connection. Bytes travel as [`bytes::Bytes`] over tokio channels; a closed channel is EOF.
 
+pub mod portforward;
 pub mod spdy;
 pub mod ws;
 
@@ -92,7 +93,10 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(&status_json(0)[..], br#"{"metadata":{},"status":"Success"}"#);
+        assert_eq!(
+            &status_json(0)[..],
+            br#"{"metadata":{},"status":"Success"}"#
+        );
         let v: serde_json::Value = serde_json::from_slice(&status_json(3)).unwrap();
         assert_eq!(v["reason"], "NonZeroExitCode");
         assert_eq!(v["details"]["causes"][0]["message"], "3");

@@ -213,7 +213,11 @@ pub(crate) fn check_single_threaded() -> Result<()> {
 /// `close_in_child` are descriptors of the shim the init must not hold even until its exec (the
 /// handshake pipe: berthd reads it to EOF). Must be called while the process is single-threaded
 /// (before any runtime starts).
-pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitProcess> {
+pub fn create(
+    c: &Container,
+    stdin: bool,
+    close_in_child: &[BorrowedFd<'_>],
+) -> Result<InitProcess> {
     check_single_threaded()?;
     let process = c
         .spec
@@ -245,8 +249,15 @@ pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitPr
     let (child_stdio, shim_stdio) = if c.terminal() {
         (ChildStdio::Tty, None)
     } else {
-        let stdin = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
-            .ctx(|| "opening /dev/null")?;
+        // stdin: a pipe the shim writes attachers' input into, or /dev/null.
+        let (stdin, stdin_w) = if stdin {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).ctx(|| "creating the stdin pipe")?;
+            (r, Some(w))
+        } else {
+            let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+                .ctx(|| "opening /dev/null")?;
+            (null, None)
+        };
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).ctx(|| "creating the stdout pipe")?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).ctx(|| "creating the stderr pipe")?;
         (
@@ -256,6 +267,7 @@ pub fn create(c: &Container, close_in_child: &[BorrowedFd<'_>]) -> Result<InitPr
                 stderr: err_w,
             },
             Some(Stdio::Pipes {
+                stdin: stdin_w,
                 stdout: out_r,
                 stderr: err_r,
             }),
