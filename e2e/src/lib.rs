@@ -6,6 +6,7 @@ pub mod images;
 pub mod netns;
 pub mod node;
 pub mod registry;
+pub mod spdy;
 pub mod token;
 
 #[cfg(test)]
