@@ -59,6 +59,7 @@ e2e: build
 	$(CARGO) test -p berth-e2e --test cri -- --test-threads=2
 	$(CARGO) test -p berth-e2e --test resources -- --test-threads=2
 	$(CARGO) test -p berth-e2e --test network -- --test-threads=1
+	$(CARGO) test -p berth-e2e --test streaming -- --test-threads=2
 
 # The e2e test binary CG2VM_TEST (harness=false) run on a pure cgroup v2 kernel in a throwaway VM
 # (e2e/cg2vm): built here, run there from the shared tree; berthd and berth-shim are found next

@@ -42,6 +42,8 @@ pub struct Daemon {
     pub sandboxes: Sandboxes,
     pub containers: Arc<Containers>,
     pub events: Events,
+    /// The streaming server's tokens and address (Exec/Attach/PortForward URLs).
+    pub streaming: Arc<crate::streaming::server::Streaming>,
     ready: AtomicBool,
     _lock: Flock<File>,
 }
@@ -56,6 +58,15 @@ impl Daemon {
         let lock = take_lock(&config.root)?;
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
         let events = Events::default();
+        let streaming = crate::streaming::server::Streaming::bind(
+            &config.streaming.address,
+            std::time::Duration::from_secs(config.streaming.token_ttl_secs),
+        )
+        .await
+        .map_err(|source| StartError::Io {
+            context: format!("binding the streaming server {}", config.streaming.address),
+            source,
+        })?;
         let sandboxes = Sandboxes::open(
             store.clone(),
             &config.state,
@@ -94,6 +105,7 @@ impl Daemon {
             sandboxes,
             containers,
             events,
+            streaming,
             ready: AtomicBool::new(false),
             _lock: lock,
         }))

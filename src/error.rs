@@ -16,6 +16,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Unimplemented(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Internal(String),
     #[error("berthd is still recovering its state; retry shortly")]
     Recovering,
     #[error(transparent)]
@@ -38,6 +42,8 @@ impl Error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound(_) => Code::NotFound,
             Error::Unimplemented(_) => Code::Unimplemented,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Internal(_) => Code::Internal,
             Error::Recovering => Code::Unavailable,
             Error::Store(_) => Code::Internal,
             Error::Container(e) => match e {

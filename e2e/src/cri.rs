@@ -2,6 +2,7 @@
 //! client against a [`Node`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_cri::v1::ImageSpec as CriImageSpec;
@@ -243,4 +244,88 @@ pub fn dir_entries(p: &Path) -> Vec<PathBuf> {
         Ok(rd) => rd.map(|e| e.expect("dir entry").path()).collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// A distinct bridge and subnet per network of the suite.
+static NEXT_NET: AtomicU32 = AtomicU32::new(1);
+
+/// The test network a node uses: its bridge, subnet prefix and IPAM data dir.
+pub struct TestNet {
+    pub bridge: String,
+    /// `10.<n>` — pods get 10.<n>.0.x/16, the bridge 10.<n>.0.1.
+    pub prefix: String,
+    pub ipam_dir: PathBuf,
+}
+
+impl TestNet {
+    pub fn gateway(&self) -> String {
+        format!("{}.0.1", self.prefix)
+    }
+
+    /// Addresses host-local still holds (its data dir has one file per reserved IP).
+    pub fn reserved(&self) -> Vec<String> {
+        let dir = self.ipam_dir.join("pods");
+        std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&self.prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Write the standard test conflist into the node's CNI config dir.
+pub fn install_network(node: &Node) -> TestNet {
+    let n = 100 + NEXT_NET.fetch_add(1, Ordering::Relaxed);
+    let net = TestNet {
+        bridge: format!("berth{n}"),
+        prefix: format!("10.{n}"),
+        ipam_dir: node.dir.path().join("ipam"),
+    };
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "pods",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": net.bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": net.ipam_dir,
+                    "ranges": [[{"subnet": format!("{}.0.0/16", net.prefix)}]],
+                    "routes": [{"dst": "0.0.0.0/0"}]
+                }
+            },
+            {"type": "portmap", "capabilities": {"portMappings": true}},
+            {"type": "loopback"}
+        ]
+    });
+    std::fs::write(node.cni_conf.join("10-pods.conflist"), conf.to_string()).unwrap();
+    net
+}
+
+/// A pod with its own network namespace (CNI), logs under the node's dir.
+pub fn net_pod(name: &str, node: &Node) -> PodSandboxConfig {
+    let mut cfg = pod_config(name, NamespaceMode::Pod);
+    cfg.log_directory = node
+        .dir
+        .path()
+        .join("logs")
+        .join(name)
+        .display()
+        .to_string();
+    if let Some(ns) = cfg
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.network = NamespaceMode::Pod as i32;
+    }
+    cfg
 }

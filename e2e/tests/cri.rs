@@ -241,8 +241,6 @@ fn version_status_runtime_config(env: &Env) {
         assert_eq!(rc.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
 
         // Later work answers UNIMPLEMENTED, never a fake success.
-        let r = rt.port_forward(PortForwardRequest::default()).await;
-        assert_eq!(status_code(&r), Code::Unimplemented);
         let r = rt.checkpoint_container(CheckpointContainerRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
     });

@@ -114,11 +114,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("binding the metrics endpoint {metrics_address}"))?;
         Some(tokio::spawn(berth::metrics::serve(l)))
     };
+    let streaming = tokio::spawn(daemon.streaming.clone().serve(std::sync::Arc::new(
+        berth::streaming::session::Sessions(daemon.clone()),
+    )));
     daemon.set_ready();
     let (runtime_svc, image_svc) = berth::server::services(daemon.clone());
     tracing::info!(
         address = %address.display(),
         metrics = %metrics_address,
+        streaming = %daemon.streaming.local_addr(),
         version = env!("CARGO_PKG_VERSION"),
         "berthd serving CRI"
     );
@@ -138,6 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(m) = metrics {
         m.abort();
     }
+    streaming.abort();
     let _ = std::fs::remove_file(&address);
     served.context("serving CRI")?;
     tracing::info!("berthd stopped");

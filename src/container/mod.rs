@@ -500,13 +500,25 @@ impl Containers {
                 return Ok(());
             }
         };
+        // The init may exit on its own at any moment: "already finished" is a stopped
+        // container, not a failure.
+        let gone = |s: &tonic::Status| s.code() == tonic::Code::NotFound;
         if timeout > 0 {
-            c.kill(shim::KillRequest {
-                signal: libc::SIGTERM as u32,
-                all: false,
-            })
-            .await
-            .map_err(ShimError::from)?;
+            match c
+                .kill(shim::KillRequest {
+                    signal: libc::SIGTERM as u32,
+                    all: false,
+                })
+                .await
+            {
+                Err(s) if gone(&s) => {
+                    self.refresh(&rec.id).await?;
+                    return Ok(());
+                }
+                r => {
+                    r.map_err(ShimError::from)?;
+                }
+            }
             let waited = tokio::time::timeout(
                 Duration::from_secs(timeout as u64),
                 c.clone().wait(shim::WaitRequest {}),
@@ -517,12 +529,18 @@ impl Containers {
                 return Ok(());
             }
         }
-        c.kill(shim::KillRequest {
-            signal: libc::SIGKILL as u32,
-            all: true,
-        })
-        .await
-        .map_err(ShimError::from)?;
+        match c
+            .kill(shim::KillRequest {
+                signal: libc::SIGKILL as u32,
+                all: true,
+            })
+            .await
+        {
+            Err(s) if gone(&s) => {}
+            r => {
+                r.map_err(ShimError::from)?;
+            }
+        }
         c.wait(shim::WaitRequest {})
             .await
             .map_err(ShimError::from)?;

@@ -7,6 +7,8 @@
 //! connection. Bytes travel as [`bytes::Bytes`] over tokio channels; a closed channel is EOF.
 
 pub mod portforward;
+pub mod server;
+pub mod session;
 pub mod spdy;
 pub mod ws;
 

@@ -8,6 +8,7 @@ mod runtime_config;
 mod sandbox;
 mod stats;
 mod status;
+mod streaming;
 mod version;
 
 use std::pin::Pin;
@@ -264,24 +265,45 @@ impl RuntimeService for RuntimeServer {
     }
 
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
-        self.unimplemented("Exec", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "Exec",
+            &id,
+            streaming::exec(&self.daemon, req),
+        )
+        .await
     }
 
     async fn attach(
         &self,
         request: Request<AttachRequest>,
     ) -> Result<Response<AttachResponse>, Status> {
-        self.unimplemented("Attach", &request.get_ref().container_id)
-            .await
+        let req = request.into_inner();
+        let id = req.container_id.clone();
+        call(
+            &self.daemon,
+            "Attach",
+            &id,
+            streaming::attach(&self.daemon, req),
+        )
+        .await
     }
 
     async fn port_forward(
         &self,
         request: Request<PortForwardRequest>,
     ) -> Result<Response<PortForwardResponse>, Status> {
-        self.unimplemented("PortForward", &request.get_ref().pod_sandbox_id)
-            .await
+        let req = request.into_inner();
+        let id = req.pod_sandbox_id.clone();
+        call(
+            &self.daemon,
+            "PortForward",
+            &id,
+            streaming::port_forward(&self.daemon, req),
+        )
+        .await
     }
 
     async fn container_stats(

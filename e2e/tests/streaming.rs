@@ -1,0 +1,496 @@
+//! End-to-end, the streaming server: Exec, Attach and PortForward URLs used by independent
+//! SPDY/3.1 and WebSocket clients (e2e/src/spdy.rs, e2e/src/ws.rs), against a real berthd.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_e2e::cri::*;
+use berth_e2e::images::{RuntimeSet, push_runtime_set};
+use berth_e2e::netns;
+use berth_e2e::node::Node;
+use berth_e2e::registry::{Registry, RegistryOpts, http_request, install_crypto_provider};
+use berth_e2e::spdy;
+use k8s_cri::v1::*;
+use libtest_mimic::{Arguments, Trial};
+use tonic::Code;
+
+struct Env {
+    rt: tokio::runtime::Runtime,
+    _reg: Registry,
+    set: RuntimeSet,
+}
+
+type TestFn = fn(&Env);
+
+fn main() -> ExitCode {
+    netns::enter_private_netns();
+    install_crypto_provider();
+    let args = Arguments::from_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let reg = Registry::start(RegistryOpts::default());
+    let set = rt.block_on(push_runtime_set(&reg));
+    let env = Arc::new(Env { rt, _reg: reg, set });
+    let tests: &[(&str, TestFn)] = &[
+        (
+            "spdy_exec_output_and_exit_codes",
+            spdy_exec_output_and_exit_codes,
+        ),
+        ("spdy_exec_stdin_and_tty", spdy_exec_stdin_and_tty),
+        ("spdy_exec_client_gone_kills", spdy_exec_client_gone_kills),
+        ("spdy_attach_tty", spdy_attach_tty),
+        ("spdy_port_forward_in_pod", spdy_port_forward_in_pod),
+        ("fifty_concurrent_execs", fifty_concurrent_execs),
+        (
+            "tokens_single_use_and_unknown",
+            tokens_single_use_and_unknown,
+        ),
+    ];
+    let trials = tests
+        .iter()
+        .map(|&(name, f)| {
+            let env = env.clone();
+            Trial::test(name, move || {
+                f(&env);
+                Ok(())
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(env);
+    remove_cgroup_parents();
+    conclusion.exit_code()
+}
+
+/// A node with busybox, one host-network pod and a running `sleep` container in it.
+async fn node_with_container(env: &Env, name: &str) -> (Node, String, String) {
+    let node = Node::start().await;
+    pull_ok(&node, &env.set.busybox.reference()).await;
+    let mut cfg = pod_config(name, NamespaceMode::Pod);
+    cfg.log_directory = node.dir.path().join("logs").display().to_string();
+    let pod = run_pod(&node, cfg).await.expect("RunPodSandbox");
+    let id = create_container(
+        &node,
+        &pod,
+        container_config("main", &env.set.busybox.reference(), &["sleep", "3600"]),
+    )
+    .await
+    .expect("CreateContainer");
+    start_container(&node, &id).await;
+    (node, pod, id)
+}
+
+async fn exec_url(node: &Node, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
+    node.runtime()
+        .await
+        .exec(ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("Exec: {e:?}"))
+        .into_inner()
+        .url
+}
+
+async fn remove_pod(node: &Node, pod: &str) {
+    let mut rt = node.runtime().await;
+    rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.into(),
+    })
+    .await
+    .expect("StopPodSandbox");
+    rt.remove_pod_sandbox(RemovePodSandboxRequest {
+        pod_sandbox_id: pod.into(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+    assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+}
+
+fn spdy_exec_output_and_exit_codes(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod, id) = node_with_container(env, "sexec").await;
+        let url = exec_url(
+            &node,
+            &id,
+            &["sh", "-c", "echo out; echo err >&2; exit 3"],
+            false,
+            false,
+        )
+        .await;
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        let out = spdy::run_exec(&url, None, false)
+            .await
+            .expect("exec session");
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(
+            out.exit_code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.status)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.status).unwrap();
+        assert_eq!(v["reason"], "NonZeroExitCode");
+
+        let url = exec_url(&node, &id, &["echo", "fine"], false, false).await;
+        let out = spdy::run_exec(&url, None, false).await.unwrap();
+        assert_eq!(
+            (out.stdout.as_slice(), out.exit_code()),
+            (&b"fine\n"[..], Some(0))
+        );
+
+        // A command that cannot run: a failure status, not an exit code.
+        let url = exec_url(&node, &id, &["no-such-command"], false, false).await;
+        let out = spdy::run_exec(&url, None, false).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.status).unwrap();
+        assert_eq!(v["status"], "Failure");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("executable file not found"),
+            "{v}"
+        );
+
+        // Validation at the RPC.
+        let err = node
+            .runtime()
+            .await
+            .exec(ExecRequest {
+                container_id: id.clone(),
+                cmd: vec!["true".into()],
+                tty: true,
+                stdin: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        let err = node
+            .runtime()
+            .await
+            .exec(ExecRequest {
+                container_id: "nonexistent".into(),
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        remove_pod(&node, &pod).await;
+    });
+}
+
+fn spdy_exec_stdin_and_tty(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod, id) = node_with_container(env, "sstdin").await;
+        // stdin piped through, EOF when the client closes it.
+        let data = vec![b'x'; 200_000];
+        let url = exec_url(&node, &id, &["wc", "-c"], true, false).await;
+        let out = spdy::run_exec(&url, Some(&data), false).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200000");
+        assert_eq!(out.exit_code(), Some(0));
+
+        // A terminal: resize seen by stty, the exit code of the shell.
+        let url = exec_url(&node, &id, &["sh"], true, true).await;
+        let mut s = spdy::exec(&url, true, true, false, true, spdy::Options::default())
+            .await
+            .unwrap();
+        let resize = s.resize.take().expect("resize stream with a tty");
+        resize.send((132, 43)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = spdy::finish(s, Some(b"stty size; tty; exit 5\n"))
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains("43 132"), "{text:?}");
+        assert!(text.contains("/dev/pts/"), "{text:?}");
+        assert_eq!(out.exit_code(), Some(5), "{text:?}");
+        remove_pod(&node, &pod).await;
+    });
+}
+
+fn spdy_exec_client_gone_kills(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod, id) = node_with_container(env, "sgone").await;
+        let url = exec_url(&node, &id, &["sleep", "1234"], false, false).await;
+        let s = spdy::exec(&url, false, true, true, false, spdy::Options::default())
+            .await
+            .unwrap();
+        let mut seen = false;
+        for _ in 0..50 {
+            if sleep_running(&node, &id).await {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen, "the exec never ran");
+        s.conn.close();
+        drop(s);
+        let mut gone = false;
+        for _ in 0..100 {
+            if !sleep_running(&node, &id).await {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "the command outlived its client");
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// Whether `sleep 1234` runs in the container.
+async fn sleep_running(node: &Node, id: &str) -> bool {
+    let r = node
+        .runtime()
+        .await
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["ps".into(), "-o".into(), "args".into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync ps")
+        .into_inner();
+    String::from_utf8_lossy(&r.stdout)
+        .lines()
+        .any(|l| l.trim() == "sleep 1234")
+}
+
+fn spdy_attach_tty(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let mut cfg = pod_config("sattach", NamespaceMode::Pod);
+        cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        let pod = run_pod(&node, cfg).await.unwrap();
+        let mut c = container_config("shell", &bb, &["sh"]);
+        c.tty = true;
+        c.stdin = true;
+        let id = create_container(&node, &pod, c).await.unwrap();
+        start_container(&node, &id).await;
+        let attach = |stdin: bool| {
+            let node = &node;
+            let id = id.clone();
+            async move {
+                node.runtime()
+                    .await
+                    .attach(AttachRequest {
+                        container_id: id,
+                        stdin,
+                        tty: true,
+                        stdout: true,
+                        stderr: false,
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("Attach: {e:?}"))
+                    .into_inner()
+                    .url
+            }
+        };
+        // A watcher, and a second attacher that types.
+        let mut watcher = spdy::exec(
+            &attach(false).await,
+            false,
+            true,
+            false,
+            true,
+            spdy::Options::default(),
+        )
+        .await
+        .unwrap();
+        let mut typist = spdy::exec(
+            &attach(true).await,
+            true,
+            true,
+            false,
+            true,
+            spdy::Options::default(),
+        )
+        .await
+        .unwrap();
+        typist
+            .stdin
+            .as_ref()
+            .unwrap()
+            .send(b"echo attached-$((6*7))\n".to_vec())
+            .await
+            .unwrap();
+        for (who, s) in [("typist", &mut typist), ("watcher", &mut watcher)] {
+            let mut seen = String::new();
+            let found = tokio::time::timeout(Duration::from_secs(10), async {
+                while let Some(d) = s.stdout.recv().await {
+                    seen.push_str(&String::from_utf8_lossy(&d));
+                    if seen.contains("attached-42") {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await
+            .unwrap_or(false);
+            assert!(found, "{who} saw {seen:?}");
+        }
+        // The output is still logged.
+        let st = container_status(&node, &id).await;
+        let mut logged = false;
+        for _ in 0..50 {
+            if std::fs::read_to_string(&st.log_path)
+                .unwrap_or_default()
+                .contains("attached-42")
+            {
+                logged = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(logged, "attach output missing from the CRI log");
+        // The shell exits: the attach ends with success.
+        typist
+            .stdin
+            .as_ref()
+            .unwrap()
+            .send(b"exit 0\n".to_vec())
+            .await
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), watcher.error)
+            .await
+            .expect("attach ended")
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_slice(&status).unwrap_or_default();
+        assert_eq!(v["status"], "Success", "{v}");
+        drop(typist);
+        remove_pod(&node, &pod).await;
+    });
+}
+
+fn spdy_port_forward_in_pod(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let pod = run_pod(&node, net_pod("sforward", &node)).await.unwrap();
+        let id = create_container(
+            &node,
+            &pod,
+            container_config(
+                "web",
+                &bb,
+                &["sh", "-c", "mkdir -p /www && echo forwarded > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"],
+            ),
+        )
+        .await
+        .unwrap();
+        start_container(&node, &id).await;
+        let url = node
+            .runtime()
+            .await
+            .port_forward(PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let conn = spdy::port_forward(&url).await.unwrap();
+        let mut body = String::new();
+        for attempt in 0..30 {
+            let mut pc = spdy::open_port(&conn, 8080, attempt).await.unwrap();
+            pc.data.write(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+            let got = String::from_utf8_lossy(&pc.data.read_to_end().await).to_string();
+            if got.contains("forwarded") {
+                body = got;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(body.contains("200") && body.ends_with("forwarded\n"), "{body:?}");
+        // Nothing listens on 9: the error stream says so.
+        let mut pc = spdy::open_port(&conn, 9, 100).await.unwrap();
+        let msg = String::from_utf8_lossy(&pc.error.read_to_end().await).to_string();
+        assert!(msg.contains("localhost:9"), "{msg:?}");
+        conn.close();
+        remove_pod(&node, &pod).await;
+        assert!(net.reserved().is_empty());
+    });
+}
+
+fn fifty_concurrent_execs(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod, id) = node_with_container(env, "sfifty").await;
+        let node = Arc::new(node);
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let node = node.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                let script = format!("sleep 0.5; echo session-{i}");
+                let url = exec_url(&node, &id, &["sh", "-c", &script], false, false).await;
+                let out = spdy::run_exec(&url, None, false)
+                    .await
+                    .expect("exec session");
+                (i, out)
+            }));
+        }
+        for t in tasks {
+            let (i, out) = t.await.unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                format!("session-{i}\n")
+            );
+            assert_eq!(out.exit_code(), Some(0));
+        }
+        // The CRI server kept answering meanwhile, and still does.
+        node.runtime()
+            .await
+            .version(VersionRequest::default())
+            .await
+            .unwrap();
+        remove_pod(&node, &pod).await;
+    });
+}
+
+fn tokens_single_use_and_unknown(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod, id) = node_with_container(env, "stokens").await;
+        let url = exec_url(&node, &id, &["true"], false, false).await;
+        let out = spdy::run_exec(&url, None, false).await.unwrap();
+        assert_eq!(out.exit_code(), Some(0));
+        // Used once: gone.
+        let (addr, path) = spdy::split_url(&url).unwrap();
+        let get = |path: String| {
+            let addr = addr.clone();
+            async move {
+                tokio::task::spawn_blocking(move || http_request(&addr, None, "GET", &path, &[]))
+                    .await
+                    .unwrap()
+                    .expect("GET")
+                    .status
+            }
+        };
+        assert_eq!(get(path).await, 404);
+        assert_eq!(get(format!("/exec/{}", "0".repeat(32))).await, 404);
+        // Without an upgrade, a fresh token is refused (and used up).
+        let url = exec_url(&node, &id, &["true"], false, false).await;
+        let (_, path) = spdy::split_url(&url).unwrap();
+        assert_eq!(get(path.clone()).await, 400);
+        assert_eq!(get(path).await, 404);
+        remove_pod(&node, &pod).await;
+    });
+}
