@@ -8,6 +8,7 @@ pub mod node;
 pub mod registry;
 pub mod spdy;
 pub mod token;
+pub mod ws;
 
 #[cfg(test)]
 mod image_tests;

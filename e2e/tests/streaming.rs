@@ -10,7 +10,7 @@ use berth_e2e::images::{RuntimeSet, push_runtime_set};
 use berth_e2e::netns;
 use berth_e2e::node::Node;
 use berth_e2e::registry::{Registry, RegistryOpts, http_request, install_crypto_provider};
-use berth_e2e::spdy;
+use berth_e2e::{spdy, ws};
 use k8s_cri::v1::*;
 use libtest_mimic::{Arguments, Trial};
 use tonic::Code;
@@ -48,6 +48,8 @@ fn main() -> ExitCode {
             "tokens_single_use_and_unknown",
             tokens_single_use_and_unknown,
         ),
+        ("websocket_exec_protocols", websocket_exec_protocols),
+        ("websocket_port_forward", websocket_port_forward),
     ];
     let trials = tests
         .iter()
@@ -492,5 +494,106 @@ fn tokens_single_use_and_unknown(env: &Env) {
         assert_eq!(get(path.clone()).await, 400);
         assert_eq!(get(path).await, 404);
         remove_pod(&node, &pod).await;
+    });
+}
+
+fn websocket_exec_protocols(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod, id) = node_with_container(env, "wexec").await;
+        // v5 (kubectl): stdin ended by the close signal, exit code in the status.
+        let url = exec_url(
+            &node,
+            &id,
+            &["sh", "-c", "wc -c; echo err >&2; exit 4"],
+            true,
+            false,
+        )
+        .await;
+        let out = ws::run_exec(
+            &url,
+            &["v5.channel.k8s.io", "v4.channel.k8s.io"],
+            Some(&[b'z'; 70_000]),
+            None,
+        )
+        .await
+        .expect("v5 exec");
+        assert_eq!(out.protocol, "v5.channel.k8s.io");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "70000");
+        assert_eq!(out.stderr, b"err\n");
+        let v: serde_json::Value = serde_json::from_slice(&out.status).unwrap();
+        assert_eq!(v["details"]["causes"][0]["message"], "4", "{v}");
+        // v4 (crictl --websocket-exec) and its base64 variant.
+        for proto in ["v4.channel.k8s.io", "v4.base64.channel.k8s.io"] {
+            let url = exec_url(&node, &id, &["echo", "hello"], false, false).await;
+            let out = ws::run_exec(&url, &[proto], None, None).await.expect(proto);
+            assert_eq!(out.protocol, proto);
+            assert_eq!(out.stdout, b"hello\n", "{proto}");
+            assert_eq!(
+                &out.status[..],
+                br#"{"metadata":{},"status":"Success"}"#,
+                "{proto}"
+            );
+        }
+        // A terminal over WebSocket: the resize reaches the pty.
+        let url = exec_url(
+            &node,
+            &id,
+            &["sh", "-c", "sleep 0.3; stty size"],
+            false,
+            true,
+        )
+        .await;
+        let out = ws::run_exec(&url, &["v5.channel.k8s.io"], None, Some((120, 33)))
+            .await
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "33 120");
+        remove_pod(&node, &pod).await;
+    });
+}
+
+fn websocket_port_forward(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let pod = run_pod(&node, net_pod("wforward", &node)).await.unwrap();
+        let id = create_container(
+            &node,
+            &pod,
+            container_config(
+                "web",
+                &bb,
+                &["sh", "-c", "mkdir -p /www && echo over-ws > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"],
+            ),
+        )
+        .await
+        .unwrap();
+        start_container(&node, &id).await;
+        let mut body = Vec::new();
+        for _ in 0..30 {
+            let url = node
+                .runtime()
+                .await
+                .port_forward(PortForwardRequest {
+                    pod_sandbox_id: pod.clone(),
+                    port: vec![8080],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .url;
+            let (data, _) = ws::port_forward_once(&url, 8080, b"GET / HTTP/1.0\r\n\r\n", b"over-ws\n")
+                .await
+                .unwrap();
+            if String::from_utf8_lossy(&data).contains("over-ws") {
+                body = data;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(String::from_utf8_lossy(&body).ends_with("over-ws\n"), "{:?}", String::from_utf8_lossy(&body));
+        remove_pod(&node, &pod).await;
+        assert!(net.reserved().is_empty());
     });
 }
