@@ -2,7 +2,7 @@
 #   make run    install what is missing, build, start berthd with its defaults
 #   make test   install test dependencies, run fmt/clippy/unit tests, the e2e suite and the
 #               cgroup v2 tests in a VM (make test-cgroup2)
-#   make bench  pull+unpack benchmark, side by side with containerd when installed
+#   make bench  pull, pod, container, memory and exec benchmarks, side by side with containerd
 
 SHELL := /bin/bash
 CARGO ?= $(shell command -v cargo || echo $$HOME/.cargo/bin/cargo)
@@ -81,6 +81,7 @@ bench: deps-test rust
 	@command -v containerd >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc; }
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p berth-e2e --bench pull
+	$(CARGO) bench -p berth-e2e --bench runtime
 
 install: release
 	install -m 0755 target/release/berthd target/release/berth target/release/berth-shim $(PREFIX)/bin/

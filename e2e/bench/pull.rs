@@ -8,13 +8,13 @@
 //!
 //! Runs as root inside its own network namespace; everything it starts listens there.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_e2e::images::push_multilayer;
 use berth_e2e::netns;
 use berth_e2e::node::{Node, cri_channel};
+use berth_e2e::peer::Containerd;
 use berth_e2e::registry::{Registry, RegistryOpts, install_crypto_provider};
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::{ImageSpec, PullImageRequest, RemoveImageRequest};
@@ -65,91 +65,6 @@ fn median(v: &[Duration]) -> Duration {
     v[v.len() / 2]
 }
 
-/// containerd with its CRI plugin on private dirs, pointed at the plain-HTTP registry.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Containerd {
-    fn start(registry: &str) -> Option<Containerd> {
-        let bin = ["/usr/bin/containerd", "/usr/local/bin/containerd"]
-            .into_iter()
-            .find(|p| Path::new(p).is_file())?;
-        let dir = tempfile::Builder::new()
-            .prefix("berth-bench-containerd-")
-            .tempdir_in("/var/tmp")
-            .expect("tempdir");
-        let d = dir.path();
-        let certs = d.join("certs.d").join(registry);
-        std::fs::create_dir_all(&certs).expect("mkdir");
-        std::fs::create_dir_all(d.join("cni")).expect("mkdir");
-        std::fs::write(
-            certs.join("hosts.toml"),
-            format!(
-                "server = \"http://{registry}\"\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
-            ),
-        )
-        .expect("hosts.toml");
-        let socket = d.join("containerd.sock");
-        let config = d.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"version = 2
-root = "{root}"
-state = "{state}"
-[grpc]
-  address = "{socket}"
-[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{cni}"
-  [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{certs}"
-"#,
-                root = d.join("root").display(),
-                state = d.join("state").display(),
-                socket = socket.display(),
-                cni = d.join("cni").display(),
-                certs = d.join("certs.d").display(),
-            ),
-        )
-        .expect("config");
-        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd");
-        for _ in 0..200 {
-            if socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        assert!(socket.exists(), "containerd did not start");
-        Some(Containerd { dir, child, socket })
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let _ = self.child.wait();
-        // containerd leaves its overlay snapshots mounted nowhere for pulls; remove its dirs.
-        let _ = std::fs::remove_dir_all(self.dir.path());
-    }
-}
-
 fn main() {
     // cargo bench passes --bench; nothing to parse beyond the environment.
     netns::enter_private_netns();
@@ -182,7 +97,7 @@ fn main() {
             berth.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
         );
         drop(node);
-        match Containerd::start(&reg.addr) {
+        match Containerd::start(&reg.addr, None) {
             None => println!("containerd: not installed (apt-get install containerd) — no ratio"),
             Some(ctr) => {
                 measure(&ctr.socket, &img.reference(), 1).await;

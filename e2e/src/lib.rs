@@ -5,6 +5,7 @@ pub mod cri;
 pub mod images;
 pub mod netns;
 pub mod node;
+pub mod peer;
 pub mod registry;
 pub mod spdy;
 pub mod token;

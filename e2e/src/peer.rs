@@ -1,0 +1,115 @@
+//! The peer runtime for side-by-side benchmarks: Debian's containerd with its CRI plugin and
+//! runc, on private directories and its own socket, pointed at the test registry over plain
+//! HTTP (the setup of ../shared/tools/peer-containerd.sh, kept here so the project has it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running containerd.
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub socket: PathBuf,
+    /// Its CNI config dir (empty unless the caller writes a network there).
+    pub cni_conf: PathBuf,
+}
+
+impl Containerd {
+    /// Start containerd when it is installed; `sandbox_image` is the pause image pods use.
+    pub fn start(registry: &str, sandbox_image: Option<&str>) -> Option<Containerd> {
+        let bin = ["/usr/bin/containerd", "/usr/local/bin/containerd"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-bench-containerd-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let d = dir.path();
+        let certs = d.join("certs.d").join(registry);
+        std::fs::create_dir_all(&certs).expect("mkdir");
+        let cni_conf = d.join("cni");
+        std::fs::create_dir_all(&cni_conf).expect("mkdir");
+        std::fs::write(
+            certs.join("hosts.toml"),
+            format!(
+                "server = \"http://{registry}\"\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+            ),
+        )
+        .expect("hosts.toml");
+        let socket = d.join("containerd.sock");
+        let config = d.join("config.toml");
+        let sandbox = sandbox_image
+            .map(|s| format!("  sandbox_image = \"{s}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                r#"version = 2
+root = "{root}"
+state = "{state}"
+[grpc]
+  address = "{socket}"
+[plugins."io.containerd.grpc.v1.cri"]
+{sandbox}  # negative oom_score_adj is refused on these machines
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{certs}"
+"#,
+                root = d.join("root").display(),
+                state = d.join("state").display(),
+                socket = socket.display(),
+                cni = cni_conf.display(),
+                certs = d.join("certs.d").display(),
+            ),
+        )
+        .expect("config");
+        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn containerd");
+        for _ in 0..200 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(socket.exists(), "containerd did not start");
+        Some(Containerd {
+            dir,
+            child,
+            socket,
+            cni_conf,
+        })
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+        // Whatever the benchmark left mounted under containerd's dirs goes before the dirs.
+        for m in crate::node::mounts_under(self.dir.path()) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
