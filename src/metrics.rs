@@ -27,6 +27,16 @@ pub struct Metrics {
     pub pull_size: Histogram,
     /// Per-layer download+decompress+unpack duration.
     pub unpack_duration: Histogram,
+    /// Steps of the pod and container paths (rootfs, spec, shim spawn, CNI ADD/DEL, store...).
+    pub phase_duration: HistogramVec,
+}
+
+/// Time one step of a hot path into `berth_phase_duration_seconds{phase}`.
+pub fn phase(name: &str, started: std::time::Instant) {
+    get()
+        .phase_duration
+        .with_label_values(&[name])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -77,6 +87,15 @@ fn build() -> Result<Metrics, prometheus::Error> {
         )
         .buckets(LATENCY_BUCKETS.to_vec()),
     )?;
+    let phase_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "berth_phase_duration_seconds",
+            "Duration of the steps of the pod and container paths.",
+        )
+        .buckets(LATENCY_BUCKETS.to_vec()),
+        &["phase"],
+    )?;
+    registry.register(Box::new(phase_duration.clone()))?;
     registry.register(Box::new(cri_duration.clone()))?;
     registry.register(Box::new(cri_errors.clone()))?;
     registry.register(Box::new(pull_duration.clone()))?;
@@ -91,6 +110,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         pull_bytes,
         pull_size,
         unpack_duration,
+        phase_duration,
     })
 }
 

@@ -450,6 +450,53 @@ fn report(name: &str, b: &Results, c: Option<&Results>) {
     }
 }
 
+/// Where berth's time goes: mean of each phase and CRI call from its /metrics.
+fn print_phases(metrics_addr: &str) {
+    let Ok(resp) = berth_e2e::registry::http_request(metrics_addr, None, "GET", "/metrics", &[])
+    else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&resp.body).to_string();
+    let mut rows: Vec<(String, f64, f64)> = Vec::new();
+    for (metric, label) in [
+        ("berth_phase_duration_seconds", "phase"),
+        ("berth_cri_request_duration_seconds", "method"),
+    ] {
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix(&format!("{metric}_sum{{")) else {
+                continue;
+            };
+            let Some(name) = rest
+                .split(&format!("{label}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+            else {
+                continue;
+            };
+            let sum: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            let count: f64 = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with(&format!("{metric}_count{{"))
+                        && l.contains(&format!("{label}=\"{name}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            if count > 0.0 {
+                rows.push((format!("{label} {name}"), sum / count * 1000.0, count));
+            }
+        }
+    }
+    println!("-- where berth's time goes (mean ms, calls)");
+    for (name, mean, count) in rows {
+        println!("- {name:<40} {mean:>8.2} ms  x{count}");
+    }
+}
+
 fn main() {
     netns::enter_private_netns();
     install_crypto_provider();
@@ -515,6 +562,7 @@ fn main() {
             &plan,
         )
         .await;
+        print_phases(&node.metrics);
         drop(node);
         r
     });

@@ -105,9 +105,11 @@ impl Containers {
                 source: std::io::Error::other("missing pipe"),
             });
         };
+        let started = std::time::Instant::now();
         let run = async {
             let (out, err, status) =
                 tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
+            crate::metrics::phase("exec_helper", started);
             (out, err, status)
         };
         let (stdout, stderr, status) = match timeout {

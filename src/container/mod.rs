@@ -336,7 +336,9 @@ impl Containers {
             log_path,
         };
         // The record first: its layers are garbage-collection roots from now on.
+        let t = std::time::Instant::now();
         self.persist(&rec)?;
+        crate::metrics::phase("store_commit", t);
         self.write().names.insert(key.clone(), id.clone());
         match self.create_inner(&sandbox, images, &image, &mut rec).await {
             Ok(()) => {
@@ -370,6 +372,7 @@ impl Containers {
         image: &crate::image::ImageRecord,
         rec: &mut ContainerRecord,
     ) -> Result<(), ContainerError> {
+        let t = std::time::Instant::now();
         let bundle = self.bundle(&rec.id);
         let rootfs = bundle.join("rootfs");
         let upper = bundle.join("rw/upper");
@@ -388,6 +391,8 @@ impl Containers {
             lowers.push(images.snapshots.fs_path(snap.id));
         }
         mount_overlay(&rootfs, &lowers, &upper, &work)?;
+        crate::metrics::phase("container_rootfs", t);
+        let t = std::time::Instant::now();
         let image_config: serde_json::Value =
             serde_json::from_slice(&images.config_json(&image.id).map_err(|e| {
                 ContainerError::FailedPrecondition(format!("image config unreadable: {e}"))
@@ -414,6 +419,7 @@ impl Containers {
             source: std::io::Error::other(e),
         })?;
         write_atomic(&bundle.join("config.json"), &json)?;
+        crate::metrics::phase("container_spec", t);
         if let Some(log) = &rec.log_path
             && let Some(parent) = log.parent()
         {
@@ -432,8 +438,10 @@ impl Containers {
             (true, false) => Some("open"),
             (true, true) => Some("once"),
         };
+        let t = std::time::Instant::now();
         rec.pid =
             shim_client::spawn(&self.shim_binary, &rec.id, &bundle, &paths, &log, stdin).await?;
+        crate::metrics::phase("shim_spawn", t);
         Ok(())
     }
 
@@ -468,7 +476,10 @@ impl Containers {
             )));
         }
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
+        let t = std::time::Instant::now();
         let mut c = shim_client::connect(&paths.socket).await?;
+        crate::metrics::phase("shim_connect", t);
+        let t = std::time::Instant::now();
         c.start(shim::StartRequest {})
             .await
             .map_err(ShimError::from)?;
@@ -477,6 +488,7 @@ impl Containers {
             .await
             .map_err(ShimError::from)?
             .into_inner();
+        crate::metrics::phase("shim_start", t);
         apply_state(&mut rec, &st);
         self.persist(&rec)?;
         tracing::info!(container = %rec.id, pid = rec.pid, "container started");

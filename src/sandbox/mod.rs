@@ -373,11 +373,13 @@ impl Sandboxes {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
         };
+        let t = std::time::Instant::now();
         rec.pins = self.pin_all(
             &self.ns_dir.join(&rec.id),
             ns,
             own_network.then_some(hostname.as_str()),
         )?;
+        crate::metrics::phase("pod_pin_namespaces", t);
         if ns.pid == NamespaceMode::Pod as i32 {
             let pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
             rec.pod_init_pid = crate::shim_client::spawn_pod_init(&self.network.shim_binary, &pin)
@@ -410,7 +412,9 @@ impl Sandboxes {
                 Attachment::new(&network, &self.network.bin_dirs, &rec.id, &netns, args);
             // Cached before ADD: a crash in the middle still leaves what DEL needs.
             self.cni_cache.save(&attachment)?;
+            let t = std::time::Instant::now();
             attachment.add().await?;
+            crate::metrics::phase("cni_add", t);
             self.cni_cache.save(&attachment)?;
             rec.ips = attachment.ips();
         }
@@ -444,7 +448,9 @@ impl Sandboxes {
     /// step is a no-op when already done.
     async fn tear_down(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
         if let Some(attachment) = self.cni_cache.load(&rec.id)? {
+            let t = std::time::Instant::now();
             attachment.del().await?;
+            crate::metrics::phase("cni_del", t);
             self.cni_cache.remove(&rec.id)?;
         }
         let pid_pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
