@@ -81,7 +81,6 @@ bench: deps-test rust
 	@command -v containerd >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc; }
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) bench -p berth-e2e --bench pull
-	$(CARGO) bench -p berth-e2e --bench containers
 	$(CARGO) bench -p berth-e2e --bench runtime
 
 install: release
