@@ -493,6 +493,26 @@ fn tokens_single_use_and_unknown(env: &Env) {
         let (_, path) = spdy::split_url(&url).unwrap();
         assert_eq!(get(path.clone()).await, 400);
         assert_eq!(get(path).await, 404);
+
+        // Tokens expire: with a 1 s TTL, a URL used 2 s later is gone.
+        let mut node = node;
+        node.stop();
+        let mut conf = std::fs::read_to_string(&node.config).unwrap();
+        conf.push_str("[streaming]\ntoken_ttl_secs = 1\n");
+        std::fs::write(&node.config, conf).unwrap();
+        node.spawn().await;
+        let url = exec_url(&node, &id, &["true"], false, false).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (addr, path) = spdy::split_url(&url).unwrap();
+        let status =
+            tokio::task::spawn_blocking(move || http_request(&addr, None, "GET", &path, &[]))
+                .await
+                .unwrap()
+                .expect("GET")
+                .status;
+        assert_eq!(status, 404, "an expired token");
+        let err = spdy::run_exec(&url, None, false).await;
+        assert!(err.is_err(), "an expired URL does not upgrade");
         remove_pod(&node, &pod).await;
     });
 }
