@@ -197,3 +197,125 @@ pub async fn port_forward_once(
     let _ = sink.close().await;
     Ok((data, error))
 }
+
+/// An open port-forward over WebSocket (one port, `v4.channel.k8s.io`).
+pub struct PortForward {
+    /// Bytes for the port's data channel; dropping it closes the connection (the channel
+    /// protocols have no half-close for port-forward).
+    pub tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    /// What the data channel brings back (its port prefix removed); ends with the connection.
+    pub rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// Messages on the port's error channel (prefix removed).
+    pub errors: tokio::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// Open a port-forward through a port-forward URL (`?ports=PORT` added) and pump it in a task.
+pub async fn port_forward(url: &str, port: u16) -> io::Result<PortForward> {
+    use tokio::sync::mpsc;
+    let url = format!("{url}?ports={port}");
+    let WsConn { ws, protocol } = connect(&url, &["v4.channel.k8s.io"]).await?;
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut to_server) = mpsc::channel::<Vec<u8>>(16);
+    let (from_server, rx) = mpsc::channel::<Vec<u8>>(16);
+    let (errors_tx, errors) = mpsc::channel::<Vec<u8>>(4);
+    tokio::spawn(async move {
+        let (mut data_prefix, mut error_prefix) = (true, true);
+        let mut sending = true;
+        loop {
+            tokio::select! {
+                out = to_server.recv(), if sending => match out {
+                    Some(d) => {
+                        if sink.send(encode(&protocol, 0, &d)).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => {
+                        // Read on: the server's close answer ends the stream.
+                        sending = false;
+                        let _ = sink.send(Message::Close(None)).await;
+                    }
+                },
+                m = stream.next() => {
+                    let Some(Ok(m)) = m else { break };
+                    let (target, prefix) = match decode(&protocol, m) {
+                        Some((0, d)) => (&from_server, (&mut data_prefix, d)),
+                        Some((1, d)) => (&errors_tx, (&mut error_prefix, d)),
+                        _ => continue,
+                    };
+                    let (first, d) = prefix;
+                    let d = if *first {
+                        *first = false;
+                        d.get(2..).unwrap_or_default().to_vec()
+                    } else {
+                        d
+                    };
+                    if !d.is_empty() {
+                        let _ = target.send(d).await;
+                    }
+                }
+            }
+        }
+    });
+    Ok(PortForward { tx, rx, errors })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+
+    /// The handshake answer: the query checked, v4 chosen (tungstenite's callback signature).
+    #[allow(clippy::result_large_err)]
+    fn answer(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+        assert_eq!(req.uri().query(), Some("ports=8080"));
+        resp.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static("v4.channel.k8s.io"),
+        );
+        Ok(resp)
+    }
+
+    /// A stand-in port-forward server: the port prefixes, then each data message echoed
+    /// upper-cased, an error message for "fail".
+    async fn fake_server() -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_hdr_async(tcp, answer)
+                .await
+                .unwrap();
+            for ch in [0u8, 1] {
+                let mut m = vec![ch];
+                m.extend_from_slice(&8080u16.to_le_bytes());
+                ws.send(Message::Binary(m.into())).await.unwrap();
+            }
+            while let Some(Ok(m)) = ws.next().await {
+                let Message::Binary(b) = m else { continue };
+                if &b[1..] == b"fail" {
+                    ws.send(Message::Binary(b"\x01refused".to_vec().into()))
+                        .await
+                        .unwrap();
+                } else {
+                    ws.send(Message::Binary(b.to_ascii_uppercase().into()))
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        format!("http://{addr}/portforward/token")
+    }
+
+    #[tokio::test]
+    async fn port_forward_client() {
+        let url = fake_server().await;
+        let mut pf = port_forward(&url, 8080).await.unwrap();
+        pf.tx.send(b"hello".to_vec()).await.unwrap();
+        assert_eq!(pf.rx.recv().await.unwrap(), b"HELLO");
+        pf.tx.send(b"fail".to_vec()).await.unwrap();
+        assert_eq!(pf.errors.recv().await.unwrap(), b"refused");
+        drop(pf.tx);
+        assert!(pf.rx.recv().await.is_none(), "closing ends the data stream");
+    }
+}
