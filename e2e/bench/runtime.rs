@@ -2,10 +2,13 @@
 //! same CNI plugins, same machine, one after the other inside one private network namespace.
 //!
 //!   cargo bench -p berth-e2e --bench runtime          (part of make bench)
-//!   env: BENCH_PODS (20) pod rounds, BENCH_CONTAINERS ("1,10,100"), BENCH_EXECS (30)
+//!   env: BENCH_PODS (20) pod rounds, BENCH_CONTAINERS ("1,10,100"), BENCH_EXECS (30),
+//!   BENCH_IDLE ("10,50,100") idle pod counts
 //!
 //! 1. RunPodSandbox, and StopPodSandbox+RemovePodSandbox, of pods with their own network
-//!    (bridge + host-local + portmap + loopback, ipMasq false);
+//!    (bridge + host-local + portmap + loopback, ipMasq false); the same chain executed
+//!    directly, without a runtime, is the floor both stand on; then memory per idle pod (own
+//!    network, no container) at 10, 50, 100 pods, daemon growth included;
 //! 2. CreateContainer+StartContainer of `sleep` containers, one per host-network pod, while
 //!    1, 10, 100 run; and the memory each pod costs beyond its container: berth's shim (RSS,
 //!    PSS) against containerd's shim and pause process;
@@ -138,6 +141,97 @@ fn pod(name: &str, cgroup_parent: &str, host_network: bool, log_dir: &Path) -> P
     }
 }
 
+/// The CNI chain alone, executed here as a runtime would (same plugins, same config, spec order,
+/// prevResult chaining), in a network namespace of a parked thread: the floor below which no
+/// runtime's RunPodSandbox / StopPodSandbox can go on this machine. Returns (ADD, DEL) times.
+fn cni_floor(conflist_json: &str, rounds: usize) -> (Vec<Duration>, Vec<Duration>) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let list: serde_json::Value = serde_json::from_str(conflist_json).expect("conflist");
+    let plugins = list["plugins"].as_array().cloned().unwrap_or_default();
+    let run = |netns: &str, id: &str, cmd: &str, i: usize, prev: &serde_json::Value| {
+        let mut conf = plugins[i].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        if conf["capabilities"]["portMappings"] == true {
+            conf["runtimeConfig"] = serde_json::json!({"portMappings": []});
+        }
+        if !prev.is_null() {
+            conf["prevResult"] = prev.clone();
+        }
+        let ty = conf["type"].as_str().unwrap_or_default().to_string();
+        let mut child = Command::new(format!("/usr/lib/cni/{ty}"))
+            .env_clear()
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env(
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=floor",
+            )
+            .env("CNI_PATH", "/usr/lib/cni")
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("CNI plugin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(conf.to_string().as_bytes())
+            .expect("plugin stdin");
+        let out = child.wait_with_output().expect("plugin");
+        assert!(
+            out.status.success(),
+            "{ty} {cmd}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let (mut add, mut del) = (Vec::new(), Vec::new());
+    for round in 0..rounds + 1 {
+        // A thread in a fresh network namespace holds it while the plugins run.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let parked = std::thread::spawn(move || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+            tx.send(format!(
+                "/proc/{}/task/{}/ns/net",
+                std::process::id(),
+                nix::unistd::gettid()
+            ))
+            .expect("send");
+            let _ = done_rx.recv();
+        });
+        let netns = rx.recv().expect("netns");
+        let id = format!("floor{round}");
+        let t = Instant::now();
+        let mut prev = serde_json::Value::Null;
+        for i in 0..plugins.len() {
+            let r = run(&netns, &id, "ADD", i, &prev);
+            if !r.is_null() {
+                prev = r;
+            }
+        }
+        let a = t.elapsed();
+        let t = Instant::now();
+        for i in (0..plugins.len()).rev() {
+            run(&netns, &id, "DEL", i, &prev);
+        }
+        let d = t.elapsed();
+        let _ = done_tx.send(());
+        parked.join().expect("parked thread");
+        if round > 0 {
+            add.push(a);
+            del.push(d);
+        }
+    }
+    (add, del)
+}
+
 /// RSS and PSS (KiB) of a process, from smaps_rollup.
 fn rss_pss(pid: i32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
@@ -215,6 +309,9 @@ struct Results {
     create_start: Vec<Duration>,
     /// (containers running, RSS KiB per pod, PSS KiB per pod)
     memory: Vec<(usize, f64, f64)>,
+    /// Idle pods with their own network and no container, KiB per pod: (pods, the daemon's
+    /// RSS and PSS growth, the per-pod processes' RSS and PSS).
+    idle: Vec<(usize, [f64; 4])>,
     exec: Vec<Duration>,
 }
 
@@ -225,15 +322,17 @@ struct Plan<'a> {
     counts: &'a [usize],
     pod_rounds: usize,
     execs: usize,
+    idle: &'a [usize],
 }
 
-async fn measure(kind: &str, socket: &Path, marker: &str, plan: &Plan<'_>) -> Results {
+async fn measure(kind: &str, socket: &Path, marker: &str, daemon: u32, plan: &Plan<'_>) -> Results {
     let Plan {
         busybox,
         work,
         counts,
         pod_rounds,
         execs,
+        idle,
     } = *plan;
     let mut c = client(socket).await;
     c.img
@@ -253,6 +352,7 @@ async fn measure(kind: &str, socket: &Path, marker: &str, plan: &Plan<'_>) -> Re
         stop_remove: Vec::new(),
         create_start: Vec::new(),
         memory: Vec::new(),
+        idle: Vec::new(),
         exec: Vec::new(),
     };
 
@@ -283,6 +383,51 @@ async fn measure(kind: &str, socket: &Path, marker: &str, plan: &Plan<'_>) -> Re
             r.run_pod.push(run);
             r.stop_remove.push(t.elapsed());
         }
+    }
+
+    // 1b. Idle pods, each with its own network and no container (a pod whose containers have
+    // not started yet, or a pause-only pod elsewhere): memory per pod, the daemon's growth
+    // included (berth keeps no process for such a pod; containerd keeps a shim and a pause).
+    let (base_rss, base_pss) = rss_pss(daemon as i32);
+    let (base_orss, base_opss, _) = overhead(kind, marker);
+    let mut idle_pods = Vec::new();
+    for i in 0..idle.iter().copied().max().unwrap_or(0) {
+        let id =
+            c.rt.run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod(&format!("idle{i}"), &parent, false, &logs)),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: RunPodSandbox: {e:?}"))
+            .into_inner()
+            .pod_sandbox_id;
+        idle_pods.push(id);
+        if idle.contains(&(i + 1)) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (drss, dpss) = rss_pss(daemon as i32);
+            let (orss, opss, _) = overhead(kind, marker);
+            let n = (i + 1) as f64;
+            let grow = |now: u64, base: u64| now as f64 - base as f64;
+            r.idle.push((
+                i + 1,
+                [
+                    grow(drss, base_rss) / n,
+                    grow(dpss, base_pss) / n,
+                    grow(orss, base_orss) / n,
+                    grow(opss, base_opss) / n,
+                ],
+            ));
+        }
+    }
+    for id in idle_pods {
+        c.rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{kind}: StopPodSandbox: {e:?}"));
+        c.rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .unwrap_or_else(|e| panic!("{kind}: RemovePodSandbox: {e:?}"));
     }
 
     // 2. Containers, one per host-network pod.
@@ -392,7 +537,7 @@ fn remove_cgroup_parent(kind: &str) {
     }
 }
 
-fn report(name: &str, b: &Results, c: Option<&Results>) {
+fn report(name: &str, b: &Results, c: Option<&Results>, floor: &(Vec<Duration>, Vec<Duration>)) {
     let line = |what: &str, bv: &[Duration], cv: Option<&[Duration]>| {
         let (bm, bp) = (ms(pct(bv, 0.5)), ms(pct(bv, 0.9)));
         match cv {
@@ -417,6 +562,49 @@ fn report(name: &str, b: &Results, c: Option<&Results>) {
         &b.stop_remove,
         c.map(|c| c.stop_remove.as_slice()),
     );
+    line("  the CNI chain alone: ADD", &floor.0, None);
+    line("  the CNI chain alone: DEL", &floor.1, None);
+    let above =
+        |runtime: &[Duration], plugins: &[Duration]| ms(pct(runtime, 0.5)) - ms(pct(plugins, 0.5));
+    if let Some(c) = c {
+        for (what, bv, cv, fv) in [
+            ("RunPodSandbox", &b.run_pod, &c.run_pod, &floor.0),
+            ("Stop+Remove", &b.stop_remove, &c.stop_remove, &floor.1),
+        ] {
+            let (bo, co) = (above(bv, fv), above(cv, fv));
+            let ratio = if bo > 0.5 {
+                format!("{:.1}x less", co / bo)
+            } else {
+                "berth within noise of the plugins alone".into()
+            };
+            println!(
+                "  {what:<32} runtime's own time (median above the plugins): berth {bo:>6.2} ms   containerd {co:>6.2} ms   → {ratio}"
+            );
+        }
+    }
+    // KiB per pod: total RSS and PSS, then (daemon + per-pod processes).
+    let idle_line = |m: &[f64; 4]| {
+        format!(
+            "RSS {:>7.1} KiB (daemon {:>6.1} + procs {:>7.1}) PSS {:>7.1} KiB",
+            m[0] + m[2],
+            m[0],
+            m[2],
+            m[1] + m[3]
+        )
+    };
+    for (i, (n, m)) in b.idle.iter().enumerate() {
+        match c.and_then(|c| c.idle.get(i)) {
+            Some((_, cm)) => println!(
+                "idle pod memory at {n:>3} pods        berth {}   containerd {}",
+                idle_line(m),
+                idle_line(cm)
+            ),
+            None => println!(
+                "idle pod memory at {n:>3} pods        berth {}",
+                idle_line(m)
+            ),
+        }
+    }
     let mut start = 0;
     for &(n, _, _) in &b.memory {
         let bv = &b.create_start[start..n];
@@ -507,6 +695,11 @@ fn main() {
         .collect();
     let pod_rounds = env_num("BENCH_PODS", 20);
     let execs = env_num("BENCH_EXECS", 30);
+    let idle: Vec<usize> = std::env::var("BENCH_IDLE")
+        .unwrap_or_else(|_| "10,50,100".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -546,7 +739,13 @@ fn main() {
         counts: &counts,
         pod_rounds,
         execs,
+        idle: &idle,
     };
+    // The plugins alone, on a bridge of their own.
+    let floor = cni_floor(
+        &conflist("benchf0", "10.203", &work.path().join("ipam-floor")),
+        pod_rounds,
+    );
     // berth.
     let berth = rt.block_on(async {
         let node = Node::start().await;
@@ -559,6 +758,7 @@ fn main() {
             "berth",
             &node.socket,
             &node.dir.path().display().to_string(),
+            node.pid(),
             &plan,
         )
         .await;
@@ -580,6 +780,7 @@ fn main() {
             "containerd",
             &ctd.socket,
             &ctd.socket.display().to_string(),
+            ctd.pid(),
             &plan,
         ))
     });
@@ -596,5 +797,6 @@ fn main() {
         ),
         &berth,
         containerd.as_ref(),
+        &floor,
     );
 }
