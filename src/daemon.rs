@@ -45,6 +45,9 @@ pub struct Daemon {
     /// The streaming server's tokens and address (Exec/Attach/PortForward URLs).
     pub streaming: Arc<crate::streaming::server::Streaming>,
     ready: AtomicBool,
+    /// The node's pod CIDR(s) as kubelet last set them (UpdateRuntimeConfig). Pod addresses
+    /// come from the CNI config's IPAM; this is reported in verbose Status.
+    pub pod_cidrs: std::sync::Mutex<Vec<String>>,
     _lock: Flock<File>,
 }
 
@@ -107,6 +110,7 @@ impl Daemon {
             events,
             streaming,
             ready: AtomicBool::new(false),
+            pod_cidrs: std::sync::Mutex::new(Vec::new()),
             _lock: lock,
         }))
     }

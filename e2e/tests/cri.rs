@@ -240,6 +240,22 @@ fn version_status_runtime_config(env: &Env) {
             .into_inner();
         assert_eq!(rc.linux.unwrap().cgroup_driver, CgroupDriver::Cgroupfs as i32);
 
+        // kubelet's pod CIDR: recorded, shown in verbose Status; a malformed one refused.
+        let update = |cidr: &str| UpdateRuntimeConfigRequest {
+            runtime_config: Some(RuntimeConfig {
+                network_config: Some(NetworkConfig {
+                    pod_cidr: cidr.into(),
+                }),
+            }),
+        };
+        rt.update_runtime_config(update("10.244.1.0/24,fd00:1::/64"))
+            .await
+            .unwrap();
+        let s = rt.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
+        assert_eq!(s.info["podCIDRs"], r#"["10.244.1.0/24","fd00:1::/64"]"#);
+        let r = rt.update_runtime_config(update("10.244.1.0/33")).await;
+        assert_eq!(status_code(&r), Code::InvalidArgument);
+
         // Later work answers UNIMPLEMENTED, never a fake success.
         let r = rt.checkpoint_container(CheckpointContainerRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);

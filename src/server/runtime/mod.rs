@@ -364,9 +364,13 @@ impl RuntimeService for RuntimeServer {
 
     async fn update_runtime_config(
         &self,
-        _request: Request<UpdateRuntimeConfigRequest>,
+        request: Request<UpdateRuntimeConfigRequest>,
     ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
-        self.unimplemented("UpdateRuntimeConfig", "").await
+        let req = request.into_inner();
+        call(&self.daemon, "UpdateRuntimeConfig", "", async {
+            status::update_runtime_config(&self.daemon, req)
+        })
+        .await
     }
 
     async fn status(
