@@ -128,10 +128,20 @@ impl Daemon {
     }
 
     /// StopPodSandbox: kill the pod's containers at once (as containerd), then release the pod.
+    /// StopPodSandbox: stop the pod's containers, then the pod. Idempotent: an unknown id (never
+    /// created, or already removed) is not an error (CRI: "must not return an error if all
+    /// relevant resources have already been reclaimed"; critest and containerd 2 agree).
     pub async fn stop_pod(&self, id: &str) -> crate::Result<()> {
-        let sandbox = self.sandboxes.get(id)?;
+        let sandbox = match self.sandboxes.get(id) {
+            Ok(s) => s,
+            Err(crate::sandbox::SandboxError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         for c in self.pod_containers(&sandbox.id) {
-            self.containers.stop(&c, 0).await?;
+            match self.containers.stop(&c, 0).await {
+                Ok(()) | Err(crate::container::ContainerError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let was_ready = sandbox.state == crate::sandbox::SandboxState::Ready;
         self.sandboxes.stop(&sandbox.id).await?;

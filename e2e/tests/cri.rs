@@ -1345,13 +1345,29 @@ fn sandbox_lifecycle(env: &Env) {
             pod_status(&node, &id).await.unwrap_err().code(),
             Code::NotFound
         );
+        // Stopping an unknown pod or container is a no-op (idempotent, as critest expects);
+        // an empty id is malformed.
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: "f".repeat(64),
+        })
+        .await
+        .unwrap();
+        rt.stop_container(StopContainerRequest {
+            container_id: "f".repeat(64),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
         let e = rt
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: "f".repeat(64),
-            })
+            .stop_pod_sandbox(StopPodSandboxRequest::default())
             .await
             .unwrap_err();
-        assert_eq!(e.code(), Code::NotFound);
+        assert_eq!(e.code(), Code::InvalidArgument);
+        let e = rt
+            .stop_container(StopContainerRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
         // The name is free again.
         let again = run_pod(&node, pod_config("web", NamespaceMode::Pod))
             .await

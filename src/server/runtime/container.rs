@@ -64,10 +64,14 @@ pub async fn stop(
     daemon: &Daemon,
     req: StopContainerRequest,
 ) -> Result<StopContainerResponse, Error> {
-    daemon
-        .containers
-        .stop(&req.container_id, req.timeout)
-        .await?;
+    if req.container_id.is_empty() {
+        return Err(Error::InvalidArgument("container id is required".into()));
+    }
+    // Idempotent: a container that is gone is stopped (as critest and containerd 2 expect).
+    match daemon.containers.stop(&req.container_id, req.timeout).await {
+        Ok(()) | Err(crate::container::ContainerError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(StopContainerResponse {})
 }
 

@@ -50,6 +50,9 @@ pub async fn stop(
     daemon: &Daemon,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Error> {
+    if req.pod_sandbox_id.is_empty() {
+        return Err(Error::InvalidArgument("pod sandbox id is required".into()));
+    }
     daemon.stop_pod(&req.pod_sandbox_id).await?;
     Ok(StopPodSandboxResponse {})
 }
