@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         ("update_resources", update_resources),
         ("stats", stats),
         ("container_events", container_events),
+        ("mount_propagation", mount_propagation),
     ];
     let trials = tests
         .iter()
@@ -132,7 +133,8 @@ async fn remove_pod(node: &Node, pod: &str) {
     })
     .await
     .expect("RemovePodSandbox");
-    assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+    let left = berth_e2e::node::mounts_under(node.dir.path());
+    assert!(left.is_empty(), "mounts left: {left:?}");
     assert!(dir_entries(&node.state.join("shims")).is_empty());
     for _ in 0..100 {
         if berth_e2e::node::shims_of(node.dir.path()).is_empty() {
@@ -619,5 +621,203 @@ fn container_events(env: &Env) {
             (pod.as_str(), ContainerEventType::ContainerDeletedEvent)
         );
         assert!(e.pod_sandbox_status.is_none());
+    });
+}
+
+/// `src` bind-mounted on `dir` (`dir` itself when src is None) then given the propagation
+/// flags (MS_SHARED, MS_PRIVATE, MS_SLAVE); detached, with whatever got mounted inside, on drop.
+struct OwnMount(std::path::PathBuf);
+
+impl OwnMount {
+    fn new(
+        dir: &std::path::Path,
+        src: Option<&OwnMount>,
+        flags: &[nix::mount::MsFlags],
+    ) -> OwnMount {
+        use nix::mount::{MsFlags, mount};
+        std::fs::create_dir_all(dir).unwrap();
+        let from = src.map_or(dir, |s| s.0.as_path());
+        mount(
+            Some(from),
+            dir,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .expect("bind");
+        let m = OwnMount(dir.to_path_buf());
+        for f in flags {
+            mount(None::<&str>, dir, None::<&str>, *f, None::<&str>).expect("propagation");
+        }
+        m
+    }
+}
+
+impl Drop for OwnMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mount propagation as kubelet asks for it (and critest checks): a bidirectional bind of a
+/// shared host mount carries mounts both ways; host-to-container only inwards; sources that
+/// cannot propagate are refused with INVALID_ARGUMENT; privileged containers need a
+/// privileged pod.
+fn mount_propagation(env: &Env) {
+    use nix::mount::{MsFlags, mount};
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        pull_ok(&node, &env.set.busybox.reference()).await;
+        let bb = env.set.busybox.reference();
+        let host = tempfile::Builder::new()
+            .prefix("berth-e2e-prop-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let shared = OwnMount::new(&host.path().join("shared"), None, &[MsFlags::MS_SHARED]);
+        let private = OwnMount::new(&host.path().join("private"), None, &[MsFlags::MS_PRIVATE]);
+        // A slave needs a master: a second shared mount, bound again and made its slave.
+        let master = OwnMount::new(&host.path().join("master"), None, &[MsFlags::MS_SHARED]);
+        let slave = OwnMount::new(
+            &host.path().join("slave"),
+            Some(&master),
+            &[MsFlags::MS_SLAVE],
+        );
+        let bind = |src: &OwnMount, dst: &str, p: MountPropagation| Mount {
+            container_path: dst.into(),
+            host_path: src.0.display().to_string(),
+            propagation: p as i32,
+            ..Default::default()
+        };
+        let privileged = |cfg: &mut ContainerConfig| {
+            cfg.linux
+                .get_or_insert_default()
+                .security_context
+                .get_or_insert_default()
+                .privileged = true;
+        };
+
+        // Not privileged pod: no privileged container.
+        let plain = run_pod(&node, pod_config("prop-plain", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let mut cfg = container_config("priv", &bb, &["sleep", "60"]);
+        privileged(&mut cfg);
+        let e = create_container(&node, &plain, cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("privileged"), "{e:?}");
+        remove_pod(&node, &plain).await;
+
+        let mut pcfg = pod_config("prop", NamespaceMode::Pod);
+        pcfg.log_directory = node.dir.path().join("logs").display().to_string();
+        pcfg.linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .privileged = true;
+        let pod = run_pod(&node, pcfg).await.unwrap();
+
+        // Sources that cannot propagate the way asked.
+        for (src, p, what) in [
+            (
+                &private,
+                MountPropagation::PropagationBidirectional,
+                "shared",
+            ),
+            (
+                &private,
+                MountPropagation::PropagationHostToContainer,
+                "shared or slave",
+            ),
+            (&slave, MountPropagation::PropagationBidirectional, "shared"),
+        ] {
+            let mut cfg = container_config("bad", &bb, &["sleep", "60"]);
+            privileged(&mut cfg);
+            cfg.mounts = vec![bind(src, "/mnt/x", p)];
+            let e = create_container(&node, &pod, cfg).await.unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+            assert!(
+                e.message().contains(&format!("not a {what} mount")),
+                "{e:?}"
+            );
+        }
+
+        let mut cfg = container_config("prop", &bb, &["sleep", "600"]);
+        privileged(&mut cfg);
+        cfg.mounts = vec![
+            bind(
+                &shared,
+                "/mnt/bi",
+                MountPropagation::PropagationBidirectional,
+            ),
+            bind(
+                &slave,
+                "/mnt/in",
+                MountPropagation::PropagationHostToContainer,
+            ),
+            bind(
+                &shared,
+                "/mnt/private",
+                MountPropagation::PropagationPrivate,
+            ),
+        ];
+        let id = create_container(&node, &pod, cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}\n{}", node.log_text()));
+        start_container(&node, &id).await;
+
+        // Host → container, through both propagating binds; not through the private one.
+        for (src, sub) in [(&shared, "h1"), (&master, "h2")] {
+            let d = src.0.join(sub);
+            std::fs::create_dir(&d).unwrap();
+            mount(
+                Some("tmpfs"),
+                &d,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .unwrap();
+            std::fs::write(d.join("from-host"), "hi").unwrap();
+        }
+        assert_eq!(sh(&node, &id, "cat /mnt/bi/h1/from-host").await, "hi");
+        assert_eq!(sh(&node, &id, "cat /mnt/in/h2/from-host").await, "hi");
+        assert_eq!(
+            sh(&node, &id, "ls /mnt/private/h1 | wc -l").await.trim(),
+            "0"
+        );
+
+        // Container → host only through the bidirectional one.
+        sh(
+            &node,
+            &id,
+            "mkdir -p /mnt/bi/c1 /mnt/in/c2 && mount -t tmpfs none /mnt/bi/c1 && \
+             mount -t tmpfs none /mnt/in/c2 && echo yo > /mnt/bi/c1/f && echo yo > /mnt/in/c2/f",
+        )
+        .await;
+        assert_eq!(
+            std::fs::read_to_string(shared.0.join("c1/f")).unwrap_or_default(),
+            "yo\n"
+        );
+        assert!(!slave.0.join("c2/f").exists());
+
+        let status = node
+            .runtime()
+            .await
+            .container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap();
+        let propagations: Vec<i32> = status.mounts.iter().map(|m| m.propagation).collect();
+        assert!(propagations.contains(&(MountPropagation::PropagationBidirectional as i32)));
+
+        remove_pod(&node, &pod).await;
+        drop((shared, private, slave, master));
     });
 }

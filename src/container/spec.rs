@@ -137,6 +137,19 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         .as_ref()
         .and_then(|l| l.security_context.clone())
         .unwrap_or_default();
+    let pod_privileged = input
+        .sandbox
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .is_some_and(|s| s.privileged);
+    if sec.privileged && !pod_privileged {
+        // kubelet marks the pod privileged when any of its containers is (containerd's rule).
+        return Err(SpecError::Invalid(
+            "no privileged container allowed in sandbox: the pod sandbox is not privileged".into(),
+        ));
+    }
     let resources = c
         .linux
         .as_ref()
@@ -271,7 +284,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         process["capabilities"]["inheritable"] = json!(ambient);
     }
 
-    let mounts = mounts(
+    let (mounts, rootfs_propagation) = mounts(
         c,
         sec.privileged,
         &pod_file_mounts(input.sandbox, sec.readonly_rootfs),
@@ -317,6 +330,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     }
     if let Some(profile) = super::seccomp::profile(&sec, &caps)? {
         linux["seccomp"] = profile;
+    }
+    if let Some(p) = rootfs_propagation {
+        linux["rootfsPropagation"] = json!(p);
     }
 
     let mut annotations: BTreeMap<String, String> = c.annotations.clone().into_iter().collect();
@@ -451,12 +467,15 @@ fn pod_file_mounts(sandbox: &SandboxRecord, readonly: bool) -> Vec<Value> {
 }
 
 /// Default mounts, the pod's files, then the request's binds (a bind on a default destination
-/// replaces it), parents before children.
+/// replaces it), parents before children; and the root's propagation the binds need (as
+/// containerd: `rshared` for a bidirectional bind, else `rslave` for a host-to-container one,
+/// whose sources must be shared, or shared or slave, on the host).
 fn mounts(
     c: &ContainerConfig,
     privileged: bool,
     pod_files: &[Value],
-) -> Result<Vec<Value>, SpecError> {
+) -> Result<(Vec<Value>, Option<&'static str>), SpecError> {
+    let mut rootfs_propagation = None;
     let mut out = default_mounts(privileged);
     out.extend(pod_files.iter().cloned());
     let mut binds = Vec::new();
@@ -486,8 +505,16 @@ fn mounts(
             })?;
         }
         let propagation = match MountPropagation::try_from(m.propagation) {
-            Ok(MountPropagation::PropagationHostToContainer) => "rslave",
-            Ok(MountPropagation::PropagationBidirectional) => "rshared",
+            Ok(MountPropagation::PropagationHostToContainer) => {
+                ensure_propagates(&host, false)?;
+                rootfs_propagation.get_or_insert("rslave");
+                "rslave"
+            }
+            Ok(MountPropagation::PropagationBidirectional) => {
+                ensure_propagates(&host, true)?;
+                rootfs_propagation = Some("rshared");
+                "rshared"
+            }
             _ => "rprivate",
         };
         let mut options = vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }];
@@ -515,7 +542,70 @@ fn mounts(
             .as_str()
             .map_or(0, |d| Path::new(d).components().count())
     });
-    Ok(out)
+    Ok((out, rootfs_propagation))
+}
+
+/// A bind with host-to-container (or bidirectional) propagation only works when the mount
+/// holding its source is in a shared (or slave, for host-to-container) peer group on the host:
+/// refuse it otherwise, as containerd and runc do, rather than start a container whose mounts
+/// silently never propagate.
+fn ensure_propagates(source: &Path, bidirectional: bool) -> Result<(), SpecError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| SpecError::Invalid(format!("reading /proc/self/mountinfo: {e}")))?;
+    let real = std::fs::canonicalize(source)
+        .map_err(|e| SpecError::Invalid(format!("mount source {}: {e}", source.display())))?;
+    let Some((mount_point, optional)) = mount_holding(&info, &real) else {
+        return Err(SpecError::Invalid(format!(
+            "no mount holds {}",
+            real.display()
+        )));
+    };
+    let shared = optional.iter().any(|f| f.starts_with("shared:"));
+    let slave = optional.iter().any(|f| f.starts_with("master:"));
+    if shared || (!bidirectional && slave) {
+        return Ok(());
+    }
+    Err(SpecError::Invalid(format!(
+        "path {} is mounted on {} but it is not a {} mount",
+        source.display(),
+        mount_point.display(),
+        if bidirectional {
+            "shared"
+        } else {
+            "shared or slave"
+        }
+    )))
+}
+
+/// The mount point (the last, i.e. topmost, of the longest matching ones) holding `path` in a
+/// mountinfo text, with its optional fields (`shared:N`, `master:N`, ...).
+fn mount_holding(mountinfo: &str, path: &Path) -> Option<(PathBuf, Vec<String>)> {
+    let mut best: Option<(PathBuf, Vec<String>)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields
+            .get(4)
+            .map(|m| PathBuf::from(berth_shim::executor::rootfs::unescape_mountinfo(m)))
+        else {
+            continue;
+        };
+        if !path.starts_with(&point) {
+            continue;
+        }
+        let optional: Vec<String> = fields
+            .iter()
+            .skip(6)
+            .take_while(|f| **f != "-")
+            .map(|f| f.to_string())
+            .collect();
+        let longer = best
+            .as_ref()
+            .is_none_or(|(b, _)| point.components().count() >= b.components().count());
+        if longer {
+            best = Some((point, optional));
+        }
+    }
+    best
 }
 
 /// Devices from the request, and the device cgroup rules: deny all, allow containerd's
@@ -890,11 +980,22 @@ mod tests {
         assert_eq!(s["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(s["linux"]["resources"]["cpu"]["shares"], 512);
         assert_eq!(s["hostname"], "podhost");
-        // Privileged: every capability, no masked or read-only paths, sysfs writable.
+        // Privileged: every capability, no masked or read-only paths, sysfs writable; only in
+        // a privileged pod.
         let sec = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
         sec.privileged = true;
         sec.capabilities = None;
         sec.masked_paths.clear();
+        let e = build_with(&c, json!({}), &sb).unwrap_err();
+        assert!(e.to_string().contains("no privileged container"), "{e}");
+        let mut sb = sb.clone();
+        sb.config
+            .linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .get_or_insert_default()
+            .privileged = true;
         let s = spec_json(&build_with(&c, json!({}), &sb).unwrap());
         assert_eq!(
             set(&s["process"]["capabilities"]["bounding"]),
@@ -947,13 +1048,11 @@ mod tests {
                     container_path: "/data/sub".into(),
                     host_path: host.path().display().to_string(),
                     readonly: true,
-                    propagation: MountPropagation::PropagationHostToContainer as i32,
                     ..Default::default()
                 },
                 Mount {
                     container_path: "/data".into(),
                     host_path: missing.display().to_string(),
-                    propagation: MountPropagation::PropagationBidirectional as i32,
                     ..Default::default()
                 },
                 Mount {
@@ -976,12 +1075,51 @@ mod tests {
         assert!(pos("/data") < pos("/data/sub"));
         assert_eq!(
             m[pos("/data/sub")]["options"],
-            json!(["rbind", "rslave", "ro"])
+            json!(["rbind", "rprivate", "ro"])
         );
         assert_eq!(
             m[pos("/data")]["options"],
-            json!(["rbind", "rshared", "rw"])
+            json!(["rbind", "rprivate", "rw"])
         );
+        assert!(s["linux"].get("rootfsPropagation").is_none());
+        // Propagating binds: rslave / rshared, and the root's propagation to match, when the
+        // source's mount on this host allows it; a precise refusal otherwise (the e2e suite
+        // makes shared and private mounts of its own to see both).
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let (_, optional) = mount_holding(&info, &host.path().canonicalize().unwrap()).unwrap();
+        let shared = optional.iter().any(|f| f.starts_with("shared:"));
+        let slave = optional.iter().any(|f| f.starts_with("master:"));
+        for (mode, option, root, allowed) in [
+            (
+                MountPropagation::PropagationHostToContainer,
+                "rslave",
+                "rslave",
+                shared || slave,
+            ),
+            (
+                MountPropagation::PropagationBidirectional,
+                "rshared",
+                "rshared",
+                shared,
+            ),
+        ] {
+            let mut c = c.clone();
+            c.mounts[0].propagation = mode as i32;
+            match build_with(&c, json!({}), &sb) {
+                Ok(spec) => {
+                    assert!(allowed, "{mode:?} on a mount that cannot propagate");
+                    let s = spec_json(&spec);
+                    let m = s["mounts"].as_array().unwrap();
+                    let sub = m.iter().find(|x| x["destination"] == "/data/sub").unwrap();
+                    assert_eq!(sub["options"], json!(["rbind", option, "ro"]));
+                    assert_eq!(s["linux"]["rootfsPropagation"], root);
+                }
+                Err(e) => {
+                    assert!(!allowed, "{mode:?}: {e}");
+                    assert!(e.to_string().contains("but it is not a"), "{e}");
+                }
+            }
+        }
         assert_eq!(
             m.iter().filter(|x| x["destination"] == "/dev/shm").count(),
             1
@@ -1028,5 +1166,30 @@ mod tests {
             build_with(&relative, json!({}), &sb),
             Err(SpecError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn the_mount_holding_a_path() {
+        let info = "\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 22 0:25 / /tmp rw,nosuid shared:5 - tmpfs tmpfs rw
+31 30 0:26 / /tmp/p\\040q rw master:7 - tmpfs tmpfs rw
+32 30 0:27 / /tmp/priv rw - tmpfs tmpfs rw
+33 30 0:28 / /tmp/priv rw shared:9 master:3 - tmpfs tmpfs rw
+";
+        let at = |p: &str| mount_holding(info, Path::new(p)).unwrap();
+        assert_eq!(at("/etc/x"), (PathBuf::from("/"), vec!["shared:1".into()]));
+        assert_eq!(
+            at("/tmp/a"),
+            (PathBuf::from("/tmp"), vec!["shared:5".into()])
+        );
+        assert_eq!(at("/tmp/p q/r").0, PathBuf::from("/tmp/p q"));
+        assert_eq!(at("/tmp/p q/r").1, vec!["master:7".to_string()]);
+        // Stacked mounts: the topmost (last) one counts.
+        assert_eq!(
+            at("/tmp/priv/x").1,
+            vec!["shared:9".to_string(), "master:3".into()]
+        );
+        assert_eq!(at("/tmp/private").0, PathBuf::from("/tmp"));
     }
 }

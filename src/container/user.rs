@@ -132,6 +132,16 @@ pub fn resolve(rootfs: &Path, req: &UserRequest) -> Result<Identity, UserError> 
         .map(|t| parse_group(&t))
         .unwrap_or_default();
 
+    // A group needs a user to go with it (containerd: "user group is specified without
+    // user"); the image's user does not count.
+    if let Some(g) = req.run_as_group
+        && req.run_as_user.is_none()
+        && req.run_as_username.is_empty()
+    {
+        return Err(UserError::Invalid(format!(
+            "run_as_group {g} is set without run_as_user or run_as_username"
+        )));
+    }
     // The security context wins over the image; a user name needs the passwd file.
     let (user_part, group_part) = if let Some(uid) = req.run_as_user {
         (id_from(uid, "uid")?.to_string(), None)
@@ -286,6 +296,27 @@ mod tests {
             )
             .is_err()
         );
+        // A group alone is refused, even when the image names a user; with a name it is fine.
+        let e = resolve(
+            r.path(),
+            &UserRequest {
+                image_user: "app".into(),
+                run_as_group: Some(1002),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("without run_as_user"), "{e}");
+        let id = resolve(
+            r.path(),
+            &UserRequest {
+                run_as_username: "app".into(),
+                run_as_group: Some(1002),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((id.uid, id.gid), (1000, 1002));
     }
 
     #[test]

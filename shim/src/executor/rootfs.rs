@@ -281,7 +281,7 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-pub(crate) fn unescape_mountinfo(s: &str) -> String {
+pub fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
