@@ -1445,6 +1445,21 @@ fn create_container_failures_leave_no_trace(env: &Env) {
         no_meta.metadata = None;
         let e = create_container(&node, &pod, no_meta).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        // An AppArmor profile that is not loaded (or a host without AppArmor): refused.
+        let mut unloaded = ok_config.clone();
+        unloaded.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                apparmor: Some(SecurityProfile {
+                    profile_type: security_profile::ProfileType::Localhost as i32,
+                    localhost_ref: "berth-e2e-not-loaded".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let e = create_container(&node, &pod, unloaded).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("apparmor profile"), "{e:?}");
         let mut bad_cap = ok_config.clone();
         bad_cap.linux = Some(LinuxContainerConfig {
             security_context: Some(LinuxContainerSecurityContext {

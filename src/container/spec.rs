@@ -334,6 +334,9 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     if let Some(p) = rootfs_propagation {
         linux["rootfsPropagation"] = json!(p);
     }
+    if let Some(profile) = super::apparmor::profile(&sec)? {
+        process["apparmorProfile"] = json!(profile);
+    }
 
     let mut annotations: BTreeMap<String, String> = c.annotations.clone().into_iter().collect();
     let pod = input.sandbox.config.metadata.clone().unwrap_or_default();

@@ -303,6 +303,7 @@ fn setup_and_exec(p: &Prepared) -> Result<Infallible> {
         tracing::warn!("{warning}");
     }
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    security::apply_apparmor(process.apparmor_profile().as_deref())?;
     let caps = match process.capabilities() {
         Some(spec_caps) => {
             let mut sets = CapSets::from_spec(spec_caps);

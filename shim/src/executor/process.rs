@@ -569,6 +569,7 @@ fn init_child(
         tracing::warn!("{warning}");
     }
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    security::apply_apparmor(process.apparmor_profile().as_deref())?;
     let caps = match process.capabilities() {
         Some(spec_caps) => {
             let mut sets = CapSets::from_spec(spec_caps);

@@ -259,6 +259,33 @@ pub fn apply_capabilities(sets: &CapSets) -> Result<()> {
     Ok(())
 }
 
+/// `process.apparmorProfile`: ask the kernel to confine the next execve with `profile`, as
+/// runc does (`exec <profile>` into the task's AppArmor exec attribute; the older kernels'
+/// attribute path when the per-LSM one is absent). None or empty: unchanged.
+pub fn apply_apparmor(profile: Option<&str>) -> Result<()> {
+    let Some(profile) = profile.filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let request = format!("exec {profile}");
+    let mut last = None;
+    for path in [
+        "/proc/thread-self/attr/apparmor/exec",
+        "/proc/thread-self/attr/exec",
+    ] {
+        match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                return f
+                    .write_all(request.as_bytes())
+                    .ctx(|| format!("setting the AppArmor profile {profile:?}"));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no AppArmor attribute")))
+        .ctx(|| format!("setting the AppArmor profile {profile:?}"))
+}
+
 /// PR_SET_NO_NEW_PRIVS.
 pub fn set_no_new_privs() -> Result<()> {
     prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS")
