@@ -13,9 +13,10 @@ PREFIX ?= /usr/local
 # test VM (e2e/cg2vm).
 BUILD_DEBS := protobuf-compiler build-essential pkg-config ca-certificates curl
 TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2 iptables openssl \
-	qemu-system-x86 kmod cpio
+	qemu-system-x86 kmod cpio python3-venv
+E2E_PYTHON := target/e2e-python/bin/python
 
-.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean
+.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean critest
 
 all: build
 
@@ -28,6 +29,10 @@ deps-test: deps-build
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@# A gRPC client of another language for e2e: a current grpcio (gRPC C-core) from PyPI.
+	@$(E2E_PYTHON) -c 'import grpc' 2>/dev/null || { echo "installing grpcio (PyPI) into target/e2e-python"; \
+	  rm -rf target/e2e-python && /usr/bin/python3 -m venv target/e2e-python && \
+	  target/e2e-python/bin/pip install -q 'grpcio>=1.57'; }
 
 rust:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \
@@ -76,6 +81,19 @@ test-cgroup2: deps-test build
 	time e2e/cg2vm --share $(CURDIR) --mem $(CG2VM_MEM) -- "$$bin" --test-threads=1 $(CG2VM_ARGS)
 
 test: deps-test lint unit e2e test-cgroup2
+
+# cri-tools' critest (built by hand, never by this Makefile: see README) against a debug berthd
+# in a private network namespace, with stand-in images (e2e/src/critest_images.rs). Not part of
+# `make test`. CRITEST=/path/to/critest (default: on PATH), CRITEST_ARGS='--ginkgo.focus=...'.
+# Without critest it says how to get it and succeeds. The harness is run directly, not through
+# cargo, so no cargo lock is held while critest runs.
+critest: deps-test rust
+	$(CARGO) build -p berth -p berth-shim --bins
+	@bin=$$($(CARGO) test -p berth-e2e --test critest --no-run --message-format=json \
+	  | grep '"reason":"compiler-artifact"' | grep '"name":"critest"' \
+	  | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1); \
+	[ -x "$$bin" ] || { echo "critest: no test executable" >&2; exit 1; }; \
+	"$$bin"
 
 bench: deps-test rust
 	@command -v containerd >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc; }

@@ -329,3 +329,66 @@ pub fn net_pod(name: &str, node: &Node) -> PodSandboxConfig {
     }
     cfg
 }
+
+/// A shell script printing every process of the container's PID namespace, one
+/// `/proc/<pid>/stat` line each (builtins only: the checking shell is the one extra process).
+pub const PROC_STATS: &str =
+    "for s in /proc/[0-9]*/stat; do read -r l < $s 2>/dev/null && echo \"$l\"; done";
+
+/// From PROC_STATS output: every process besides PID 1, the checking shell and the exec
+/// reaper that runs it (the shell's parent); and every zombie.
+pub fn proc_leftovers(stats: &str) -> Vec<String> {
+    // (pid, comm, state, ppid) of each line; comm may hold spaces and parentheses.
+    let parse = |l: &str| {
+        let pid = l.split_whitespace().next().unwrap_or_default().to_string();
+        let open = l.find('(').unwrap_or(0);
+        let close = l.rfind(')').unwrap_or(l.len());
+        let comm = l.get(open + 1..close).unwrap_or_default().to_string();
+        let mut rest = l.get(close + 1..).unwrap_or_default().split_whitespace();
+        let state = rest.next().unwrap_or_default().to_string();
+        let ppid = rest.next().unwrap_or_default().to_string();
+        (pid, comm, state, ppid)
+    };
+    let procs: Vec<_> = stats.lines().map(|l| (l, parse(l))).collect();
+    let checkers: Vec<&str> = procs
+        .iter()
+        .filter(|(_, (_, comm, state, _))| comm == "sh" && state != "Z")
+        .map(|(_, (pid, ..))| pid.as_str())
+        .collect();
+    let reapers: Vec<&str> = procs
+        .iter()
+        .filter(|(_, (_, comm, ..))| comm == "sh")
+        .map(|(_, (.., ppid))| ppid.as_str())
+        .collect();
+    procs
+        .iter()
+        .filter(|(_, (pid, _, state, _))| {
+            state == "Z"
+                || (pid != "1"
+                    && !checkers.contains(&pid.as_str())
+                    && !reapers.contains(&pid.as_str()))
+        })
+        .map(|(l, _)| l.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod leftover_tests {
+    use super::proc_leftovers;
+
+    #[test]
+    fn only_pid1_the_checker_and_its_reaper_are_expected() {
+        let stats = "1 (sleep) S 0 1 1 0\n\
+                     40 (berth-shim) S 0 0 0 0\n\
+                     41 (sh) R 40 41 41 0\n";
+        assert!(proc_leftovers(stats).is_empty());
+        let stats = "1 (sleep) S 0 1 1 0\n\
+                     7 (sleep) Z 1 7 7 0\n\
+                     8 (my (odd) name) S 1 8 8 0\n\
+                     40 (berth-shim) S 0 0 0 0\n\
+                     41 (sh) R 40 41 41 0\n";
+        let left = proc_leftovers(stats);
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left[0].starts_with("7 ") && left[1].starts_with("8 "));
+    }
+}

@@ -2,6 +2,7 @@
 //! and test images our own code builds from Debian's busybox-static.
 
 pub mod cri;
+pub mod critest_images;
 pub mod images;
 pub mod netns;
 pub mod node;

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
             version_status_runtime_config,
         ),
         ("daemon_lifecycle", daemon_lifecycle),
+        ("every_grpc_client", every_grpc_client),
         ("pull_busybox_and_inspect", pull_busybox_and_inspect),
         ("pull_formats_and_platforms", pull_formats_and_platforms),
         (
@@ -218,6 +219,11 @@ fn version_status_runtime_config(env: &Env) {
         };
         let s = rt.status(StatusRequest { verbose: true }).await.unwrap().into_inner();
         assert!(s.info.contains_key("config"));
+        // The newer security features, advertised because they work (see their own tests).
+        assert!(s.features.as_ref().unwrap().supplemental_groups_policy);
+        let handler = &s.runtime_handlers[0];
+        assert_eq!(handler.name, "");
+        assert!(handler.features.as_ref().unwrap().recursive_read_only_mounts);
         let c = conditions(s);
         assert!(c["RuntimeReady"].status);
         assert!(!c["NetworkReady"].status, "no CNI config yet");
@@ -260,6 +266,195 @@ fn version_status_runtime_config(env: &Env) {
         let r = rt.checkpoint_container(CheckpointContainerRequest::default()).await;
         assert_eq!(status_code(&r), Code::Unimplemented);
     });
+}
+
+/// A gRPC client berth did not write, in another language: Python's grpcio (gRPC C-core, which
+/// sends the socket path percent-encoded as `:authority`), default options; then raw HTTP/2
+/// requests with every `:authority` form a client may send on a unix socket.
+fn every_grpc_client(env: &Env) {
+    use prost::Message;
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let python = std::env::var("BERTH_E2E_PYTHON").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/e2e-python/bin/python"
+            )
+            .to_string()
+        });
+        assert!(
+            Path::new(&python).exists(),
+            "{python} is missing: `make deps-test` makes a venv with grpcio from PyPI"
+        );
+        let script = node.dir.path().join("client.py");
+        std::fs::write(&script, GRPCIO_CLIENT).unwrap();
+        let mut pod = pod_config("grpcio", NamespaceMode::Pod);
+        pod.log_directory = node.dir.path().join("logs").display().to_string();
+        let calls = [
+            (
+                "/runtime.v1.RuntimeService/Version",
+                VersionRequest {
+                    version: "v1".into(),
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "/runtime.v1.ImageService/ListImages",
+                ListImagesRequest::default().encode_to_vec(),
+            ),
+            (
+                "/runtime.v1.RuntimeService/RunPodSandbox",
+                RunPodSandboxRequest {
+                    config: Some(pod),
+                    runtime_handler: String::new(),
+                }
+                .encode_to_vec(),
+            ),
+        ];
+        let out = tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(&node.socket)
+            .args(
+                calls
+                    .iter()
+                    .map(|(m, req)| format!("{m}={}", hex::encode(req))),
+            )
+            .output()
+            .await
+            .expect("running the grpcio client");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "grpcio client: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let replies: Vec<Vec<u8>> = stdout.lines().map(|l| hex::decode(l).unwrap()).collect();
+        assert_eq!(replies.len(), 3, "{stdout}");
+        let v = VersionResponse::decode(replies[0].as_slice()).unwrap();
+        assert_eq!(
+            (v.runtime_name.as_str(), v.version.as_str()),
+            ("berth", "0.1.0")
+        );
+        let images = ListImagesResponse::decode(replies[1].as_slice()).unwrap();
+        assert!(
+            images.images.iter().any(|i| i.repo_tags.contains(&bb)),
+            "{images:?}"
+        );
+        let pod_id = RunPodSandboxResponse::decode(replies[2].as_slice())
+            .unwrap()
+            .pod_sandbox_id;
+        let st = pod_status(&node, &pod_id).await.unwrap().status.unwrap();
+        assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        })
+        .await
+        .unwrap();
+
+        // Raw HTTP/2, one connection per form.
+        let sock = node.socket.display().to_string();
+        let encoded = sock.trim_start_matches('/').replace('/', "%2F");
+        for authority in ["localhost", "", sock.as_str(), encoded.as_str()] {
+            let reply = raw_h2_version(&node.socket, authority).await;
+            let v = VersionResponse::decode(reply.as_slice())
+                .unwrap_or_else(|e| panic!(":authority {authority:?}: {e}"));
+            assert_eq!(v.runtime_name, "berth", ":authority {authority:?}");
+        }
+    });
+}
+
+/// Calls `METHOD=HEXREQUEST` arguments on the unix socket argv[1] with grpcio's defaults and
+/// raw bytes (no generated code); prints each reply in hex.
+const GRPCIO_CLIENT: &str = r#"
+import sys
+import grpc
+
+sock, calls = sys.argv[1], sys.argv[2:]
+with grpc.insecure_channel("unix://" + sock) as channel:
+    for call in calls:
+        method, request = call.split("=", 1)
+        reply = channel.unary_unary(method)(bytes.fromhex(request), timeout=60)
+        print(reply.hex(), flush=True)
+"#;
+
+/// One unary gRPC Version call written as HTTP/2 frames by hand with the given `:authority`
+/// (HPACK literals without indexing); the reply message. Panics on a reset or a GOAWAY.
+async fn raw_h2_version(socket: &Path, authority: &str) -> Vec<u8> {
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    fn frame(out: &mut Vec<u8>, typ: u8, flags: u8, stream: u32, payload: &[u8]) {
+        let len = payload.len();
+        out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, typ, flags]);
+        out.extend_from_slice(&stream.to_be_bytes());
+        out.extend_from_slice(payload);
+    }
+    fn literal(out: &mut Vec<u8>, name: &str, value: &str) {
+        // Literal without indexing, new name; lengths below 127 fit the 7-bit prefix.
+        for s in [name, value] {
+            assert!(s.len() < 127);
+        }
+        out.push(0);
+        for s in [name, value] {
+            out.push(s.len() as u8);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    let mut block = Vec::new();
+    for (n, v) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/runtime.v1.RuntimeService/Version"),
+        (":authority", authority),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        literal(&mut block, n, v);
+    }
+    let msg = VersionRequest {
+        version: "v1".into(),
+    }
+    .encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    body.extend_from_slice(&msg);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    frame(&mut out, 0x4, 0, 0, &[]);
+    frame(&mut out, 0x1, 0x4, 1, &block);
+    frame(&mut out, 0x0, 0x1, 1, &body);
+    let mut conn = tokio::net::UnixStream::connect(socket).await.unwrap();
+    conn.write_all(&out).await.unwrap();
+    let mut data = Vec::new();
+    let read = async {
+        loop {
+            let mut h = [0u8; 9];
+            conn.read_exact(&mut h).await.unwrap();
+            let len = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+            let mut payload = vec![0u8; len];
+            conn.read_exact(&mut payload).await.unwrap();
+            let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
+            match h[3] {
+                0x3 => panic!(":authority {authority:?}: RST_STREAM {payload:?}"),
+                0x7 => panic!(":authority {authority:?}: GOAWAY {payload:?}"),
+                0x0 if stream == 1 => data.extend_from_slice(&payload),
+                0x1 if stream == 1 && h[4] & 0x1 != 0 => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .unwrap_or_else(|_| panic!(":authority {authority:?}: no reply"));
+    assert!(data.len() >= 5, ":authority {authority:?}: no message");
+    data[5..].to_vec()
 }
 
 fn daemon_lifecycle(env: &Env) {

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         ("failures_leave_nothing", failures_leave_nothing),
         ("fifty_pods_at_once", fifty_pods_at_once),
         ("pod_sysctls", pod_sysctls),
+        ("pod_hostname_as_containerd", pod_hostname_as_containerd),
         ("shared_pid_namespace", shared_pid_namespace),
         ("pod_stats", pod_stats),
     ];
@@ -440,6 +441,52 @@ fn fifty_pods_at_once(env: &Env) {
         }
         assert!(list_pods(&node, None).await.is_empty());
         assert_network_clean(&node, &net, "after 50 removals");
+    });
+}
+
+/// critest's pods: no hostname and a ~70-byte name. As containerd, the UTS namespace, the pod's
+/// hostname file and HOSTNAME keep the node's hostname; a given hostname is set as is, up to the
+/// kernel's 64 bytes; a longer one is refused naming the field, and leaves nothing behind.
+fn pod_hostname_as_containerd(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let host = nix::unistd::gethostname()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+
+        let long_name = "create-PodSandbox-for-container-0f5b9d8e-5c3a-4d7e-9b1a-2c6f8e4d3a21";
+        let mut cfg = net_pod(long_name, &node);
+        cfg.hostname = String::new();
+        let pod = run_pod(&node, cfg)
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox without a hostname: {e:?}"));
+        let c = running(&node, &pod, "c", &bb, "sleep 3600").await;
+        let (_, out) = exec(&node, &c, "hostname; cat /etc/hostname; echo $HOSTNAME").await;
+        assert_eq!(out, format!("{host}\n{host}\n{host}\n"));
+
+        let exact = "h".repeat(64);
+        let mut cfg = net_pod("exact", &node);
+        cfg.hostname = exact.clone();
+        let pod64 = run_pod(&node, cfg)
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox with a 64-byte hostname: {e:?}"));
+        let c64 = running(&node, &pod64, "c", &bb, "sleep 3600").await;
+        let (_, out) = exec(&node, &c64, "hostname; cat /etc/hostname").await;
+        assert_eq!(out, format!("{exact}\n{exact}\n"));
+
+        let mut cfg = net_pod("toolong", &node);
+        cfg.hostname = "h".repeat(65);
+        let err = run_pod(&node, cfg).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains("hostname"), "{err:?}");
+
+        remove_pod(&node, &pod).await;
+        remove_pod(&node, &pod64).await;
+        assert_network_clean(&node, &net, "after the hostname pods");
     });
 }
 

@@ -220,6 +220,19 @@ fn exec_sync(env: &Env) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(gone, "the timed-out command still runs");
+        // A command that forks, in a container whose PID 1 (`sleep`) never reaps: when the
+        // call returns, the command and all it started are dead and reaped (no zombie either).
+        let err = exec(
+            &node,
+            &id,
+            &["sh", "-c", "sleep 4321 & sleep 4322 & sh -c 'sleep 4323 & wait' & wait"],
+            1,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+        let left = proc_leftovers(&sh(&node, &id, PROC_STATS).await);
+        assert!(left.is_empty(), "after the timeout: {left:?}");
 
         // Errors: unknown command, empty command, unknown container, stopped container.
         let err = exec(&node, &id, &["no-such-command"], 10).await.unwrap_err();

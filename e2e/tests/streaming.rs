@@ -226,7 +226,15 @@ fn spdy_exec_stdin_and_tty(env: &Env) {
 fn spdy_exec_client_gone_kills(env: &Env) {
     env.rt.block_on(async {
         let (node, pod, id) = node_with_container(env, "sgone").await;
-        let url = exec_url(&node, &id, &["sleep", "1234"], false, false).await;
+        // A command that forks, in a container whose PID 1 (`sleep`) never reaps.
+        let url = exec_url(
+            &node,
+            &id,
+            &["sh", "-c", "sleep 1234 & sleep 1234 & wait"],
+            false,
+            false,
+        )
+        .await;
         let s = spdy::exec(&url, false, true, true, false, spdy::Options::default())
             .await
             .unwrap();
@@ -250,8 +258,36 @@ fn spdy_exec_client_gone_kills(env: &Env) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(gone, "the command outlived its client");
+        // Nothing of it is left, not even a zombie, besides PID 1 and the checking shell (the
+        // helper may still be reaping: give it a moment, zombies of a PID 1 that never reaps
+        // would stay forever).
+        let mut left = Vec::new();
+        for _ in 0..50 {
+            left = leftovers(&node, &id).await;
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(left.is_empty(), "left in the container: {left:?}");
         remove_pod(&node, &pod).await;
     });
+}
+
+/// The container's processes besides PID 1 and the check itself, and any zombie.
+async fn leftovers(node: &Node, id: &str) -> Vec<String> {
+    let r = node
+        .runtime()
+        .await
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: vec!["sh".into(), "-c".into(), PROC_STATS.into()],
+            timeout: 10,
+        })
+        .await
+        .expect("ExecSync")
+        .into_inner();
+    proc_leftovers(&String::from_utf8_lossy(&r.stdout))
 }
 
 /// Whether `sleep 1234` runs in the container.

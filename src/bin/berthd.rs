@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use berth::config::{Config, DEFAULT_CONFIG_PATH};
 use berth::daemon::Daemon;
+use berth::server::authority::AuthorityFix;
 use clap::Parser;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 
 /// berth: a Kubernetes container runtime (CRI v1).
@@ -137,7 +139,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let served = tonic::transport::Server::builder()
         .add_service(runtime_svc)
         .add_service(image_svc)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Every gRPC client's `:authority` (see berth::server::authority).
+            UnixListenerStream::new(listener).map(|c| c.map(AuthorityFix::new)),
+            shutdown,
+        )
         .await;
     if let Some(m) = metrics {
         m.abort();

@@ -2,9 +2,11 @@
 //!
 //! berthd starts `berth-shim exec` (straight into exec, so no fork happens in this process);
 //! that single-threaded helper joins the container's namespaces and cgroup, takes its identity
-//! and privileges and runs the command as its child (see shim/src/executor/exec.rs). The
-//! helper's stdout/stderr are the command's; it exits with the command's status. A command that
-//! could not be started is reported through an error file, so it is an error, not an exit code.
+//! and privileges and runs the command below a reaper in the container's PID namespace (see
+//! shim/src/executor/exec.rs). The helper's stdout/stderr are the command's; it exits with the
+//! command's status. A command that could not be started is reported through an error file, so
+//! it is an error, not an exit code. An exec that must end early (timeout, client gone) is ended
+//! with SIGTERM to the helper, which kills and reaps everything the command started.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -39,6 +41,72 @@ async fn read_capped<R: AsyncRead + Unpin>(mut r: R) -> Vec<u8> {
                 out.extend_from_slice(&buf[..n.min(room)]);
             }
         }
+    }
+}
+
+/// A running `berth-shim exec`. However the call ends (a timeout, a client gone, the RPC
+/// dropped), an unfinished exec is ended through the helper's SIGTERM, which kills and reaps
+/// the command and everything it started before the helper exits; never by SIGKILL to the
+/// helper alone, which would leave the command's processes to the container's PID 1 (and to a
+/// PID 1 that never reaps, as zombies forever).
+struct Helper(Option<tokio::process::Child>);
+
+impl Helper {
+    /// How long the helper gets to kill and reap the command's tree before it is SIGKILLed.
+    const GRACE: Duration = Duration::from_secs(15);
+
+    /// End the exec (if it still runs) and wait for the helper.
+    async fn end(&mut self) {
+        if let Some(child) = self.0.take() {
+            end_helper(child).await;
+        }
+    }
+}
+
+impl std::ops::Deref for Helper {
+    type Target = tokio::process::Child;
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_ref()
+            .expect("a Helper holds its child until end() or drop")
+    }
+}
+
+impl std::ops::DerefMut for Helper {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0
+            .as_mut()
+            .expect("a Helper holds its child until end() or drop")
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(end_helper(child));
+        }
+    }
+}
+
+async fn end_helper(mut child: tokio::process::Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    if tokio::time::timeout(Helper::GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("exec helper did not end its command in time; killing it");
+        let _ = child.start_kill();
+        let _ = child.wait().await;
     }
 }
 
@@ -80,7 +148,7 @@ impl Containers {
         let name = new_id().map_err(io_err("generating an exec id"))?;
         let error_file = ErrorFile(dir.join(format!("{}.err", &name[..16])));
 
-        let mut child = tokio::process::Command::new(&self.shim_binary)
+        let child = tokio::process::Command::new(&self.shim_binary)
             .arg("exec")
             .arg("--bundle")
             .arg(self.bundle(&rec.id))
@@ -99,6 +167,7 @@ impl Containers {
                 "starting {} exec",
                 self.shim_binary.display()
             )))?;
+        let mut child = Helper(Some(child));
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
             return Err(ContainerError::Io {
                 context: "exec helper without stdio pipes".into(),
@@ -112,21 +181,21 @@ impl Containers {
             crate::metrics::phase("exec_helper", started);
             (out, err, status)
         };
-        let (stdout, stderr, status) = match timeout {
-            Some(t) => match tokio::time::timeout(t, run).await {
-                Ok(r) => r,
-                Err(_) => {
-                    // The helper dies; its child follows (PDEATHSIG) wherever it is.
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
-                    return Err(ContainerError::DeadlineExceeded(format!(
-                        "command {cmd:?} in container {} timed out after {}s",
-                        rec.id,
-                        t.as_secs_f64()
-                    )));
-                }
-            },
-            None => run.await,
+        let outcome = match timeout {
+            Some(t) => tokio::time::timeout(t, run).await.ok(),
+            None => Some(run.await),
+        };
+        let (stdout, stderr, status) = match outcome {
+            Some(r) => r,
+            None => {
+                // The command and all it started are killed and reaped before we answer.
+                child.end().await;
+                return Err(ContainerError::DeadlineExceeded(format!(
+                    "command {cmd:?} in container {} timed out after {}s",
+                    rec.id,
+                    timeout.unwrap_or_default().as_secs_f64()
+                )));
+            }
         };
         let status = status.map_err(io_err("waiting for the exec helper"))?;
         if let Ok(message) = std::fs::read_to_string(&error_file.0) {
@@ -325,7 +394,7 @@ impl Containers {
                 .stderr(piped(expected.stderr));
         }
         let mut child = match command.spawn() {
-            Ok(c) => c,
+            Ok(c) => Helper(Some(c)),
             Err(e) => return fail(error, format!("starting the exec helper: {e}")),
         };
 
@@ -347,7 +416,7 @@ impl Containers {
             let m = match fd.and_then(PtyMaster::new) {
                 Ok(m) => Arc::new(m),
                 Err(e) => {
-                    let _ = child.start_kill();
+                    child.end().await;
                     let msg =
                         std::fs::read_to_string(&error_file.0).unwrap_or_else(|_| e.to_string());
                     return fail(error, msg);
@@ -441,9 +510,8 @@ impl Containers {
         let status = tokio::select! {
             s = child.wait() => s,
             _ = &mut gone => {
-                // The client left: the command goes too (the helper's death takes it along).
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                // The client left: the command and all it started go too.
+                child.end().await;
                 tracing::info!(container = %rec.id, "exec client went away; command killed");
                 return;
             }

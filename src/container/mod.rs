@@ -263,6 +263,12 @@ impl Containers {
         self.dir.join(id)
     }
 
+    /// The OCI runtime spec of container `id` (its bundle's config.json), if readable.
+    pub fn spec_of(&self, id: &str) -> Option<oci_spec::runtime::Spec> {
+        let bytes = std::fs::read(self.bundle(id).join("config.json")).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     fn persist(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
         self.store
             .apply(vec![Change::put(CONTAINERS, &rec.id, rec)?])?;

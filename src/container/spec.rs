@@ -238,6 +238,8 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
             run_as_username: sec.run_as_username.clone(),
             run_as_group: sec.run_as_group.as_ref().map(|v| v.value),
             supplemental_groups: sec.supplemental_groups.clone(),
+            strict_groups: sec.supplemental_groups_policy
+                == k8s_cri::v1::SupplementalGroupsPolicy::Strict as i32,
         },
     )?;
 
@@ -366,15 +368,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         "annotations": annotations,
         "linux": linux,
     });
-    if input.sandbox.pin(NsKind::Uts).is_some() {
+    // The pod's UTS namespace already has its hostname (the node's when none was given).
+    if input.sandbox.pin(NsKind::Uts).is_some() && !input.sandbox.config.hostname.is_empty() {
         spec["hostname"] = json!(hostname);
     }
     serde_json::from_value(spec).map_err(SpecError::Spec)
 }
 
-/// The pod's hostname: its own for a private UTS namespace, the node's otherwise.
+/// The pod's hostname (`HOSTNAME`): the one it was given, the node's otherwise (containerd).
 fn pod_hostname(sandbox: &SandboxRecord) -> String {
-    if sandbox.pin(NsKind::Uts).is_some() && !sandbox.config.hostname.is_empty() {
+    if !sandbox.config.hostname.is_empty() {
         return sandbox.config.hostname.clone();
     }
     nix::unistd::gethostname()
@@ -500,6 +503,22 @@ fn mounts(
                 "image volume mounts are not supported by berth yet".into(),
             ));
         }
+        // As containerd: a recursive read-only bind must be read-only and private (a mount
+        // propagated in later could not be made read-only).
+        if m.recursive_read_only {
+            if !m.readonly {
+                return Err(SpecError::Invalid(format!(
+                    "recursive read-only mount {} must be read-only (readonly: true)",
+                    m.container_path
+                )));
+            }
+            if m.propagation != MountPropagation::PropagationPrivate as i32 {
+                return Err(SpecError::Invalid(format!(
+                    "recursive read-only mount {} requires private propagation",
+                    m.container_path
+                )));
+            }
+        }
         let host = PathBuf::from(&m.host_path);
         if std::fs::symlink_metadata(&host).is_err() {
             // containerd creates a missing bind source as a directory.
@@ -522,12 +541,6 @@ fn mounts(
         };
         let mut options = vec!["rbind", propagation, if m.readonly { "ro" } else { "rw" }];
         if m.recursive_read_only {
-            if !m.readonly {
-                return Err(SpecError::Invalid(format!(
-                    "recursive read-only mount {} must also be read-only",
-                    m.container_path
-                )));
-            }
             options.push("rro");
         }
         binds.push(json!({

@@ -39,6 +39,9 @@ pub struct UserRequest {
     pub run_as_username: String,
     pub run_as_group: Option<i64>,
     pub supplemental_groups: Vec<i64>,
+    /// SupplementalGroupsPolicy Strict: the image's /etc/group memberships are not added (only
+    /// the primary gid and `supplemental_groups`). Merge (false) adds them, Kubernetes' default.
+    pub strict_groups: bool,
 }
 
 struct PasswdEntry {
@@ -184,7 +187,7 @@ pub fn resolve(rootfs: &Path, req: &UserRequest) -> Result<Identity, UserError> 
         gid = id_from(g, "gid")?;
     }
     let mut additional = vec![gid];
-    if let Some(name) = &name {
+    if let Some(name) = name.as_ref().filter(|_| !req.strict_groups) {
         for g in &groups {
             if g.members.iter().any(|m| m == name) && !additional.contains(&g.gid) {
                 additional.push(g.gid);
@@ -201,6 +204,29 @@ pub fn resolve(rootfs: &Path, req: &UserRequest) -> Result<Identity, UserError> 
         uid,
         gid,
         additional_gids: additional,
+    })
+}
+
+/// The identity a process really has, from `/proc/<pid>/status`: real uid, real gid and its
+/// supplementary groups.
+pub fn of_process(pid: u32) -> Option<Identity> {
+    parse_status(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn parse_status(status: &str) -> Option<Identity> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .filter_map(|v| v.parse::<u32>().ok())
+            })
+    };
+    Some(Identity {
+        uid: field("Uid:")?.next()?,
+        gid: field("Gid:")?.next()?,
+        additional_gids: field("Groups:")?.collect(),
     })
 }
 
@@ -258,6 +284,38 @@ mod tests {
         assert_eq!(
             resolve(r.path(), &req("app:nogroup")),
             Err(UserError::NoSuchGroup("nogroup".into()))
+        );
+    }
+
+    #[test]
+    fn identity_from_proc_status() {
+        let status = "Name:\tsh\nUid:\t1000\t1000\t1000\t1000\nGid:\t50000\t50000\t50000\t50000\nGroups:\t50000 60000 \nNgid:\t0\n";
+        assert_eq!(
+            parse_status(status),
+            Some(Identity {
+                uid: 1000,
+                gid: 50000,
+                additional_gids: vec![50000, 60000]
+            })
+        );
+        let id = of_process(std::process::id()).unwrap();
+        assert_eq!(id.uid, nix::unistd::getuid().as_raw());
+        assert_eq!(parse_status("Name: x\n"), None);
+    }
+
+    #[test]
+    fn strict_policy_leaves_out_the_image_groups() {
+        let r = rootfs();
+        let mut q = req("app");
+        q.supplemental_groups = vec![3000];
+        assert_eq!(
+            resolve(r.path(), &q).unwrap().additional_gids,
+            vec![1000, 2000, 3000]
+        );
+        q.strict_groups = true;
+        assert_eq!(
+            resolve(r.path(), &q).unwrap().additional_gids,
+            vec![1000, 3000]
         );
     }
 

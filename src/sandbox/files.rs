@@ -50,7 +50,8 @@ pub fn resolv_conf(dns: Option<&DnsConfig>) -> Option<String> {
 pub fn validate_dns(dns: Option<&DnsConfig>) -> Result<(), String> {
     let Some(dns) = dns else { return Ok(()) };
     for v in dns.servers.iter().chain(&dns.searches).chain(&dns.options) {
-        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // Only what cannot be one resolv.conf line: a line break or NUL would inject lines.
+        if v.chars().any(|c| c == '\n' || c == '\r' || c == '\0') {
             return Err(format!("invalid DNS config value {v:?}"));
         }
     }

@@ -17,6 +17,9 @@ use crate::network::{NetworkError, load_default_network};
 use crate::store::{Change, SANDBOXES, Store, StoreError};
 use namespaces::NsKind;
 
+/// The kernel's limit on a hostname (`HOST_NAME_MAX`): sethostname(2) refuses longer ones.
+const HOST_NAME_MAX: usize = 64;
+
 /// Errors of sandbox operations.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -246,16 +249,11 @@ impl Sandboxes {
         let meta = config.metadata.clone().ok_or_else(|| {
             SandboxError::InvalidArgument("pod sandbox config has no metadata".into())
         })?;
-        for (field, v) in [
-            ("name", &meta.name),
-            ("namespace", &meta.namespace),
-            ("uid", &meta.uid),
-        ] {
-            if v.is_empty() {
-                return Err(SandboxError::InvalidArgument(format!(
-                    "pod sandbox metadata.{field} is required"
-                )));
-            }
+        // The name identifies the pod; namespace and uid may be empty (containerd takes them).
+        if meta.name.is_empty() {
+            return Err(SandboxError::InvalidArgument(
+                "pod sandbox metadata.name is required".into(),
+            ));
         }
         if !runtime_handler.is_empty() {
             return Err(SandboxError::InvalidArgument(format!(
@@ -352,32 +350,27 @@ impl Sandboxes {
         } else {
             None
         };
-        let hostname = if own_network {
-            let h = rec.config.hostname.clone();
-            let h = if h.is_empty() {
-                rec.config.metadata.clone().unwrap_or_default().name
-            } else {
-                h
-            };
-            if h.len() > 64
-                || h.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-            {
-                return Err(SandboxError::InvalidArgument(format!(
-                    "invalid pod hostname {h:?}"
-                )));
-            }
-            h
-        } else {
+        // As containerd: an empty hostname leaves the pod's UTS namespace with the node's
+        // hostname and puts the node's in the pod's hostname file; a given one is used as is.
+        // Only what the kernel refuses is refused (HOST_NAME_MAX).
+        let given = rec.config.hostname.clone();
+        if given.len() > HOST_NAME_MAX {
+            return Err(SandboxError::InvalidArgument(format!(
+                "hostname {given:?} is longer than {HOST_NAME_MAX} bytes"
+            )));
+        }
+        let hostname = if given.is_empty() {
             nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default()
+        } else {
+            given.clone()
         };
         let t = std::time::Instant::now();
         rec.pins = self.pin_all(
             &self.ns_dir.join(&rec.id),
             ns,
-            own_network.then_some(hostname.as_str()),
+            own_network.then_some((!given.is_empty()).then_some(given.as_str())),
         )?;
         crate::metrics::phase("pod_pin_namespaces", t);
         if ns.pid == NamespaceMode::Pod as i32 {
@@ -462,13 +455,13 @@ impl Sandboxes {
         Ok(())
     }
 
-    /// Pin the pod's own namespaces under `dir`: IPC unless hostIPC; network and UTS (with the
-    /// pod's hostname) unless hostNetwork, which keeps the node's hostname as kubelet expects.
+    /// Pin the pod's own namespaces under `dir`: IPC unless hostIPC; network and UTS unless
+    /// hostNetwork (`own_network` is then Some: the hostname to set, None to keep the node's).
     fn pin_all(
         &self,
         dir: &Path,
         ns: &k8s_cri::v1::NamespaceOption,
-        own_network_hostname: Option<&str>,
+        own_network: Option<Option<&str>>,
     ) -> Result<Vec<(String, PathBuf)>, SandboxError> {
         std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
             context: format!("creating {}", dir.display()),
@@ -478,8 +471,8 @@ impl Sandboxes {
         if ns.ipc != NamespaceMode::Node as i32 {
             wanted.push((NsKind::Ipc, None));
         }
-        if let Some(hostname) = own_network_hostname {
-            wanted.push((NsKind::Uts, Some(hostname)));
+        if let Some(hostname) = own_network {
+            wanted.push((NsKind::Uts, hostname));
             wanted.push((NsKind::Net, None));
         }
         let mut pins = Vec::new();

@@ -1,6 +1,7 @@
 //! The CRI gRPC servers. Handlers translate a request, call one domain function and translate
 //! the answer; every call goes through [`instrument::call`].
 
+pub mod authority;
 pub mod image;
 pub mod instrument;
 pub mod runtime;

@@ -5,19 +5,21 @@
 //!
 //! 1. opens the namespaces of the container's init (`/proc/<pid>/ns/*`) for every namespace
 //!    type the spec lists, and joins the container's cgroup itself;
-//! 2. enters the init's PID namespace for its children and forks the exec process;
-//! 3. the child joins the other namespaces (mount last), takes the container's identity and
-//!    privileges exactly as the init did (rlimits, capabilities, user and groups, umask, cwd,
-//!    no_new_privs, seccomp), asks for SIGKILL should the helper die, and execs;
-//! 4. the helper forwards termination signals to the child, waits for it and exits with its
-//!    status (128+signal when it was killed).
+//! 2. enters the init's PID namespace for its children and forks a reaper there, which joins
+//!    the other namespaces (mount last), becomes the child subreaper and forks the command;
+//! 3. the command takes the container's identity and privileges exactly as the init did
+//!    (rlimits, capabilities, user and groups, umask, cwd, no_new_privs, seccomp), asks for
+//!    SIGKILL should the reaper die, and execs;
+//! 4. the helper waits for the command's status and exits with it (128+signal when it was
+//!    killed); SIGTERM, SIGINT, SIGHUP or SIGQUIT end the exec instead: the command and every
+//!    process it started are killed and reaped before the helper exits (see [`launch`]).
 //!
 //! The child reports a failure before its exec on a CLOEXEC pipe (`<code> <message>`); the
 //! helper writes that message to the error file berthd gave it, so berthd can tell "the command
 //! could not be started" from "the command ran and exited non-zero".
 
 use std::convert::Infallible;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -25,10 +27,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, fork, pipe2, setsid};
+use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::process::{ExecPlan, check_single_threaded, clone_flag};
@@ -47,17 +51,6 @@ pub struct ExecRequest {
     pub console_socket: Option<std::path::PathBuf>,
     /// The terminal's initial size (columns, rows).
     pub console_size: Option<(u16, u16)>,
-}
-
-/// The pid of the exec process, for the signal forwarder.
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn forward_signal(sig: libc::c_int) {
-    let child = CHILD.load(Ordering::Relaxed);
-    if child > 0 {
-        // SAFETY: kill is async-signal-safe and takes plain integers.
-        unsafe { libc::kill(child, sig) };
-    }
 }
 
 /// The /proc name of a namespace type.
@@ -188,9 +181,27 @@ fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
     })
 }
 
-/// Join the cgroup, fork into the PID namespace, wait. The outer error is a failure to start.
+/// Join the cgroup, fork the reaper into the PID namespace, wait. The outer error is a failure
+/// to start.
+///
+/// The process tree, so that nothing of an exec outlives an ended exec (a timeout, a client gone)
+/// whatever the container's PID 1 does with orphans (critest runs `top` as PID 1, which never
+/// reaps):
+///
+/// ```text
+/// berth-shim exec (host PID namespace; SIGTERM/SIGINT/SIGHUP end the exec)
+///  └─ reaper (container PID namespace and namespaces, child subreaper, not dumpable)
+///      └─ command (what was asked for), and everything it starts
+/// ```
+///
+/// The reaper reports the command's wait status on a pipe and reaps every orphan of the
+/// command's tree (they are re-parented to it, not to the container's PID 1). When the command
+/// exits on its own the helper ends the reaper and anything the command left in the background
+/// stays, as with `runc exec`. When the helper is told to end the exec it kills the reaper's
+/// whole tree until the reaper has no child left, then the reaper: every process the command
+/// started is gone and reaped when the helper exits.
 fn launch(c: &Container, p: Prepared) -> Result<Outcome> {
-    // Into the container's cgroup first: the child inherits it, limits and all.
+    // Into the container's cgroup first: the children inherit it, limits and all.
     if let Some(path) = c
         .spec
         .linux()
@@ -202,38 +213,82 @@ fn launch(c: &Container, p: Prepared) -> Result<Outcome> {
     if let Some(ns) = &p.pid_ns {
         setns(ns, CloneFlags::CLONE_NEWPID).ctx(|| "joining the container's PID namespace")?;
     }
+    let (sig_r, sig_w) =
+        pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).ctx(|| "creating the signal pipe")?;
+    SIGNAL_PIPE.store(sig_w.as_raw_fd(), Ordering::Relaxed);
+    for sig in ENDING_SIGNALS {
+        let action = SigAction::new(
+            SigHandler::Handler(note_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler only calls write(2) on a non-blocking pipe, which is
+        // async-signal-safe; installed before the fork, reset in the children.
+        unsafe { sigaction(sig, &action) }.ctx(|| format!("installing a {sig} handler"))?;
+    }
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).ctx(|| "creating the report pipe")?;
+    let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC).ctx(|| "creating the status pipe")?;
     // SAFETY: the process is single-threaded (checked in prepare), so the child gets a
-    // consistent copy of every lock and allocator state; it only runs `child_main`, which execs
-    // or _exits.
-    let child = match unsafe { fork() }.ctx(|| "forking the exec process")? {
+    // consistent copy of every lock and allocator state; it only runs `reaper_main`, which
+    // _exits.
+    let reaper = match unsafe { fork() }.ctx(|| "forking the exec reaper")? {
         ForkResult::Child => {
-            drop(err_r);
-            child_main(&p, err_w)
+            drop((err_r, status_r, sig_r, sig_w));
+            reaper_main(&p, err_w, status_w)
         }
         ForkResult::Parent { child } => child,
     };
-    drop(err_w);
-    CHILD.store(child.as_raw(), Ordering::Relaxed);
-    for sig in [
-        libc::SIGTERM,
-        libc::SIGINT,
-        libc::SIGHUP,
-        libc::SIGQUIT,
-        libc::SIGUSR1,
-        libc::SIGUSR2,
-    ] {
-        // SAFETY: the handler only calls kill(2), which is async-signal-safe.
-        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
-    }
+    drop((err_w, status_w));
 
-    let report = read_all(&err_r);
-    let status = loop {
-        match waitpid(child, None) {
+    let mut report = Vec::new();
+    let mut err_open = true;
+    let mut status_bytes = Vec::new();
+    let ended = loop {
+        let mut fds = vec![
+            PollFd::new(status_r.as_fd(), PollFlags::POLLIN),
+            PollFd::new(sig_r.as_fd(), PollFlags::POLLIN),
+        ];
+        if err_open {
+            fds.push(PollFd::new(err_r.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
             Err(Errno::EINTR) => continue,
-            other => break other,
+            Err(e) => {
+                kill_tree(reaper);
+                return Err(Error::Init(format!("poll: {e}")));
+            }
+            Ok(_) => {}
+        }
+        let ready = |i: usize, fds: &[PollFd]| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (status_ready, sig_ready, err_ready) =
+            (ready(0, &fds), ready(1, &fds), err_open && ready(2, &fds));
+        drop(fds);
+        if sig_ready {
+            break true;
+        }
+        if err_ready && !read_some(&err_r, &mut report) {
+            err_open = false;
+        }
+        if status_ready && !read_some(&status_r, &mut status_bytes) {
+            // The reaper closed its end: it reported (or died trying).
+            break false;
         }
     };
+    if ended {
+        kill_tree(reaper);
+        return Ok(Ok(128 + libc::SIGKILL));
+    }
+    // The command is done; what it left in the background stays (the reaper goes, its orphans
+    // pass to the container's PID 1, as they would have without it).
+    let _ = nix::sys::signal::kill(reaper, Signal::SIGKILL);
+    let _ = wait_eintr(reaper);
+    if err_open {
+        while read_some(&err_r, &mut report) {}
+    }
     if !report.is_empty() {
         let text = String::from_utf8_lossy(&report);
         let (code, message) = match text.split_once(' ') {
@@ -242,29 +297,191 @@ fn launch(c: &Container, p: Prepared) -> Result<Outcome> {
         };
         return Ok(Err(StartError { code, message }));
     }
-    Ok(Ok(match status.ctx(|| "waiting for the exec process")? {
-        WaitStatus::Exited(_, code) => code,
-        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
-        other => {
-            return Err(Error::Init(format!(
-                "unexpected wait status of the exec process: {other:?}"
-            )));
-        }
-    }))
+    let raw: [u8; 4] = status_bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::Init("the exec reaper died before the command ended".into()))?;
+    Ok(Ok(decode_status(i32::from_ne_bytes(raw))))
 }
 
-/// Read a pipe to EOF (retrying on EINTR).
-fn read_all(fd: &OwnedFd) -> Vec<u8> {
-    let mut out = Vec::new();
+/// Signals that end an exec: the command and all it started are killed.
+const ENDING_SIGNALS: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// Write end of the helper's self-pipe (poll wakes on a signal without a race).
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn note_signal(_sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
+        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
+    }
+}
+
+/// Read what is there; false at EOF (or an error other than EINTR/EAGAIN).
+fn read_some(fd: &OwnedFd, out: &mut Vec<u8>) -> bool {
     let mut buf = [0u8; 4096];
     loop {
         match nix::unistd::read(fd, &mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Ok(0) => return false,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                return true;
+            }
             Err(Errno::EINTR) => continue,
-            Err(_) => return out,
+            Err(Errno::EAGAIN) => return true,
+            Err(_) => return false,
         }
     }
+}
+
+fn wait_eintr(pid: Pid) -> nix::Result<WaitStatus> {
+    loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// A raw wait status as an exit code: the code, or 128+signal.
+fn decode_status(raw: i32) -> i32 {
+    if libc::WIFEXITED(raw) {
+        libc::WEXITSTATUS(raw)
+    } else if libc::WIFSIGNALED(raw) {
+        128 + libc::WTERMSIG(raw)
+    } else {
+        255
+    }
+}
+
+/// The reaper: joins the container's namespaces, becomes the subreaper of the command's tree,
+/// forks the command, reports its wait status (4 bytes, native order) and reaps until no child
+/// is left. Never returns.
+fn reaper_main(p: &Prepared, report: OwnedFd, status: OwnedFd) -> ! {
+    let fail = |report: &OwnedFd, e: Error| -> ! {
+        let _ = nix::unistd::write(report, format!("1 {e}").as_bytes());
+        // SAFETY: _exit ends the process at once, without running exit handlers.
+        unsafe { libc::_exit(1) }
+    };
+    if let Err(e) = reaper_setup(p) {
+        fail(&report, e)
+    }
+    // SAFETY: still single-threaded (a fork of a single-threaded process); the child only runs
+    // `child_main`, which execs or _exits.
+    let command = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(status);
+            child_main(p, report)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => fail(
+            &report,
+            Error::Init(format!("forking the exec process: {e}")),
+        ),
+    };
+    drop(report);
+    let mut status = Some(status);
+    loop {
+        let mut raw: libc::c_int = 0;
+        // SAFETY: waitpid writes the status into a local integer.
+        let pid = unsafe { libc::waitpid(-1, &mut raw, 0) };
+        if pid == command.as_raw()
+            && let Some(fd) = status.take()
+        {
+            let _ = nix::unistd::write(&fd, &raw.to_ne_bytes());
+        }
+        if pid < 0 && Errno::last() != Errno::EINTR {
+            // No child left at all: nothing of the command remains.
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// The reaper's own setup: default signals, not dumpable (no ptrace or /proc/<pid>/ handles from
+/// the container's processes), dies with the helper, subreaper, then the container's namespaces.
+fn reaper_setup(p: &Prepared) -> Result<()> {
+    security::reset_signals()?;
+    nix::sys::prctl::set_dumpable(false).ctx(|| "PR_SET_DUMPABLE")?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG")?;
+    nix::sys::prctl::set_child_subreaper(true).ctx(|| "PR_SET_CHILD_SUBREAPER")?;
+    for (typ, fd) in &p.joins {
+        setns(fd, clone_flag(*typ)?).ctx(|| format!("joining the container's {typ} namespace"))?;
+    }
+    Ok(())
+}
+
+/// Kill every descendant of `root` (host pids: the helper is in the host PID namespace) until
+/// the reaper has reaped them all, then the reaper itself.
+fn kill_tree(root: Pid) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all = descendants(root);
+        if all.is_empty() || std::time::Instant::now() > deadline {
+            break;
+        }
+        for pid in all {
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = nix::sys::signal::kill(root, Signal::SIGKILL);
+    let _ = wait_eintr(root);
+}
+
+/// Every live or unreaped descendant of `root`, from `/proc/<pid>/stat` parent links.
+fn descendants(root: Pid) -> Vec<Pid> {
+    let mut parent_of = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Some(ppid) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(stat_ppid)
+            {
+                parent_of.push((pid, ppid));
+            }
+        }
+    }
+    tree_below(root.as_raw(), &parent_of)
+        .into_iter()
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The parent pid from a `/proc/<pid>/stat` line (the field after the state, after the comm,
+/// which may hold spaces and parentheses).
+fn stat_ppid(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The pids below `root` in a (pid, parent) list.
+fn tree_below(root: i32, parent_of: &[(i32, i32)]) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for &(pid, ppid) in parent_of {
+            if ppid == p && pid != root && !found.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found
 }
 
 /// The exec child: set up, exec. Never returns.
@@ -282,14 +499,10 @@ fn child_main(p: &Prepared, report: OwnedFd) -> ! {
 }
 
 fn setup_and_exec(p: &Prepared) -> Result<Infallible> {
-    // getppid() as seen now (0 when the parent is outside our PID namespace): if it changes,
-    // the helper died.
+    // getppid() as seen now (the reaper): if it changes, the reaper died.
     let parent = nix::unistd::getppid();
     security::reset_signals()?;
     setsid().ctx(|| "setsid")?;
-    for (typ, fd) in &p.joins {
-        setns(fd, clone_flag(*typ)?).ctx(|| format!("joining the container's {typ} namespace"))?;
-    }
     let process = &p.process;
     if let Some(console) = &p.console {
         // A pty of the container's own devpts, the command's terminal; the master goes out.
@@ -322,10 +535,10 @@ fn setup_and_exec(p: &Prepared) -> Result<Infallible> {
     if let Some(sets) = &caps {
         security::apply_capabilities(sets)?;
     }
-    // After the user switch (a credential change clears it): die with the helper.
+    // After the user switch (a credential change clears it): die with the reaper.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG")?;
     if nix::unistd::getppid() != parent {
-        return Err(Error::Init("the exec helper is gone".into()));
+        return Err(Error::Init("the exec reaper is gone".into()));
     }
     nix::sys::stat::umask(Mode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
@@ -371,6 +584,30 @@ mod tests {
         v.sort_by_key(|typ| JOIN_ORDER.iter().position(|t| t == typ));
         assert_eq!(v.last(), Some(&LinuxNamespaceType::Mount));
         assert_eq!(v.first(), Some(&LinuxNamespaceType::Ipc));
+    }
+
+    #[test]
+    fn ppid_from_stat_with_awkward_names() {
+        assert_eq!(stat_ppid("42 (sleep) S 7 42 42 0 -1"), Some(7));
+        assert_eq!(stat_ppid("43 (a) b) (c) R 9 43 43 0"), Some(9));
+        assert_eq!(stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn tree_below_finds_every_generation_and_nothing_else() {
+        // 10 ─ 11 ─ 12 ─ 13; 10 ─ 14; 20 ─ 21 (unrelated)
+        let links = [(11, 10), (12, 11), (13, 12), (14, 10), (21, 20), (10, 1)];
+        let mut t = tree_below(10, &links);
+        t.sort();
+        assert_eq!(t, vec![11, 12, 13, 14]);
+        assert!(tree_below(13, &links).is_empty());
+    }
+
+    #[test]
+    fn wait_status_decoding() {
+        assert_eq!(decode_status(3 << 8), 3);
+        assert_eq!(decode_status(libc::SIGKILL), 128 + 9);
+        assert_eq!(decode_status(0), 0);
     }
 
     #[test]

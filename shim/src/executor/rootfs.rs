@@ -39,8 +39,101 @@ pub struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
-    /// Options understood but not applied yet (recursive attributes, tmpcopyup).
+    /// Recursive attributes (`rro`, `rnosuid`, ...): applied to the mount and every mount
+    /// below it through mount_setattr(2) with AT_RECURSIVE, as runc does.
+    pub rec_attr: RecursiveAttrs,
+    /// Options understood but not applied (tmpcopyup).
     pub ignored: Vec<String>,
+}
+
+/// `struct mount_attr` set and clear masks (MOUNT_ATTR_*).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecursiveAttrs {
+    pub set: u64,
+    pub clr: u64,
+}
+
+impl RecursiveAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clr == 0
+    }
+}
+
+/// MOUNT_ATTR_* values (linux/mount.h).
+pub mod mount_attr {
+    pub const RDONLY: u64 = 0x0000_0001;
+    pub const NOSUID: u64 = 0x0000_0002;
+    pub const NODEV: u64 = 0x0000_0004;
+    pub const NOEXEC: u64 = 0x0000_0008;
+    pub const ATIME_MASK: u64 = 0x0000_0070;
+    pub const RELATIME: u64 = 0x0000_0000;
+    pub const NOATIME: u64 = 0x0000_0010;
+    pub const STRICTATIME: u64 = 0x0000_0020;
+    pub const NODIRATIME: u64 = 0x0000_0080;
+    pub const IDMAP: u64 = 0x0010_0000;
+    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
+}
+
+/// The (set, clear) masks of a recursive mount option, as runc reads them.
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    use mount_attr::*;
+    Some(match opt {
+        "rro" => (RDONLY, 0),
+        "rrw" => (0, RDONLY),
+        "rnosuid" => (NOSUID, 0),
+        "rsuid" => (0, NOSUID),
+        "rnodev" => (NODEV, 0),
+        "rdev" => (0, NODEV),
+        "rnoexec" => (NOEXEC, 0),
+        "rexec" => (0, NOEXEC),
+        "rnodiratime" => (NODIRATIME, 0),
+        "rdiratime" => (0, NODIRATIME),
+        "rrelatime" => (RELATIME, ATIME_MASK),
+        "rnorelatime" | "ratime" | "rnostrictatime" => (RELATIME, ATIME_MASK),
+        "rnoatime" => (NOATIME, ATIME_MASK),
+        "rstrictatime" => (STRICTATIME, ATIME_MASK),
+        "rnosymfollow" => (NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+/// The kernel's `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
+}
+
+/// mount_setattr(2) on `dirfd`/`path` with `flags` (AT_RECURSIVE, AT_EMPTY_PATH, ...).
+pub fn mount_setattr(
+    dirfd: libc::c_int,
+    path: &Path,
+    flags: libc::c_uint,
+    attr: &MountAttr,
+) -> io::Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: the path is a NUL-terminated string and the attribute a repr(C) struct of the
+    // kernel's VER0 size, both alive for the call; the kernel only reads them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            c_path.as_ptr(),
+            flags,
+            attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// Parse mount options the way runc does: known flags set or clear MS_* bits, propagation
@@ -52,6 +145,7 @@ pub fn parse_mount_options(options: &[String]) -> Result<MountOptions> {
         data: Vec::new(),
         bind: false,
         recursive: false,
+        rec_attr: RecursiveAttrs::default(),
         ignored: Vec::new(),
     };
     for opt in options {
@@ -93,10 +187,15 @@ pub fn parse_mount_options(options: &[String]) -> Result<MountOptions> {
                     "mount option {opt} (id-mapped mounts) is not supported yet"
                 )));
             }
-            "tmpcopyup" | "rro" | "rrw" | "rnosuid" | "rsuid" | "rnodev" | "rdev" | "rnoexec"
-            | "rexec" | "rnoatime" | "ratime" | "rrelatime" | "rnorelatime" | "rstrictatime"
-            | "rnostrictatime" | "rnodiratime" | "rdiratime" | "rnosymfollow" | "rsymfollow" => {
+            "tmpcopyup" => {
                 o.ignored.push(opt.clone());
+                continue;
+            }
+            rec if recursive_attr(rec).is_some() => {
+                if let Some((set, clr)) = recursive_attr(rec) {
+                    o.rec_attr.set = (o.rec_attr.set & !clr) | set;
+                    o.rec_attr.clr = (o.rec_attr.clr & !set) | clr;
+                }
                 continue;
             }
             other => match propagation_flag(other) {
@@ -496,6 +595,25 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
         mount(NONE, &dest, NONE, *p, NONE)
             .ctx(|| format!("setting propagation of {}", m.destination().display()))?;
     }
+    if !opts.rec_attr.is_empty() {
+        let attr = MountAttr {
+            attr_set: opts.rec_attr.set,
+            attr_clr: opts.rec_attr.clr,
+            ..Default::default()
+        };
+        mount_setattr(
+            libc::AT_FDCWD,
+            &dest,
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr,
+        )
+        .ctx(|| {
+            format!(
+                "applying recursive attributes to {} (mount_setattr needs Linux 5.12)",
+                m.destination().display()
+            )
+        })?;
+    }
     Ok(())
 }
 
@@ -697,6 +815,19 @@ mod tests {
             vec!["newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
         );
         assert_eq!(o.ignored, vec!["tmpcopyup"]);
+        assert!(o.rec_attr.is_empty());
+
+        let o = opts(&["rbind", "ro", "rro", "rnosuid", "rnoatime"]);
+        assert_eq!(
+            o.rec_attr,
+            RecursiveAttrs {
+                set: mount_attr::RDONLY | mount_attr::NOSUID | mount_attr::NOATIME,
+                clr: mount_attr::ATIME_MASK,
+            }
+        );
+        let o = opts(&["rro", "rrw"]);
+        assert_eq!(o.rec_attr.set & mount_attr::RDONLY, 0);
+        assert_eq!(o.rec_attr.clr & mount_attr::RDONLY, mount_attr::RDONLY);
 
         assert!(parse_mount_options(&["idmap".to_string()]).is_err());
     }

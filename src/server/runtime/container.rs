@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use k8s_cri::v1::{
     Container, ContainerResources, ContainerStatus, ContainerStatusRequest,
-    ContainerStatusResponse, CreateContainerRequest, CreateContainerResponse, ImageSpec,
-    ListContainersRequest, ListContainersResponse, RemoveContainerRequest, RemoveContainerResponse,
-    ReopenContainerLogRequest, ReopenContainerLogResponse, StartContainerRequest,
-    StartContainerResponse, StopContainerRequest, StopContainerResponse,
+    ContainerStatusResponse, ContainerUser, CreateContainerRequest, CreateContainerResponse,
+    ImageSpec, LinuxContainerUser, ListContainersRequest, ListContainersResponse,
+    RemoveContainerRequest, RemoveContainerResponse, ReopenContainerLogRequest,
+    ReopenContainerLogResponse, StartContainerRequest, StartContainerResponse,
+    StopContainerRequest, StopContainerResponse,
 };
 
-use crate::container::{ContainerRecord, cri_state};
+use crate::container::{ContainerRecord, ContainerState, cri_state};
 use crate::daemon::Daemon;
 use crate::error::Error;
 
@@ -93,16 +94,38 @@ pub async fn status(
     let id = daemon.containers.get(&req.container_id)?.id;
     let r = daemon.containers.refresh(&id).await?;
     let (image, image_ref) = image_fields(daemon, &r);
+    let spec = daemon.containers.spec_of(&r.id);
     let mut info = HashMap::new();
     if req.verbose {
+        // containerd's keys: crictl inspect shows them.
         let verbose = serde_json::json!({
             "sandboxID": r.sandbox_id,
             "pid": r.pid,
             "config": r.config,
             "layers": r.layers,
+            "runtimeSpec": spec,
         });
         info.insert("info".to_string(), verbose.to_string());
     }
+    // The identity the process really has while it runs; the spec's otherwise.
+    let identity = (r.state == ContainerState::Running && r.pid > 0)
+        .then(|| crate::container::user::of_process(r.pid))
+        .flatten()
+        .or_else(|| {
+            let user = spec.as_ref()?.process().as_ref()?.user().clone();
+            Some(crate::container::user::Identity {
+                uid: user.uid(),
+                gid: user.gid(),
+                additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            })
+        });
+    let user = identity.map(|id| ContainerUser {
+        linux: Some(LinuxContainerUser {
+            uid: i64::from(id.uid),
+            gid: i64::from(id.gid),
+            supplemental_groups: id.additional_gids.iter().map(|&g| i64::from(g)).collect(),
+        }),
+    });
     Ok(ContainerStatusResponse {
         status: Some(ContainerStatus {
             id: r.id.clone(),
@@ -134,7 +157,7 @@ pub async fn status(
                     windows: None,
                 }),
             image_id: r.image_id.clone(),
-            user: None,
+            user,
         }),
         info,
     })
