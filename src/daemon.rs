@@ -48,6 +48,8 @@ pub struct Daemon {
     /// The node's pod CIDR(s) as kubelet last set them (UpdateRuntimeConfig). Pod addresses
     /// come from the CNI config's IPAM; this is reported in verbose Status.
     pub pod_cidrs: std::sync::Mutex<Vec<String>>,
+    /// Whether user-namespaced pods work here (probed at startup; Status reports it).
+    pub user_namespaces: bool,
     _lock: Flock<File>,
 }
 
@@ -102,7 +104,21 @@ impl Daemon {
             Box::new(move || roots.held_layers()),
         )
         .await?;
+        let user_namespaces = match crate::sandbox::userns::probe(
+            &default_shim_binary(),
+            &config.root,
+            &config.state,
+        )
+        .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!("user namespaces (hostUsers: false) not available: {e}");
+                false
+            }
+        };
         Ok(Arc::new(Daemon {
+            user_namespaces,
             config,
             images: Arc::new(images),
             sandboxes,

@@ -1427,10 +1427,10 @@ fn sandbox_lifecycle(env: &Env) {
             run_pod(&node, no_meta).await.unwrap_err().code(),
             Code::InvalidArgument
         );
-        let mut no_uid = pod_config("x", NamespaceMode::Pod);
-        no_uid.metadata.as_mut().unwrap().uid.clear();
+        let mut no_name = pod_config("x", NamespaceMode::Pod);
+        no_name.metadata.as_mut().unwrap().name.clear();
         assert_eq!(
-            run_pod(&node, no_uid).await.unwrap_err().code(),
+            run_pod(&node, no_name).await.unwrap_err().code(),
             Code::InvalidArgument
         );
         let mut pod_net = pod_config("x", NamespaceMode::Pod);

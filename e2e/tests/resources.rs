@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         ("stats", stats),
         ("container_events", container_events),
         ("mount_propagation", mount_propagation),
+        ("user_namespaced_pod", user_namespaced_pod),
     ];
     let trials = tests
         .iter()
@@ -833,4 +834,178 @@ fn mount_propagation(env: &Env) {
         remove_pod(&node, &pod).await;
         drop((shared, private, slave, master));
     });
+}
+
+/// KEP-127 (`hostUsers: false`): a pod with its own user namespace (0 → 200000, 65536 ids).
+/// Its root is host uid 200000, yet it owns its image, its pod files and an idmapped volume
+/// whose files are root's on the host; the namespaces it owns let it bind port 80; execs land
+/// in it too. No chown copy of the image: its layers stay root's on disk.
+fn user_namespaced_pod(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let st = node
+            .runtime()
+            .await
+            .status(StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner();
+        let supported = st.runtime_handlers[0]
+            .features
+            .as_ref()
+            .unwrap()
+            .user_namespaces;
+        assert!(
+            supported || std::env::var_os("BERTH_E2E_NO_IDMAP").is_some(),
+            "user namespaces not advertised: {}",
+            node.log_text()
+        );
+        if !supported {
+            eprintln!("user_namespaced_pod: idmapped mounts unavailable here (BERTH_E2E_NO_IDMAP)");
+            return;
+        }
+        let _net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let map = IdMapping {
+            host_id: 200_000,
+            container_id: 0,
+            length: 65536,
+        };
+        let userns = UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: vec![map],
+            gids: vec![map],
+        };
+        let mut cfg = net_pod("userns", &node);
+        let ns = cfg
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+            .unwrap();
+        ns.userns_options = Some(userns.clone());
+        let ns = ns.clone();
+        let pod = run_pod(&node, cfg)
+            .await
+            .unwrap_or_else(|e| panic!("RunPodSandbox: {e:?}\n{}", node.log_text()));
+
+        // A volume of root's files, seen through the pod's mapping.
+        let vol = node.dir.path().join("volume");
+        std::fs::create_dir(&vol).unwrap();
+        std::fs::write(vol.join("from-host"), "x").unwrap();
+        let id = running(
+            &node,
+            &pod,
+            "main",
+            &bb,
+            "exec httpd -f -p 80 -h /etc",
+            |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext {
+                        namespace_options: Some(ns.clone()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+                c.mounts = vec![Mount {
+                    container_path: "/vol".into(),
+                    host_path: vol.display().to_string(),
+                    uid_mappings: vec![map],
+                    gid_mappings: vec![map],
+                    ..Default::default()
+                }];
+            },
+        )
+        .await;
+
+        let words = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            words(sh(&node, &id, "cat /proc/self/uid_map /proc/1/gid_map").await),
+            "0 200000 65536 0 200000 65536"
+        );
+        assert_eq!(
+            sh(
+                &node,
+                &id,
+                "id -u; stat -c %u:%g / /bin/busybox /etc/hostname /vol/from-host"
+            )
+            .await,
+            "0\n0:0\n0:0\n0:0\n0:0\n"
+        );
+        // Port 80 (the network namespace is the pod's user namespace's).
+        let page = sh(
+            &node,
+            &id,
+            "for i in $(seq 50); do wget -qO- http://127.0.0.1/hostname && break; sleep 0.1; done",
+        )
+        .await;
+        assert_eq!(page, "userns\n");
+        // On the host: the process runs as 200000; what it writes in the volume is root's,
+        // what it writes in its rootfs is 200000's (the upper layer); the image is untouched.
+        let pid = container_pid(&node, &id).await;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert_eq!(
+            words(uid_line.to_string()),
+            "Uid: 200000 200000 200000 200000"
+        );
+        sh(&node, &id, "echo y > /vol/from-pod; echo z > /made-here").await;
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(vol.join("from-pod")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "written through the idmapped volume"
+        );
+        let root = std::fs::read_to_string(format!("/proc/{pid}/root/made-here")).unwrap();
+        assert_eq!(root, "z\n");
+        let meta = std::fs::metadata(format!("/proc/{pid}/root/made-here")).unwrap();
+        assert_eq!(
+            meta.uid(),
+            200_000,
+            "the upper layer stores the pod root's host uid"
+        );
+        let meta = std::fs::metadata(format!("/proc/{pid}/root/bin/busybox")).unwrap();
+        assert_eq!(
+            meta.uid(),
+            200_000,
+            "the image, seen through the idmapped layers"
+        );
+
+        // A container asking for another user namespace than its pod's is refused.
+        let mut other = ns.clone();
+        other.userns_options.as_mut().unwrap().uids[0].host_id = 300_000;
+        other.userns_options.as_mut().unwrap().gids[0].host_id = 300_000;
+        let mut cfg = container_config("other", &bb, &["true"]);
+        cfg.linux = Some(LinuxContainerConfig {
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(other),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let err = create_container(&node, &pod, cfg).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+        remove_pod(&node, &pod).await;
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+        assert!(dir_entries(&node.state.join("ns")).is_empty(), "pins left");
+    });
+}
+
+/// The host pid of a running container's init (verbose ContainerStatus).
+async fn container_pid(node: &Node, id: &str) -> u32 {
+    let r = node
+        .runtime()
+        .await
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let info: serde_json::Value = serde_json::from_str(&r.info["info"]).unwrap();
+    info["pid"].as_u64().unwrap() as u32
 }

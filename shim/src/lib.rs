@@ -6,11 +6,13 @@
 //! - [`executor`]: bundle → init process in the CREATED state → exec;
 //! - [`io`]: stdio pipes / pty and the CRI log writer;
 //! - [`server`]: the Shim service and the exit path;
-//! - [`pod_init`]: `berth-shim pod-init`, PID 1 of a pod's shared PID namespace.
+//! - [`pod_init`]: `berth-shim pod-init`, PID 1 of a pod's shared PID namespace;
+//! - [`pod_userns`]: `berth-shim pod-userns`, a pod's user namespace and the namespaces it owns.
 
 pub mod cli;
 pub mod daemon;
 pub mod executor;
 pub mod io;
 pub mod pod_init;
+pub mod pod_userns;
 pub mod server;

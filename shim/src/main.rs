@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     match std::env::args_os().nth(1) {
         Some(a) if a == "exec" => return exec_main(),
         Some(a) if a == "pod-init" => return pod_init_main(),
+        Some(a) if a == "pod-userns" => return pod_userns_main(),
         _ => {}
     }
     let handshake = match daemon::take_handshake_pipe() {
@@ -118,6 +119,29 @@ fn pod_init_main() -> ExitCode {
         }
     };
     ExitCode::from(u8::try_from(berth_shim::pod_init::run(&pin, handshake)).unwrap_or(1))
+}
+
+/// `berth-shim pod-userns`: pin a pod's user namespace and the namespaces it owns; `ok` on
+/// stdout, or the reason on stderr and exit 1.
+fn pod_userns_main() -> ExitCode {
+    use berth_shim::pod_userns::{self, PodUsernsArgs};
+    let args = match PodUsernsArgs::parse(std::env::args().skip(2)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("berth-shim pod-userns: {e}\n{}", pod_userns::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match pod_userns::run(&args) {
+        Ok(()) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// The shim's own log: `shim.log` next to the socket (never the container's log).

@@ -793,7 +793,7 @@ async fn create_errors_come_back_in_the_handshake() {
     let (line, code) = bed.spawn();
     assert_eq!(
         line,
-        "error not supported: user namespaces are not supported yet\n"
+        "error not supported: a user namespace must be given by path (berthd pins the pod's)\n"
     );
     assert_ne!(code, 0);
     assert!(!bed.socket().exists());

@@ -263,8 +263,8 @@ impl Containers {
         self.dir.join(id)
     }
 
-    /// The OCI runtime spec of container `id` (its bundle's config.json), if readable.
-    pub fn spec_of(&self, id: &str) -> Option<oci_spec::runtime::Spec> {
+    /// The OCI runtime spec of container `id` (its bundle's config.json) as JSON, if readable.
+    pub fn spec_json_of(&self, id: &str) -> Option<serde_json::Value> {
         let bytes = std::fs::read(self.bundle(id).join("config.json")).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
@@ -397,7 +397,16 @@ impl Containers {
             })?;
             lowers.push(images.snapshots.fs_path(snap.id));
         }
-        mount_overlay(&rootfs, &lowers, &upper, &work)?;
+        match crate::sandbox::userns::from_options(&sandbox.namespace_options())
+            .ok()
+            .flatten()
+            .zip(sandbox.pin(crate::sandbox::namespaces::NsKind::User))
+        {
+            Some((maps, pin)) => {
+                mount_idmapped_overlay(&rootfs, &lowers, &upper, &work, &bundle, &maps, pin)?
+            }
+            None => mount_overlay(&rootfs, &lowers, &upper, &work)?,
+        }
         crate::metrics::phase("container_rootfs", t);
         let t = std::time::Instant::now();
         let image_config: serde_json::Value =
@@ -759,6 +768,76 @@ fn mount_overlay(
             target.display()
         ))(e.into())
     })
+}
+
+/// The rootfs of a user-namespaced pod's container (containerd's way, no chown copy): the
+/// image layers go into the overlay through one idmapped, read-only clone of the directory
+/// holding them, so the pod's root owns what the image's root owns; the upper layer's root is
+/// chowned to the pod's root (host ids), which copies-up and new files then belong to. The
+/// overlay keeps its own references to the layers, so the clone is detached right after.
+fn mount_idmapped_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    bundle: &Path,
+    maps: &crate::sandbox::userns::PodUserns,
+    userns_pin: &Path,
+) -> Result<(), ContainerError> {
+    use berth_shim::executor::mount_api;
+    use std::os::fd::AsFd;
+    let common = common_ancestor(lowers).ok_or_else(|| {
+        ContainerError::FailedPrecondition("the image has no layers to mount".into())
+    })?;
+    let userns = std::fs::File::open(userns_pin)
+        .map_err(io_err(format!("opening {}", userns_pin.display())))?;
+    let layers = bundle.join("idmapped-layers");
+    std::fs::create_dir_all(&layers).map_err(io_err(format!("creating {}", layers.display())))?;
+    let attach = || -> std::io::Result<()> {
+        let tree = mount_api::open_tree_clone(&common, true)?;
+        mount_api::idmap(
+            tree.as_fd(),
+            userns.as_fd(),
+            true,
+            mount_api::mount_attr::RDONLY,
+        )?;
+        mount_api::move_mount(tree.as_fd(), &layers)
+    };
+    if let Err(e) = attach() {
+        let _ = std::fs::remove_dir(&layers);
+        return Err(ContainerError::FailedPrecondition(format!(
+            "idmapping the image layers under {} for the pod's user namespace: {e} (the \
+             filesystem may not support idmapped mounts on this kernel)",
+            common.display()
+        )));
+    }
+    let mapped: Vec<PathBuf> = lowers
+        .iter()
+        .map(|l| layers.join(l.strip_prefix(&common).unwrap_or(l)))
+        .collect();
+    let (uid, gid) = (maps.uid.host_of(0), maps.gid.host_of(0));
+    let result = nix::unistd::chown(
+        upper,
+        uid.map(nix::unistd::Uid::from_raw),
+        gid.map(nix::unistd::Gid::from_raw),
+    )
+    .map_err(|e| io_err(format!("chown {}", upper.display()))(e.into()))
+    .and_then(|()| mount_overlay(target, &mapped, upper, work));
+    let _ = nix::mount::umount2(&layers, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir(&layers);
+    result
+}
+
+/// The deepest directory every path is under.
+fn common_ancestor(paths: &[PathBuf]) -> Option<PathBuf> {
+    let first = paths.first()?.parent()?.to_path_buf();
+    let mut common = first;
+    for p in &paths[1..] {
+        while !p.starts_with(&common) {
+            common = common.parent()?.to_path_buf();
+        }
+    }
+    Some(common)
 }
 
 fn is_mountpoint(p: &Path) -> bool {

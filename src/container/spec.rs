@@ -336,6 +336,10 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     if let Some(p) = rootfs_propagation {
         linux["rootfsPropagation"] = json!(p);
     }
+    if let Some(u) = pod_userns(input.sandbox) {
+        linux["uidMappings"] = json!([u.uid.oci()]);
+        linux["gidMappings"] = json!([u.gid.oci()]);
+    }
     if let Some(profile) = super::apparmor::profile(&sec)? {
         process["apparmorProfile"] = json!(profile);
     }
@@ -453,21 +457,36 @@ fn default_mounts(privileged: bool) -> Vec<Value> {
     ]
 }
 
+/// The pod's user namespace mapping (validated at RunPodSandbox), if it has one.
+fn pod_userns(sandbox: &SandboxRecord) -> Option<crate::sandbox::userns::PodUserns> {
+    sandbox.pin(NsKind::User)?;
+    crate::sandbox::userns::from_options(&sandbox.namespace_options())
+        .ok()
+        .flatten()
+}
+
 /// The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf (read-only with a read-only
 /// rootfs, as containerd mounts them).
 fn pod_file_mounts(sandbox: &SandboxRecord, readonly: bool) -> Vec<Value> {
     let Some(dir) = &sandbox.etc_dir else {
         return Vec::new();
     };
+    let userns = pod_userns(sandbox);
     ["hostname", "hosts", "resolv.conf"]
         .iter()
         .map(|name| {
-            json!({
+            let mut m = json!({
                 "destination": format!("/etc/{name}"),
                 "type": "bind",
                 "source": dir.join(name),
                 "options": ["rbind", "rprivate", if readonly { "ro" } else { "rw" }],
-            })
+            });
+            // Owned by the pod's root in a user-namespaced pod (idmapped, as containerd does).
+            if let Some(u) = &userns {
+                m["uidMappings"] = json!([u.uid.oci()]);
+                m["gidMappings"] = json!([u.gid.oci()]);
+            }
+            m
         })
         .collect()
 }
@@ -543,12 +562,23 @@ fn mounts(
         if m.recursive_read_only {
             options.push("rro");
         }
-        binds.push(json!({
+        let mut bind = json!({
             "destination": m.container_path,
             "type": "bind",
             "source": m.host_path,
             "options": options,
-        }));
+        });
+        // kubelet's volumes of a user-namespaced pod: an idmapped bind (KEP-127).
+        let oci = |ids: &[k8s_cri::v1::IdMapping]| {
+            ids.iter()
+                .map(|i| json!({"containerID": i.container_id, "hostID": i.host_id, "size": i.length}))
+                .collect::<Vec<_>>()
+        };
+        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+            bind["uidMappings"] = json!(oci(&m.uid_mappings));
+            bind["gidMappings"] = json!(oci(&m.gid_mappings));
+        }
+        binds.push(bind);
     }
     out.retain(|d| !binds.iter().any(|b| b["destination"] == d["destination"]));
     out.extend(binds);
@@ -759,7 +789,18 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<Value>, SpecError> {
         // CONTAINER (or a pod without a shared one): the container's own.
         _ => out.push(json!({"type": "pid"})),
     }
+    // A container of a user-namespaced pod must ask for the pod's (kubelet copies it).
+    if let Some(u) = &opts.userns_options
+        && crate::sandbox::userns::from_options(&opts)
+            != crate::sandbox::userns::from_options(&sb.namespace_options())
+    {
+        return Err(SpecError::Invalid(format!(
+            "user namespace config for sandbox is different from container. Sandbox userns config: {:?} - Container userns config: {u:?}",
+            sb.namespace_options().userns_options
+        )));
+    }
     for (kind, name) in [
+        (NsKind::User, "user"),
         (NsKind::Ipc, "ipc"),
         (NsKind::Uts, "uts"),
         (NsKind::Net, "network"),

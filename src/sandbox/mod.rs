@@ -3,6 +3,7 @@
 pub mod files;
 pub mod namespaces;
 pub mod stats;
+pub mod userns;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -274,15 +275,7 @@ impl Sandboxes {
                 "namespace mode TARGET is only valid for containers".into(),
             ));
         }
-        if ns
-            .userns_options
-            .as_ref()
-            .is_some_and(|u| u.mode == NamespaceMode::Pod as i32)
-        {
-            return Err(SandboxError::Unimplemented(
-                "user namespaces are not supported by berth yet".into(),
-            ));
-        }
+        userns::from_options(&ns).map_err(SandboxError::InvalidArgument)?;
 
         // Reserve the name (briefly locked); the slow part runs unlocked, so pods start in
         // parallel.
@@ -367,11 +360,14 @@ impl Sandboxes {
             given.clone()
         };
         let t = std::time::Instant::now();
-        rec.pins = self.pin_all(
-            &self.ns_dir.join(&rec.id),
-            ns,
-            own_network.then_some((!given.is_empty()).then_some(given.as_str())),
-        )?;
+        let own_hostname = own_network.then_some((!given.is_empty()).then_some(given.as_str()));
+        rec.pins = match userns::from_options(ns).map_err(SandboxError::InvalidArgument)? {
+            Some(maps) => {
+                self.pin_in_userns(&self.ns_dir.join(&rec.id), ns, &maps, own_hostname)
+                    .await?
+            }
+            None => self.pin_all(&self.ns_dir.join(&rec.id), ns, own_hostname)?,
+        };
         crate::metrics::phase("pod_pin_namespaces", t);
         if ns.pid == NamespaceMode::Pod as i32 {
             let pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
@@ -485,6 +481,46 @@ impl Sandboxes {
             pins.push((kind.name().to_string(), p));
         }
         Ok(pins)
+    }
+
+    /// A user-namespaced pod's pins: the user namespace and, created inside it (so that the
+    /// pod's root has its capabilities there), its IPC namespace unless hostIPC and its network
+    /// and UTS namespaces unless hostNetwork.
+    async fn pin_in_userns(
+        &self,
+        dir: &Path,
+        ns: &k8s_cri::v1::NamespaceOption,
+        maps: &userns::PodUserns,
+        own_network: Option<Option<&str>>,
+    ) -> Result<Vec<(String, PathBuf)>, SandboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let mut kinds = vec![NsKind::User];
+        if ns.ipc != NamespaceMode::Node as i32 {
+            kinds.push(NsKind::Ipc);
+        }
+        if own_network.is_some() {
+            kinds.extend([NsKind::Uts, NsKind::Net]);
+        }
+        let names: Vec<&str> = kinds[1..].iter().map(|k| k.name()).collect();
+        userns::pin(
+            &self.network.shim_binary,
+            dir,
+            maps,
+            &names,
+            own_network.flatten(),
+        )
+        .await
+        .map_err(|source| SandboxError::Io {
+            context: format!("creating the pod's user namespace in {}", dir.display()),
+            source,
+        })?;
+        Ok(kinds
+            .iter()
+            .map(|k| (k.name().to_string(), dir.join(k.name())))
+            .collect())
     }
 
     /// StopPodSandbox: tear the pod network down (CNI DEL, also after a restart, from the

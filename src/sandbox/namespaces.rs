@@ -20,6 +20,10 @@ pub enum NsKind {
     /// Pinned by `berth-shim pod-init` (a PID namespace needs a living init), never by
     /// [`pin_new`].
     Pid,
+    /// A pod's user namespace (KEP-127), pinned with the namespaces it owns by
+    /// `berth-shim pod-userns` (a multi-threaded process cannot unshare one), never by
+    /// [`pin_new`].
+    User,
 }
 
 impl NsKind {
@@ -29,6 +33,7 @@ impl NsKind {
             NsKind::Uts => CloneFlags::CLONE_NEWUTS,
             NsKind::Net => CloneFlags::CLONE_NEWNET,
             NsKind::Pid => CloneFlags::CLONE_NEWPID,
+            NsKind::User => CloneFlags::CLONE_NEWUSER,
         }
     }
 
@@ -39,6 +44,7 @@ impl NsKind {
             NsKind::Uts => "uts",
             NsKind::Net => "net",
             NsKind::Pid => "pid",
+            NsKind::User => "user",
         }
     }
 }
@@ -46,9 +52,9 @@ impl NsKind {
 /// Create a new namespace of `kind` and pin it at `path` (created; must not exist). For a UTS
 /// namespace, `hostname` is set inside it first.
 pub fn pin_new(kind: NsKind, path: &Path, hostname: Option<&str>) -> std::io::Result<()> {
-    if kind == NsKind::Pid {
+    if kind == NsKind::Pid || kind == NsKind::User {
         return Err(std::io::Error::other(
-            "a PID namespace is pinned by its init (berth-shim pod-init)",
+            "PID and user namespaces are pinned by berth-shim (pod-init, pod-userns)",
         ));
     }
     let path = path.to_path_buf();

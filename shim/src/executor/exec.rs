@@ -62,7 +62,8 @@ fn proc_name(typ: LinuxNamespaceType) -> Option<&'static str> {
         LinuxNamespaceType::Ipc => "ipc",
         LinuxNamespaceType::Pid => "pid",
         LinuxNamespaceType::Network => "net",
-        LinuxNamespaceType::User | LinuxNamespaceType::Time => return None,
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Time => return None,
     })
 }
 
@@ -108,6 +109,8 @@ struct Prepared {
     process: Process,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     pid_ns: Option<OwnedFd>,
+    /// The container's user namespace: the command joins it last (after its rlimits).
+    userns: Option<OwnedFd>,
     /// Connected to the console socket (before any setns: its path is a host path).
     console: Option<OwnedFd>,
 }
@@ -138,6 +141,7 @@ fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
     let proc_dir = Path::new("/proc").join(req.pid.to_string());
     let mut joins = Vec::new();
     let mut pid_ns = None;
+    let mut userns = None;
     for ns in c.namespaces() {
         let Some(name) = proc_name(ns.typ()) else {
             continue;
@@ -147,6 +151,8 @@ fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
             .ctx(|| format!("opening {} (is the container running?)", path.display()))?;
         if ns.typ() == LinuxNamespaceType::Pid {
             pid_ns = Some(fd);
+        } else if ns.typ() == LinuxNamespaceType::User {
+            userns = Some(fd);
         } else {
             joins.push((ns.typ(), fd));
         }
@@ -177,6 +183,7 @@ fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
         process,
         joins,
         pid_ns,
+        userns,
         console,
     })
 }
@@ -517,6 +524,9 @@ fn setup_and_exec(p: &Prepared) -> Result<Infallible> {
     }
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     security::apply_apparmor(process.apparmor_profile().as_deref())?;
+    if let Some(fd) = &p.userns {
+        super::process::enter_user_namespace(fd)?;
+    }
     let caps = match process.capabilities() {
         Some(spec_caps) => {
             let mut sets = CapSets::from_spec(spec_caps);
@@ -614,6 +624,7 @@ mod tests {
     fn proc_names() {
         assert_eq!(proc_name(LinuxNamespaceType::Mount), Some("mnt"));
         assert_eq!(proc_name(LinuxNamespaceType::Network), Some("net"));
-        assert_eq!(proc_name(LinuxNamespaceType::User), None);
+        assert_eq!(proc_name(LinuxNamespaceType::User), Some("user"));
+        assert_eq!(proc_name(LinuxNamespaceType::Time), None);
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod cgroup;
 pub mod exec;
+pub mod mount_api;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
@@ -154,9 +155,9 @@ impl Container {
             }
             seen.push(typ);
             match typ {
-                LinuxNamespaceType::User => {
+                LinuxNamespaceType::User if ns.path().is_none() => {
                     return Err(Error::Unsupported(
-                        "user namespaces are not supported yet".into(),
+                        "a user namespace must be given by path (berthd pins the pod's)".into(),
                     ));
                 }
                 LinuxNamespaceType::Time => {
@@ -179,10 +180,9 @@ impl Container {
         if let Some(linux) = self.spec.linux()
             && (linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
                 || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()))
+            && !seen.contains(&LinuxNamespaceType::User)
         {
-            return Err(Error::Unsupported(
-                "uid/gid mappings (user namespaces) are not supported yet".into(),
-            ));
+            return invalid("uid/gid mappings need a user namespace".into());
         }
         Ok(())
     }
@@ -252,7 +252,7 @@ mod tests {
         let err = with(r#"{"type": "pid"}"#, r#"{"type": "user"}"#).unwrap_err();
         assert!(
             err.to_string()
-                .contains("user namespaces are not supported"),
+                .contains("user namespace must be given by path"),
             "{err}"
         );
         let err = with(r#"{"type": "mount"}, "#, "").unwrap_err();

@@ -82,7 +82,8 @@ pub(crate) fn clone_flag(typ: LinuxNamespaceType) -> Result<CloneFlags> {
         LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
         LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
-        LinuxNamespaceType::User | LinuxNamespaceType::Time => {
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Time => {
             return Err(Error::Unsupported(format!(
                 "{typ} namespaces are not supported yet"
             )));
@@ -523,15 +524,23 @@ fn init_child(
     nix::sys::stat::umask(Mode::empty());
     setsid().ctx(|| "setsid")?;
 
-    // Namespaces: join the given ones (the PID namespace was set at fork), then create the rest.
-    for (typ, fd) in &joins {
-        if *typ != LinuxNamespaceType::Pid {
-            setns(fd, clone_flag(*typ)?).ctx(|| format!("joining the {typ} namespace"))?;
+    // Namespaces: join the given ones (the PID namespace was set at fork; the user namespace
+    // is joined last, below), then create the rest.
+    let mut userns = None;
+    for (typ, fd) in joins {
+        match typ {
+            LinuxNamespaceType::Pid => {}
+            LinuxNamespaceType::User => userns = Some(fd),
+            _ => setns(&fd, clone_flag(typ)?).ctx(|| format!("joining the {typ} namespace"))?,
         }
     }
-    drop(joins);
     let mut new = CloneFlags::empty();
     for ns in c.namespaces() {
+        if ns.path().is_none() && ns.typ() == LinuxNamespaceType::User {
+            return Err(Error::Unsupported(
+                "a user namespace must be given by path (berthd pins the pod's)".into(),
+            ));
+        }
         if ns.path().is_none() && ns.typ() != LinuxNamespaceType::Pid {
             new |= clone_flag(ns.typ())?;
         }
@@ -570,6 +579,13 @@ fn init_child(
     }
     security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     security::apply_apparmor(process.apparmor_profile().as_deref())?;
+    // The pod's user namespace, once everything that needs host privileges is done (rootfs,
+    // devices, sysfs, rlimits, oom_score_adj): from here the container's ids are the
+    // namespace's, and its capabilities count there only.
+    if let Some(fd) = &userns {
+        enter_user_namespace(fd)?;
+    }
+    drop(userns);
     let caps = match process.capabilities() {
         Some(spec_caps) => {
             let mut sets = CapSets::from_spec(spec_caps);
@@ -637,6 +653,17 @@ fn init_child(
         }
     }
     Err(plan.exec())
+}
+
+/// Join a user namespace and become its root (ids 0, all capabilities there): what follows
+/// (capabilities, seccomp, the container's user) happens inside it.
+pub(crate) fn enter_user_namespace(fd: &OwnedFd) -> Result<()> {
+    setns(fd, CloneFlags::CLONE_NEWUSER).ctx(|| "joining the pod's user namespace")?;
+    let root = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root, root, root).ctx(|| "setresgid(0) in the user namespace")?;
+    let root = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).ctx(|| "setresuid(0) in the user namespace")?;
+    Ok(())
 }
 
 /// Hostname and domain name, only in a UTS namespace of the container's own.

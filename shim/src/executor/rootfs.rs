@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
@@ -23,9 +23,10 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Mount};
 
 use super::cgroup::{Cgroup, V1Cgroup, V2Cgroup};
+use super::mount_api::{MountAttr, mount_attr, mount_setattr};
 use super::{Container, Context, Error, Result};
 
 /// Parsed `mounts[].options`.
@@ -59,21 +60,6 @@ impl RecursiveAttrs {
     }
 }
 
-/// MOUNT_ATTR_* values (linux/mount.h).
-pub mod mount_attr {
-    pub const RDONLY: u64 = 0x0000_0001;
-    pub const NOSUID: u64 = 0x0000_0002;
-    pub const NODEV: u64 = 0x0000_0004;
-    pub const NOEXEC: u64 = 0x0000_0008;
-    pub const ATIME_MASK: u64 = 0x0000_0070;
-    pub const RELATIME: u64 = 0x0000_0000;
-    pub const NOATIME: u64 = 0x0000_0010;
-    pub const STRICTATIME: u64 = 0x0000_0020;
-    pub const NODIRATIME: u64 = 0x0000_0080;
-    pub const IDMAP: u64 = 0x0010_0000;
-    pub const NOSYMFOLLOW: u64 = 0x0020_0000;
-}
-
 /// The (set, clear) masks of a recursive mount option, as runc reads them.
 fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
     use mount_attr::*;
@@ -96,44 +82,6 @@ fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
         "rsymfollow" => (0, NOSYMFOLLOW),
         _ => return None,
     })
-}
-
-/// The kernel's `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct MountAttr {
-    pub attr_set: u64,
-    pub attr_clr: u64,
-    pub propagation: u64,
-    pub userns_fd: u64,
-}
-
-/// mount_setattr(2) on `dirfd`/`path` with `flags` (AT_RECURSIVE, AT_EMPTY_PATH, ...).
-pub fn mount_setattr(
-    dirfd: libc::c_int,
-    path: &Path,
-    flags: libc::c_uint,
-    attr: &MountAttr,
-) -> io::Result<()> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: the path is a NUL-terminated string and the attribute a repr(C) struct of the
-    // kernel's VER0 size, both alive for the call; the kernel only reads them.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            dirfd,
-            c_path.as_ptr(),
-            flags,
-            attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// Parse mount options the way runc does: known flags set or clear MS_* bits, propagation
@@ -555,17 +503,25 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
         let meta =
             fs::metadata(&source).ctx(|| format!("bind mount source {}", source.display()))?;
         create_mount_point(&dest, meta.is_dir())?;
-        let mut flags = MsFlags::MS_BIND;
-        if opts.recursive {
-            flags |= MsFlags::MS_REC;
-        }
-        mount(Some(&source), &dest, NONE, flags, NONE).ctx(|| {
+        let bind_what = || {
             format!(
                 "bind mounting {} on {}",
                 source.display(),
                 m.destination().display()
             )
-        })?;
+        };
+        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            // Seen by the container's user namespace with its ids (KEP-127 volumes, pod files).
+            let userns = mount_userns(c, m)?;
+            super::mount_api::bind_idmapped(&source, &dest, userns.as_fd(), opts.recursive, false)
+                .ctx(bind_what)?;
+        } else {
+            let mut flags = MsFlags::MS_BIND;
+            if opts.recursive {
+                flags |= MsFlags::MS_REC;
+            }
+            mount(Some(&source), &dest, NONE, flags, NONE).ctx(bind_what)?;
+        }
         // Flags of a bind mount only take effect through a remount.
         let extra = opts.flags - MsFlags::MS_REMOUNT;
         if !extra.is_empty() {
@@ -615,6 +571,41 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// The user namespace an idmapped bind is seen through: the container's own, whose mappings it
+/// must carry (runc's rule when joining a namespace; a mount with other mappings would need a
+/// user namespace of its own, which berth does not make).
+fn mount_userns(c: &Container, m: &Mount) -> Result<OwnedFd> {
+    let linux = c.spec.linux().as_ref();
+    let same = |mount: &Option<Vec<LinuxIdMapping>>, container: Option<&Vec<LinuxIdMapping>>| {
+        mount.as_ref() == container
+    };
+    let path = c
+        .namespaces()
+        .iter()
+        .find(|ns| ns.typ() == LinuxNamespaceType::User)
+        .and_then(|ns| ns.path().clone())
+        .ok_or_else(|| {
+            Error::Unsupported(format!(
+                "idmapped mount {} needs the container's user namespace",
+                m.destination().display()
+            ))
+        })?;
+    if !same(
+        m.uid_mappings(),
+        linux.and_then(|l| l.uid_mappings().as_ref()),
+    ) || !same(
+        m.gid_mappings(),
+        linux.and_then(|l| l.gid_mappings().as_ref()),
+    ) {
+        return Err(Error::Unsupported(format!(
+            "idmapped mount {}: only the container's own uid/gid mappings are supported",
+            m.destination().display()
+        )));
+    }
+    open(&path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening the user namespace {}", path.display()))
 }
 
 /// The devices every container gets in a tmpfs /dev: (name, major, minor).

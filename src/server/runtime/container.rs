@@ -94,7 +94,8 @@ pub async fn status(
     let id = daemon.containers.get(&req.container_id)?.id;
     let r = daemon.containers.refresh(&id).await?;
     let (image, image_ref) = image_fields(daemon, &r);
-    let spec = daemon.containers.spec_of(&r.id);
+    // As JSON (stable key order), as containerd shows it.
+    let spec = daemon.containers.spec_json_of(&r.id);
     let mut info = HashMap::new();
     if req.verbose {
         // containerd's keys: crictl inspect shows them.
@@ -112,11 +113,16 @@ pub async fn status(
         .then(|| crate::container::user::of_process(r.pid))
         .flatten()
         .or_else(|| {
-            let user = spec.as_ref()?.process().as_ref()?.user().clone();
+            let user = spec.as_ref()?.pointer("/process/user")?;
+            let id = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
             Some(crate::container::user::Identity {
-                uid: user.uid(),
-                gid: user.gid(),
-                additional_gids: user.additional_gids().clone().unwrap_or_default(),
+                uid: id(user.get("uid")?)?,
+                gid: id(user.get("gid")?)?,
+                additional_gids: user
+                    .get("additionalGids")
+                    .and_then(|g| g.as_array())
+                    .map(|g| g.iter().filter_map(id).collect())
+                    .unwrap_or_default(),
             })
         });
     let user = identity.map(|id| ContainerUser {

@@ -45,6 +45,8 @@ pub fn status(daemon: &Daemon, req: StatusRequest) -> Result<StatusResponse, Err
             Err(e) => serde_json::json!({ "error": e.to_string() }),
         };
         let config = serde_json::json!({
+            // containerd's key; critest probes idmapped mounts on its parent (berth's root).
+            "stateDir": cfg.root.join("sandboxes"),
             "root": cfg.root,
             "state": cfg.state,
             "address": cfg.address,
@@ -71,7 +73,7 @@ pub fn status(daemon: &Daemon, req: StatusRequest) -> Result<StatusResponse, Err
             features: Some(RuntimeHandlerFeatures {
                 // mount_setattr(2) (Linux 5.12) applies rro in the shim.
                 recursive_read_only_mounts: recursive_read_only_supported(),
-                user_namespaces: false,
+                user_namespaces: daemon.user_namespaces,
             }),
         }],
         features: Some(RuntimeFeatures {
