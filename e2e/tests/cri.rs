@@ -1396,7 +1396,7 @@ fn berth_cli(env: &Env) {
 }
 
 fn nsfs_mounts(node: &Node) -> Vec<PathBuf> {
-    berth_e2e::node::mounts_under(&node.state)
+    berth_e2e::node::mounts_under(&node.state.join("ns"))
 }
 
 fn sandbox_lifecycle(env: &Env) {
@@ -1413,6 +1413,11 @@ fn sandbox_lifecycle(env: &Env) {
         let host_ipc = std::fs::metadata("/proc/self/ns/ipc").unwrap().ino();
         assert_ne!(std::fs::metadata(&pin).unwrap().ino(), host_ipc);
         assert_eq!(nsfs_mounts(&node), vec![pin.clone()]);
+        // Its /dev/shm, for its containers to share.
+        assert_eq!(
+            berth_e2e::node::mounts_under(&node.state.join("shm")),
+            vec![node.state.join("shm").join(&id)]
+        );
 
         // Same metadata while it exists: ALREADY_EXISTS, nothing new pinned.
         let e = run_pod(&node, pod_config("web", NamespaceMode::Pod))
@@ -1516,7 +1521,10 @@ fn sandbox_lifecycle(env: &Env) {
         }
         let s = pod_status(&node, &id).await.unwrap().status.unwrap();
         assert_eq!(s.state, PodSandboxState::SandboxNotready as i32);
-        assert!(nsfs_mounts(&node).is_empty());
+        assert!(
+            berth_e2e::node::mounts_under(&node.state).is_empty(),
+            "pins or shm left"
+        );
         let not_ready = list_pods(
             &node,
             Some(PodSandboxFilter {
@@ -1600,7 +1608,7 @@ fn sandbox_recovery(env: &Env) {
         assert_eq!(e.code(), Code::AlreadyExists);
         // A "reboot": berthd down, the state dir (tmpfs) emptied. The pod is NOTREADY, not lost.
         assert!(node.stop().success());
-        for m in nsfs_mounts(&node) {
+        for m in berth_e2e::node::mounts_under(&node.state) {
             nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH).unwrap();
         }
         std::fs::remove_dir_all(&node.state).unwrap();

@@ -213,6 +213,9 @@ fn pods_talk_over_the_pod_network(env: &Env) {
         let side = running(&node, &a, "side", &bb, "sleep 3600").await;
         let out = exec_until_ok(&node, &side, "wget -qO- http://127.0.0.1:8080/").await;
         assert_eq!(out, "hello-from-alpha\n");
+        // One /dev/shm per pod (containerd's sandbox shm): both containers see it.
+        exec(&node, &side, "echo shared > /dev/shm/note").await;
+        assert_eq!(exec(&node, &server, "cat /dev/shm/note").await.1, "shared\n");
         // One UTS namespace per pod: both containers have the pod's hostname.
         assert_eq!(exec(&node, &server, "hostname").await.1, "alpha\n");
         assert_eq!(exec(&node, &side, "hostname; cat /etc/hostname").await.1, "alpha\nalpha\n");
@@ -576,6 +579,9 @@ fn shared_pid_namespace(env: &Env) {
         );
         let (_, init) = exec(&node, &ids[0], "tr '\\0' ' ' < /proc/1/cmdline").await;
         assert!(init.contains("berth-shim pod-init"), "PID 1 is {init:?}");
+        // It holds no capability, so the pod's processes may inspect it (as pause).
+        let (_, caps) = exec(&node, &ids[0], "grep -E '^Cap(Prm|Eff|Bnd):' /proc/1/status | tr -d '\t'; readlink /proc/1/exe >/dev/null && echo readable").await;
+        assert_eq!(caps, "CapPrm:0000000000000000\nCapEff:0000000000000000\nCapBnd:0000000000000000\nreadable\n");
         // Orphans are reaped by the pod's PID 1: no zombie stays.
         exec(&node, &ids[0], "(sleep 0.2 &) ; true").await;
         tokio::time::sleep(Duration::from_millis(600)).await;

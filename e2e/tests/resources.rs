@@ -205,6 +205,8 @@ fn exec_sync(env: &Env) {
         // The image's user, with its groups.
         let uid = running(&node, &pod, "user", &env.set.user.reference(), "sleep 3600", |_| {}).await;
         assert_eq!(sh(&node, &uid, "id -u; id -G; pwd").await, "1000\n1000 2000\n/home/app\n");
+        // HOME from the user's passwd entry (runc's and containerd's), no TERM without a tty.
+        assert_eq!(sh(&node, &uid, "echo $HOME; echo ${TERM:-none}").await, "/home/app\nnone\n");
 
         // Timeout: the call fails with DEADLINE_EXCEEDED and the command is gone.
         let t = Instant::now();

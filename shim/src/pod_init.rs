@@ -110,6 +110,20 @@ fn init_loop() -> ! {
     let mut chld = SigSet::empty();
     chld.add(Signal::SIGCHLD);
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None);
+    // Reaping needs no privilege: no capability at all (as pause runs with the pod's defaults),
+    // so the pod's processes may look at their PID 1 (/proc/1/exe, environ) and it holds nothing
+    // worth taking.
+    use crate::executor::security::{self, CapSets};
+    let none = CapSets {
+        bounding: 0,
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+        ambient: 0,
+    };
+    let _ = security::drop_bounding_set(0)
+        .and_then(|()| security::apply_capabilities(&none))
+        .and_then(|()| security::set_no_new_privs());
     loop {
         // Reap everything that has exited, then sleep until the next SIGCHLD.
         loop {

@@ -243,6 +243,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         },
     )?;
 
+    // As runc and containerd: HOME from the user's passwd entry (else /) unless set; a tty
+    // container gets TERM=xterm.
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = user::home_of(input.rootfs, identity.uid).unwrap_or_else(|| "/".into());
+        env.push(format!("HOME={home}"));
+    }
+    if c.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+
     let caps = capabilities(&sec)?;
     let mut process = json!({
         "terminal": c.tty,
@@ -446,8 +456,6 @@ fn default_mounts(privileged: bool) -> Vec<Value> {
                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
@@ -465,16 +473,32 @@ fn pod_userns(sandbox: &SandboxRecord) -> Option<crate::sandbox::userns::PodUser
         .flatten()
 }
 
-/// The pod's /etc/hostname, /etc/hosts and /etc/resolv.conf (read-only with a read-only
-/// rootfs, as containerd mounts them).
+/// The pod's /dev/shm, shared by its containers (containerd's sandbox shm): the pod's tmpfs, or
+/// the node's for a hostIPC pod.
+fn shm_mount(sandbox: &SandboxRecord) -> Value {
+    let bind = |source: &Path| {
+        json!({"destination": "/dev/shm", "type": "bind", "source": source,
+               "options": ["rbind", "rprivate", "rw"]})
+    };
+    match &sandbox.shm {
+        Some(dir) => bind(dir),
+        None if sandbox.pin(NsKind::Ipc).is_none() => bind(Path::new("/dev/shm")),
+        // A pod from before pods had one: the container's own, as then.
+        None => json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                       "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+    }
+}
+
+/// The pod's /dev/shm, /etc/hostname, /etc/hosts and /etc/resolv.conf (the files read-only
+/// with a read-only rootfs, as containerd mounts them).
 fn pod_file_mounts(sandbox: &SandboxRecord, readonly: bool) -> Vec<Value> {
+    let shm = shm_mount(sandbox);
     let Some(dir) = &sandbox.etc_dir else {
-        return Vec::new();
+        return vec![shm];
     };
     let userns = pod_userns(sandbox);
-    ["hostname", "hosts", "resolv.conf"]
-        .iter()
-        .map(|name| {
+    std::iter::once(shm)
+        .chain(["hostname", "hosts", "resolv.conf"].iter().map(|name| {
             let mut m = json!({
                 "destination": format!("/etc/{name}"),
                 "type": "bind",
@@ -487,7 +511,7 @@ fn pod_file_mounts(sandbox: &SandboxRecord, readonly: bool) -> Vec<Value> {
                 m["gidMappings"] = json!([u.gid.oci()]);
             }
             m
-        })
+        }))
         .collect()
 }
 
@@ -717,6 +741,30 @@ fn devices(c: &ContainerConfig) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
     Ok((devices, rules))
 }
 
+/// Whether the node accounts swap in the memory controller (cgroup v1 `memory.memsw.*`, v2
+/// `memory.swap.max`), as containerd checks before it defaults swap to the memory limit.
+fn swap_accounting() -> bool {
+    static SWAP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SWAP.get_or_init(|| {
+        if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+            return true;
+        }
+        // v2: the file exists in every non-root cgroup when swap is accounted.
+        std::fs::read_to_string("/proc/self/cgroup")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            })
+            .is_some_and(|p| {
+                Path::new("/sys/fs/cgroup")
+                    .join(p.trim_start_matches('/'))
+                    .join("memory.swap.max")
+                    .exists()
+            })
+    })
+}
+
 pub(crate) fn linux_resources(
     r: &k8s_cri::v1::LinuxContainerResources,
     device_rules: Vec<Value>,
@@ -747,6 +795,9 @@ pub(crate) fn linux_resources(
     }
     if r.memory_swap_limit_in_bytes > 0 {
         memory.insert("swap".into(), json!(r.memory_swap_limit_in_bytes));
+    } else if r.memory_limit_in_bytes > 0 && swap_accounting() {
+        // containerd's default: memory+swap = memory, so a limited container does not swap.
+        memory.insert("swap".into(), json!(r.memory_limit_in_bytes));
     }
     if !memory.is_empty() {
         out["memory"] = Value::Object(memory);
@@ -859,6 +910,7 @@ mod tests {
             ips: Vec::new(),
             etc_dir: None,
             pod_init_pid: 0,
+            shm: None,
         }
     }
 

@@ -207,6 +207,18 @@ pub fn resolve(rootfs: &Path, req: &UserRequest) -> Result<Identity, UserError> 
     })
 }
 
+/// The home directory of `uid` in the image's /etc/passwd (runc sets `HOME` from it when the
+/// environment has none).
+pub fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
+    let text = read_in_root(rootfs, "etc/passwd").ok()??;
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
+        .and_then(|f| f.get(5).map(|h| h.to_string()))
+        .filter(|h| !h.is_empty())
+}
+
 /// The identity a process really has, from `/proc/<pid>/status`: real uid, real gid and its
 /// supplementary groups.
 pub fn of_process(pid: u32) -> Option<Identity> {
@@ -301,6 +313,14 @@ mod tests {
         let id = of_process(std::process::id()).unwrap();
         assert_eq!(id.uid, nix::unistd::getuid().as_raw());
         assert_eq!(parse_status("Name: x\n"), None);
+    }
+
+    #[test]
+    fn home_directories() {
+        let r = rootfs();
+        assert_eq!(home_of(r.path(), 1000).as_deref(), Some("/home/app"));
+        assert_eq!(home_of(r.path(), 0).as_deref(), Some("/root"));
+        assert_eq!(home_of(r.path(), 4242), None);
     }
 
     #[test]

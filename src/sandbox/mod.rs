@@ -75,6 +75,10 @@ pub struct SandboxRecord {
     /// Host pid of the pod's PID 1 (`berth-shim pod-init`) when it shares one PID namespace.
     #[serde(default)]
     pub pod_init_pid: u32,
+    /// The pod's /dev/shm (a tmpfs every container of the pod binds, as containerd's sandbox
+    /// shm), for pods with their own IPC namespace.
+    #[serde(default)]
+    pub shm: Option<PathBuf>,
 }
 
 impl SandboxRecord {
@@ -125,6 +129,8 @@ pub struct SandboxSettings {
 pub struct Sandboxes {
     store: Arc<Store>,
     ns_dir: PathBuf,
+    /// `<state>/shm/<id>`: each pod's /dev/shm tmpfs.
+    shm_dir: PathBuf,
     /// Per-pod files (hostname, hosts, resolv.conf): `<root>/sandboxes/<id>`.
     files_dir: PathBuf,
     network: SandboxSettings,
@@ -176,6 +182,7 @@ impl Sandboxes {
         Ok(Sandboxes {
             store,
             ns_dir,
+            shm_dir: state_dir.join("shm"),
             files_dir: root.join("sandboxes"),
             network,
             cni_cache: cni::Cache::new(root.join("cni")),
@@ -304,6 +311,7 @@ impl Sandboxes {
             ips: Vec::new(),
             etc_dir: None,
             pod_init_pid: 0,
+            shm: None,
         };
         match self.set_up(&mut rec, &ns).await {
             Ok(()) => {
@@ -408,6 +416,15 @@ impl Sandboxes {
             rec.ips = attachment.ips();
         }
 
+        if ns.ipc != NamespaceMode::Node as i32 {
+            let shm = self.shm_dir.join(&rec.id);
+            mount_pod_shm(&shm).map_err(|source| SandboxError::Io {
+                context: format!("mounting the pod's /dev/shm at {}", shm.display()),
+                source,
+            })?;
+            rec.shm = Some(shm);
+        }
+
         let etc = self.files_dir.join(&rec.id);
         let io = |what: &str| {
             let what = what.to_string();
@@ -444,6 +461,11 @@ impl Sandboxes {
         }
         let pid_pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
         kill_pod_init(rec.pod_init_pid, &pid_pin);
+        let shm = self.shm_dir.join(&rec.id);
+        unmount_pod_shm(&shm).map_err(|source| SandboxError::Io {
+            context: format!("unmounting the pod's /dev/shm at {}", shm.display()),
+            source,
+        })?;
         release_dir(&self.ns_dir.join(&rec.id)).map_err(|source| SandboxError::Io {
             context: format!("releasing the namespaces of pod sandbox {}", rec.id),
             source,
@@ -481,6 +503,11 @@ impl Sandboxes {
             pins.push((kind.name().to_string(), p));
         }
         Ok(pins)
+    }
+
+    /// The pod's CNI result (the chain's last plugin's, as cached), if it has one.
+    pub fn cni_result(&self, id: &str) -> Option<serde_json::Value> {
+        self.cni_cache.load(id).ok().flatten()?.result
     }
 
     /// A user-namespaced pod's pins: the user namespace and, created inside it (so that the
@@ -651,6 +678,33 @@ fn port_mappings(config: &PodSandboxConfig) -> Vec<serde_json::Value> {
 }
 
 /// Unpin every namespace under a pod's ns dir and remove the dir.
+/// A pod's /dev/shm: a 64 MiB tmpfs (containerd's size and options).
+fn mount_pod_shm(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    nix::mount::mount(
+        Some("shm"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(std::io::Error::from)
+}
+
+/// Undo [`mount_pod_shm`]; nothing there is fine.
+fn unmount_pod_shm(dir: &Path) -> std::io::Result<()> {
+    match nix::mount::umount2(dir, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn release_dir(dir: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -127,6 +127,12 @@ fn prepare(c: &Container, req: &ExecRequest) -> Result<Prepared> {
         .ok_or_else(|| Error::InvalidSpec("process is not set".into()))?;
     process.set_args(Some(req.args.clone()));
     process.set_terminal(Some(req.console_socket.is_some()));
+    // A terminal session gets TERM=xterm unless the container has a TERM (containerd's).
+    let mut env = process.env().clone().unwrap_or_default();
+    if req.console_socket.is_some() && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+        process.set_env(Some(env));
+    }
     if let Some((w, h)) = req.console_size {
         let size = oci_spec::runtime::BoxBuilder::default()
             .width(u64::from(w))

@@ -153,15 +153,17 @@ pub async fn status(
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            resources: r
-                .config
-                .linux
-                .as_ref()
-                .and_then(|l| l.resources.clone())
-                .map(|linux| ContainerResources {
-                    linux: Some(linux),
-                    windows: None,
-                }),
+            // Zero-filled when nothing was set, as containerd answers.
+            resources: Some(ContainerResources {
+                linux: Some(
+                    r.config
+                        .linux
+                        .as_ref()
+                        .and_then(|l| l.resources.clone())
+                        .unwrap_or_default(),
+                ),
+                windows: None,
+            }),
             image_id: r.image_id.clone(),
             user,
         }),

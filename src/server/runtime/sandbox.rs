@@ -75,12 +75,39 @@ pub fn status(
     let r = daemon.sandboxes.get(&req.pod_sandbox_id)?;
     let mut info = HashMap::new();
     if req.verbose {
+        // containerd's keys where berth has the same thing (crictl inspectp, operators'
+        // scripts that nsenter a pod by its runtimeSpec namespaces).
+        let pinned: serde_json::Map<String, serde_json::Value> = r
+            .pins
+            .iter()
+            .map(|(k, p)| (k.clone(), serde_json::json!(p)))
+            .collect();
+        let oci_type = |k: &str| {
+            if k == "net" {
+                "network".to_string()
+            } else {
+                k.to_string()
+            }
+        };
+        let namespaces: Vec<_> = r
+            .pins
+            .iter()
+            .map(|(k, p)| serde_json::json!({"type": oci_type(k), "path": p}))
+            .collect();
+        let ready = r.state == SandboxState::Ready;
         let verbose = serde_json::json!({
             "config": r.config,
             "runtimeHandler": r.runtime_handler,
-            "pinnedNamespaces": r.pins,
+            "runtimeType": "berth",
+            "pid": r.pod_init_pid,
+            "processStatus": if ready { "running" } else { "deleted" },
+            "netNamespaceClosed": !ready,
+            "pinnedNamespaces": pinned,
+            "runtimeSpec": {"linux": {"namespaces": namespaces}},
+            "cniResult": daemon.sandboxes.cni_result(&r.id),
             "ips": r.ips,
             "etcDir": r.etc_dir,
+            "shm": r.shm,
         });
         info.insert("info".to_string(), verbose.to_string());
     }

@@ -47,7 +47,8 @@ fn cri_stats(u: &ContainerUsage) -> ContainerStats {
                 Some(CpuUsage {
                     timestamp: s.timestamp,
                     usage_core_nano_seconds: value(s.cpu_usage_ns),
-                    usage_nano_cores: u.nano_cores.and_then(value),
+                    // 0 until there is a previous reading (containerd always sends it).
+                    usage_nano_cores: value(u.nano_cores.unwrap_or(0)),
                 }),
                 Some(MemoryUsage {
                     timestamp: s.timestamp,

@@ -53,6 +53,14 @@ pub fn status(daemon: &Daemon, req: StatusRequest) -> Result<StatusResponse, Err
             "registry": { "config_path": cfg.registry.config_path },
             "cni": { "conf_dir": cni.conf_dir, "bin_dirs": cni.bin_dirs },
             "metrics": { "address": cfg.metrics.address },
+            "streaming": {
+                "address": daemon.streaming.local_addr().to_string(),
+                "token_ttl_secs": cfg.streaming.token_ttl_secs,
+            },
+            "image": {
+                "max_concurrent_downloads": cfg.image.max_concurrent_downloads,
+                "read_timeout_secs": cfg.image.read_timeout_secs,
+            },
         });
         info.insert("config".to_string(), config.to_string());
         let cidrs = daemon
@@ -62,6 +70,15 @@ pub fn status(daemon: &Daemon, req: StatusRequest) -> Result<StatusResponse, Err
             .unwrap_or_default();
         info.insert("podCIDRs".to_string(), serde_json::json!(cidrs).to_string());
         info.insert("network".to_string(), network_info.to_string());
+        // containerd's key (crictl info shows it).
+        let cni_status = match &network {
+            Ok(_) => "OK".to_string(),
+            Err(e) => e.to_string(),
+        };
+        info.insert(
+            "lastCNILoadStatus".to_string(),
+            serde_json::json!(cni_status).to_string(),
+        );
     }
     Ok(StatusResponse {
         status: Some(RuntimeStatus {
