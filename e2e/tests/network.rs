@@ -678,6 +678,40 @@ fn pod_stats(env: &Env) {
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::NotFound);
+
+        // A pod without a cgroup parent (crictl's minimal pod.json): its containers' sum.
+        let mut bare = net_pod("bare", &node);
+        bare.linux.as_mut().unwrap().cgroup_parent.clear();
+        let bare = run_pod(&node, bare).await.unwrap();
+        let bc = running(&node, &bare, "c", &bb, "sleep 3600").await;
+        let s = node
+            .runtime()
+            .await
+            .pod_sandbox_stats(PodSandboxStatsRequest {
+                pod_sandbox_id: bare.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .stats
+            .unwrap();
+        let linux = s.linux.unwrap();
+        let c_mem = linux.containers[0]
+            .memory
+            .as_ref()
+            .unwrap()
+            .working_set_bytes
+            .unwrap()
+            .value;
+        assert!(c_mem > 0);
+        assert_eq!(
+            linux.memory.unwrap().working_set_bytes.unwrap().value,
+            c_mem
+        );
+        assert!(linux.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+        assert_eq!(linux.containers[0].attributes.as_ref().unwrap().id, bc);
+        remove_pod(&node, &bare).await;
+
         remove_pod(&node, &pod).await;
         assert_network_clean(&node, &net, "after the measured pod");
     });

@@ -141,20 +141,20 @@ async fn pod_stats(daemon: &Daemon, rec: crate::sandbox::SandboxRecord) -> PodSa
         pod_sandbox_id: rec.id.clone(),
         ..Default::default()
     };
-    let containers = daemon
+    let container_usage = daemon
         .containers
         .usage(daemon.containers.list(Some(&filter)))
-        .await
-        .iter()
-        .map(cri_stats)
-        .collect();
+        .await;
+    let containers: Vec<ContainerStats> = container_usage.iter().map(cri_stats).collect();
+    // The pod has no process of its own (no pause): its CPU rate is its containers'.
+    let nano_cores: u64 = container_usage.iter().filter_map(|u| u.nano_cores).sum();
     let ts = usage.timestamp;
     let (cpu, memory) = match &usage.cgroup {
         Some(s) => (
             Some(CpuUsage {
                 timestamp: ts,
                 usage_core_nano_seconds: value(s.cpu_usage_ns),
-                usage_nano_cores: None,
+                usage_nano_cores: value(nano_cores),
             }),
             Some(MemoryUsage {
                 timestamp: ts,
@@ -168,6 +168,43 @@ async fn pod_stats(daemon: &Daemon, rec: crate::sandbox::SandboxRecord) -> PodSa
                 major_page_faults: value(s.major_page_faults),
             }),
         ),
+        // No pod cgroup (a pod without cgroup_parent, as crictl's minimal pod.json): the sum
+        // of its containers, which is all the pod runs.
+        None if !containers.is_empty() => {
+            let sum = |f: &dyn Fn(&ContainerStats) -> Option<u64>| -> u64 {
+                containers.iter().filter_map(f).sum()
+            };
+            let mem = |f: fn(&MemoryUsage) -> &Option<UInt64Value>| {
+                move |c: &ContainerStats| {
+                    c.memory
+                        .as_ref()
+                        .and_then(|m| f(m).as_ref())
+                        .map(|v| v.value)
+                }
+            };
+            (
+                Some(CpuUsage {
+                    timestamp: ts,
+                    usage_core_nano_seconds: value(sum(&|c| {
+                        c.cpu
+                            .as_ref()?
+                            .usage_core_nano_seconds
+                            .as_ref()
+                            .map(|v| v.value)
+                    })),
+                    usage_nano_cores: value(nano_cores),
+                }),
+                Some(MemoryUsage {
+                    timestamp: ts,
+                    working_set_bytes: value(sum(&mem(|m| &m.working_set_bytes))),
+                    available_bytes: None,
+                    usage_bytes: value(sum(&mem(|m| &m.usage_bytes))),
+                    rss_bytes: value(sum(&mem(|m| &m.rss_bytes))),
+                    page_faults: value(sum(&mem(|m| &m.page_faults))),
+                    major_page_faults: value(sum(&mem(|m| &m.major_page_faults))),
+                }),
+            )
+        }
         None => (None, None),
     };
     let iface = |i: &crate::sandbox::stats::InterfaceUsage| NetworkInterfaceUsage {
