@@ -1432,12 +1432,6 @@ fn sandbox_lifecycle(env: &Env) {
             run_pod(&node, no_meta).await.unwrap_err().code(),
             Code::InvalidArgument
         );
-        let mut no_name = pod_config("x", NamespaceMode::Pod);
-        no_name.metadata.as_mut().unwrap().name.clear();
-        assert_eq!(
-            run_pod(&node, no_name).await.unwrap_err().code(),
-            Code::InvalidArgument
-        );
         let mut pod_net = pod_config("x", NamespaceMode::Pod);
         pod_net
             .linux

@@ -284,14 +284,12 @@ impl Containers {
         sandbox_id: &str,
         config: ContainerConfig,
     ) -> Result<ContainerRecord, ContainerError> {
-        let meta = config.metadata.clone().ok_or_else(|| {
-            ContainerError::InvalidArgument("container config has no metadata".into())
-        })?;
-        if meta.name.is_empty() {
+        if config.metadata.is_none() {
             return Err(ContainerError::InvalidArgument(
-                "container metadata.name is required".into(),
+                "container config has no metadata".into(),
             ));
         }
+        // Only the metadata itself is required, as containerd: its name may be empty.
         let sandbox = sandboxes
             .get(sandbox_id)
             .map_err(|e| ContainerError::NotFound(e.to_string()))?;

@@ -254,15 +254,12 @@ impl Sandboxes {
         config: PodSandboxConfig,
         runtime_handler: &str,
     ) -> Result<SandboxRecord, SandboxError> {
-        let meta = config.metadata.clone().ok_or_else(|| {
-            SandboxError::InvalidArgument("pod sandbox config has no metadata".into())
-        })?;
-        // The name identifies the pod; namespace and uid may be empty (containerd takes them).
-        if meta.name.is_empty() {
+        if config.metadata.is_none() {
             return Err(SandboxError::InvalidArgument(
-                "pod sandbox metadata.name is required".into(),
+                "pod sandbox config has no metadata".into(),
             ));
         }
+        // Only the metadata itself is required, as containerd: its fields may be empty.
         if !runtime_handler.is_empty() {
             return Err(SandboxError::InvalidArgument(format!(
                 "runtime handler {runtime_handler:?} is not configured (berth serves the default handler \"\")"
