@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         ("container_events", container_events),
         ("mount_propagation", mount_propagation),
         ("user_namespaced_pod", user_namespaced_pod),
+        ("supplemental_groups_policy", supplemental_groups_policy),
+        ("recursive_read_only_binds", recursive_read_only_binds),
     ];
     let trials = tests
         .iter()
@@ -1010,4 +1012,113 @@ async fn container_pid(node: &Node, id: &str) -> u32 {
         .into_inner();
     let info: serde_json::Value = serde_json::from_str(&r.info["info"]).unwrap();
     info["pid"].as_u64().unwrap() as u32
+}
+
+/// SupplementalGroupsPolicy (advertised in Status): Merge adds the image's /etc/group
+/// memberships of the user, Strict only the primary and the requested groups;
+/// ContainerStatus.user reports what the process really has.
+fn supplemental_groups_policy(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod) = node_with_pod(env, "groups").await;
+        let img = env.set.user.reference(); // user app (1000), member of extra (2000)
+        for (name, policy, groups) in [
+            (
+                "merge",
+                SupplementalGroupsPolicy::Merge,
+                vec![1000, 2000, 3000],
+            ),
+            ("strict", SupplementalGroupsPolicy::Strict, vec![1000, 3000]),
+        ] {
+            let id = running(&node, &pod, name, &img, "sleep 3600", |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext {
+                        supplemental_groups: vec![3000],
+                        supplemental_groups_policy: policy as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            })
+            .await;
+            let want: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            assert_eq!(
+                sh(&node, &id, "id -G").await,
+                format!("{}\n", want.join(" ")),
+                "{name}"
+            );
+            let user = container_status(&node, &id)
+                .await
+                .user
+                .unwrap()
+                .linux
+                .unwrap();
+            assert_eq!(
+                (user.uid, user.gid, user.supplemental_groups),
+                (1000, 1000, groups),
+                "{name}"
+            );
+        }
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// `recursive_read_only`: a read-only bind whose submounts are read-only too
+/// (mount_setattr(AT_RECURSIVE)); a plain read-only bind leaves a writable submount writable;
+/// refused unless read-only and private, as containerd.
+fn recursive_read_only_binds(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod) = node_with_pod(env, "rro").await;
+        let bb = env.set.busybox.reference();
+        let host = tempfile::Builder::new()
+            .prefix("berth-e2e-rro-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let top = OwnMount::new(
+            &host.path().join("top"),
+            None,
+            &[nix::mount::MsFlags::MS_PRIVATE],
+        );
+        let sub = host.path().join("top/sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            &sub,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+        let _sub = OwnMount(sub.clone());
+        let bind = |rro: bool, readonly: bool, p: MountPropagation| Mount {
+            container_path: "/mnt".into(),
+            host_path: top.0.display().to_string(),
+            readonly,
+            recursive_read_only: rro,
+            propagation: p as i32,
+            ..Default::default()
+        };
+        let touch = "touch /mnt/sub/x 2>&1 && echo written";
+        for (name, rro, want) in [
+            ("plain", false, "written"),
+            ("rro", true, "Read-only file system"),
+        ] {
+            let id = running(&node, &pod, name, &bb, "sleep 3600", |c| {
+                c.mounts = vec![bind(rro, true, MountPropagation::PropagationPrivate)];
+            })
+            .await;
+            let r = exec(&node, &id, &["sh", "-c", touch], 10).await.unwrap();
+            let out = String::from_utf8_lossy(&r.stdout).into_owned();
+            assert!(out.contains(want), "{name}: {out:?}");
+        }
+        for (readonly, p) in [
+            (false, MountPropagation::PropagationPrivate),
+            (true, MountPropagation::PropagationHostToContainer),
+        ] {
+            let mut cfg = container_config("refused", &bb, &["true"]);
+            cfg.mounts = vec![bind(true, readonly, p)];
+            let err = create_container(&node, &pod, cfg).await.unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        }
+        remove_pod(&node, &pod).await;
+    });
 }
