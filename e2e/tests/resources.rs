@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         ("user_namespaced_pod", user_namespaced_pod),
         ("supplemental_groups_policy", supplemental_groups_policy),
         ("recursive_read_only_binds", recursive_read_only_binds),
+        ("target_pid_namespace", target_pid_namespace),
     ];
     let trials = tests
         .iter()
@@ -1119,6 +1120,45 @@ fn recursive_read_only_binds(env: &Env) {
             let err = create_container(&node, &pod, cfg).await.unwrap_err();
             assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         }
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// PID namespace mode TARGET (kubelet's ephemeral containers, `kubectl debug --target`): the
+/// debug container joins the target container's PID namespace; a target that is not a running
+/// container of the pod is refused.
+fn target_pid_namespace(env: &Env) {
+    env.rt.block_on(async {
+        let (node, pod) = node_with_pod(env, "target").await;
+        let bb = env.set.busybox.reference();
+        let app = running(&node, &pod, "app", &bb, "exec sleep 3601", |_| {}).await;
+        let target = |id: &str| {
+            let id = id.to_string();
+            move |c: &mut ContainerConfig| {
+                c.linux = Some(LinuxContainerConfig {
+                    security_context: Some(LinuxContainerSecurityContext {
+                        namespace_options: Some(NamespaceOption {
+                            pid: NamespaceMode::Target as i32,
+                            target_id: id,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+        };
+        let debug = running(&node, &pod, "debug", &bb, "exec sleep 3602", target(&app)).await;
+        let ps = sh(&node, &debug, "ps -o pid,args").await;
+        assert!(
+            ps.contains(" 1 sleep 3601") || ps.lines().any(|l| l.trim() == "1 sleep 3601"),
+            "{ps}"
+        );
+        assert!(ps.contains("sleep 3602"), "{ps}");
+        let mut cfg = container_config("bad", &bb, &["true"]);
+        target("no-such-container")(&mut cfg);
+        let err = create_container(&node, &pod, cfg).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         remove_pod(&node, &pod).await;
     });
 }

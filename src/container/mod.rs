@@ -263,6 +263,25 @@ impl Containers {
         self.dir.join(id)
     }
 
+    /// For PID namespace mode TARGET: the PID namespace of the target container, which must be
+    /// a running container of the same pod (kubelet's ephemeral containers, `kubectl debug
+    /// --target`).
+    fn target_pid_ns(&self, config: &ContainerConfig, sandbox_id: &str) -> Option<PathBuf> {
+        let opts = config
+            .linux
+            .as_ref()?
+            .security_context
+            .as_ref()?
+            .namespace_options
+            .as_ref()?;
+        if opts.pid != k8s_cri::v1::NamespaceMode::Target as i32 {
+            return None;
+        }
+        let target = self.get(&opts.target_id).ok()?;
+        (target.sandbox_id == sandbox_id && target.state == ContainerState::Running && target.pid > 0)
+            .then(|| PathBuf::from(format!("/proc/{}/ns/pid", target.pid)))
+    }
+
     /// The OCI runtime spec of container `id` (its bundle's config.json) as JSON, if readable.
     pub fn spec_json_of(&self, id: &str) -> Option<serde_json::Value> {
         let bytes = std::fs::read(self.bundle(id).join("config.json")).ok()?;
@@ -427,6 +446,7 @@ impl Containers {
             sandbox,
             rootfs: &rootfs,
             cgroup_ns: self.cgroup_ns,
+            target_pid_ns: self.target_pid_ns(&rec.config, &sandbox.id),
         })?;
         let json = serde_json::to_vec_pretty(&oci).map_err(|e| ContainerError::Io {
             context: "encoding config.json".into(),

@@ -126,6 +126,8 @@ pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
     /// Give the container its own cgroup namespace (cgroup v2 hosts, as containerd).
     pub cgroup_ns: bool,
+    /// PID namespace mode TARGET (kubectl debug --target): the target container's namespace.
+    pub target_pid_ns: Option<PathBuf>,
 }
 
 /// Build the OCI spec. Missing host paths of bind mounts are created as directories
@@ -828,11 +830,15 @@ fn namespaces(input: &SpecInput<'_>) -> Result<Vec<Value>, SpecError> {
     let mut out = vec![json!({"type": "mount"})];
     match NamespaceMode::try_from(opts.pid) {
         Ok(NamespaceMode::Node) => {}
-        Ok(NamespaceMode::Target) => {
-            return Err(SpecError::Invalid(
-                "sharing a target container's PID namespace is not supported by berth yet".into(),
-            ));
-        }
+        Ok(NamespaceMode::Target) => match &input.target_pid_ns {
+            Some(path) => out.push(json!({"type": "pid", "path": path})),
+            None => {
+                return Err(SpecError::Invalid(format!(
+                    "the target container {:?} of PID namespace mode TARGET is not running in this pod",
+                    opts.target_id
+                )));
+            }
+        },
         // POD: the pod's shared namespace (its PID 1 is berth-shim pod-init).
         Ok(NamespaceMode::Pod) if sb.pin(NsKind::Pid).is_some() => {
             out.push(json!({"type": "pid", "path": sb.pin(NsKind::Pid)}));
@@ -940,6 +946,7 @@ mod tests {
             sandbox: sb,
             rootfs: r.path(),
             cgroup_ns: false,
+            target_pid_ns: None,
         })
     }
 
