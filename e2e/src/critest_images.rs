@@ -325,7 +325,10 @@ pub fn base_layer(src: &BusyboxSource) -> Result<BuiltLayer, String> {
         Entry::dir("var/www", 0o755),
     ];
     for a in &src.applets {
-        entries.push(Entry::hardlink(&format!("bin/{a}"), "bin/busybox"));
+        // A hard link entry carries its target's mode (containerd applies it to the inode).
+        let mut link = Entry::hardlink(&format!("bin/{a}"), "bin/busybox");
+        link.mode = 0o755;
+        entries.push(link);
     }
     entries.extend(host_files(&src.libs, 0o755)?);
     Ok(layer(entries))

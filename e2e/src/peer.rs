@@ -117,3 +117,106 @@ impl Drop for Containerd {
         let _ = std::fs::remove_dir_all(self.dir.path());
     }
 }
+
+impl Containerd {
+    /// Its registry `config_path` (one `<host>/hosts.toml` per registry).
+    pub fn certs_d(&self) -> PathBuf {
+        self.dir.path().join("certs.d")
+    }
+
+    /// Adds a `hosts.toml` for each of `registries`: the plain-HTTP registry at `mirror_addr`
+    /// tried (pull, resolve) before the upstream server, as berth's mirrors in the e2e tests.
+    /// containerd reads these files on every pull, so this works after `start`.
+    pub fn add_mirror_hosts(&self, registries: &[&str], mirror_addr: &str) -> std::io::Result<()> {
+        for registry in registries {
+            let dir = self.certs_d().join(registry);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(
+                dir.join("hosts.toml"),
+                format!(
+                    "server = \"https://{registry}\"\n\n[host.\"http://{mirror_addr}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Its containerd-shim-runc-v2 processes (their command line names its socket).
+    pub fn shims(&self) -> Vec<i32> {
+        let needle = self.socket.display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("containerd-shim") && c.contains(&needle)
+                })
+            })
+            .collect()
+    }
+
+    /// SIGKILLs what a run left behind: its shims and their children (pause processes,
+    /// containers). Call before dropping it when the client may not have cleaned up.
+    pub fn kill_shims(&self) {
+        let kill = |pid: i32| {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        };
+        for pid in self.shims() {
+            crate::node::children_of(pid).into_iter().for_each(kill);
+            kill(pid);
+        }
+    }
+}
+
+/// kubernetes' pause in a few lines of C: pause(2) until SIGTERM/SIGINT, reap children.
+pub const PAUSE_C: &str = r#"
+#include <signal.h>
+#include <unistd.h>
+#include <stdlib.h>
+static void done(int s) { (void)s; _exit(0); }
+static void reap(int s) { (void)s; }
+int main(void) {
+    signal(SIGTERM, done); signal(SIGINT, done); signal(SIGCHLD, reap);
+    for (;;) pause();
+}
+"#;
+
+/// Builds the static pause binary in `dir` with `cc` (a build dependency).
+pub fn build_pause(dir: &Path) -> Vec<u8> {
+    let src = dir.join("pause.c");
+    let bin = dir.join("pause");
+    std::fs::write(&src, PAUSE_C).expect("pause.c");
+    let st = Command::new("cc")
+        .args(["-static", "-Os", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("running cc (apt-get install build-essential)");
+    assert!(st.success(), "cc failed");
+    std::fs::read(&bin).expect("pause binary")
+}
+
+/// Builds the pause image (entrypoint `/pause`) in `dir` and pushes it to `reg` as
+/// `pause:latest`; returns its reference, for [`Containerd::start`]'s `sandbox_image`.
+pub async fn push_pause_image(reg: &crate::registry::Registry, dir: &Path) -> String {
+    use crate::images::{BuiltLayer, Compression, Entry, ImageConfig, ImageSpec, Pusher};
+    let layer = BuiltLayer::from_entries(
+        &[Entry::file("pause", build_pause(dir), 0o755)],
+        Compression::Gzip,
+    );
+    let cfg = ImageConfig {
+        entrypoint: Some(vec!["/pause".into()]),
+        cmd: None,
+        ..Default::default()
+    };
+    Pusher::for_registry(reg)
+        .push_image("pause:latest", &ImageSpec::new(vec![layer], cfg))
+        .await
+        .reference()
+}

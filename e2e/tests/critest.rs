@@ -6,11 +6,23 @@
 //! `ipMasq: false`) so pod IPs and host ports answer here; berthd with a private root. critest is
 //! not part of berth: build cri-tools v1.36.0 by hand (see the message printed without it).
 //!
+//! `CRITEST_RUNTIME=containerd` runs the same critest, images, mirrors and network against the
+//! peer runtime of `make bench` (`berth_e2e::peer`: Debian's containerd 1.6 + runc, with a pause
+//! image built and pushed here) instead, for comparison.
+//!
+//! With `-benchmark` in `CRITEST_ARGS`, critest's benchmark specs run: unless the arguments name
+//! their own, the harness passes a `--benchmarking-params-file` (`target/critest/
+//! benchmark-params.yaml`: [`BENCH_SAMPLES`] pods, containers and image pulls, the stand-in busybox
+//! as the pulled image) and a `--benchmarking-output-dir` (`target/critest/benchmark-<runtime>/`),
+//! and prints the per-operation durations of those data files as a table at the end.
+//!
 //! Environment: `CRITEST` (the binary; default: `critest` on PATH), `CRITEST_ARGS` (extra
 //! arguments, shell-like quoting, e.g. `--ginkgo.focus='Runtime info' --ginkgo.v`),
-//! `CRITEST_BUSYBOX_DEB` (Debian's dynamic `busybox` package file; default: downloaded with
-//! `apt-get download` into `target/critest/`), `CRITEST_BERTHD_LOG` (where berthd's log is kept;
-//! default `target/critest/berthd.log`).
+//! `CRITEST_RUNTIME` (`berthd`, the default, or `containerd`), `CRITEST_BUSYBOX_DEB` (Debian's
+//! dynamic `busybox` package file; default: downloaded with `apt-get download` into
+//! `target/critest/`), `CRITEST_BERTHD_LOG` (where berthd's log is kept; default
+//! `target/critest/berthd.log`; containerd's goes to `target/critest/containerd.log`), `BERTHD`
+//! (the berthd binary, e.g. `target/release/berthd`; default: the one built next to this test).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -18,26 +30,105 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
 use berth_e2e::critest_images::{self, BusyboxSource};
+use berth_e2e::images::{BuiltLayer, Pusher};
 use berth_e2e::netns;
 use berth_e2e::node::Node;
+use berth_e2e::peer::{self, Containerd};
 use berth_e2e::registry::{Registry, RegistryOpts, install_crypto_provider};
 use nix::sched::{CloneFlags, unshare};
 
 const CRI_TOOLS_VERSION: &str = "v1.36.0";
+
+/// Samples per benchmark in the default benchmarking params file.
+const BENCH_SAMPLES: u32 = 50;
+
+/// The CRI runtime critest runs against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RuntimeKind {
+    Berthd,
+    Containerd,
+}
+
+impl RuntimeKind {
+    /// `$CRITEST_RUNTIME`: `berthd` (default) or `containerd`.
+    fn from_env() -> Result<RuntimeKind, String> {
+        match std::env::var("CRITEST_RUNTIME")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "" | "berth" | "berthd" => Ok(RuntimeKind::Berthd),
+            "containerd" => Ok(RuntimeKind::Containerd),
+            other => Err(format!("unknown runtime {other:?} (berthd or containerd)")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Berthd => "berthd",
+            RuntimeKind::Containerd => "containerd",
+        }
+    }
+}
+
+/// The runtime under test, running.
+enum Target {
+    Berthd(Node),
+    Containerd(Containerd),
+}
+
+impl Target {
+    fn socket(&self) -> &Path {
+        match self {
+            Target::Berthd(node) => &node.socket,
+            Target::Containerd(ctd) => &ctd.socket,
+        }
+    }
+
+    /// Stops the runtime and everything it started (shims, containers, mounts, its
+    /// directory); returns where its log was kept.
+    fn finish(self, work: &Path) -> Option<PathBuf> {
+        match self {
+            Target::Berthd(mut node) => {
+                node.stop();
+                let kept = keep_log(&node.log, &berthd_log_dest(work));
+                drop(node);
+                kept
+            }
+            Target::Containerd(ctd) => {
+                // critest removes its pods; a failed or interrupted run may leave some.
+                ctd.kill_shims();
+                let kept = keep_log(
+                    &ctd.dir.path().join("containerd.log"),
+                    &work.join("containerd.log"),
+                );
+                drop(ctd);
+                kept
+            }
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let Some(critest) = find_critest() else {
         print_how_to_get_critest();
         return ExitCode::SUCCESS;
     };
-    let args = match split_args(&std::env::var("CRITEST_ARGS").unwrap_or_default()) {
+    let mut args = match split_args(&std::env::var("CRITEST_ARGS").unwrap_or_default()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("critest: CRITEST_ARGS: {e}");
             return ExitCode::from(2);
         }
     };
+    let kind = match RuntimeKind::from_env() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("critest: CRITEST_RUNTIME: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let work = work_dir();
+    let bench_dir = is_benchmark(&args).then(|| benchmark_args(&mut args, &work, kind));
     // Before the private network namespace: apt-get needs the network.
     let busybox = busybox_source(&work);
     eprintln!(
@@ -54,7 +145,7 @@ fn main() -> ExitCode {
     // critest runs `ipcmk` on the "host": keep its segments in a namespace that goes away.
     unshare(CloneFlags::CLONE_NEWIPC).expect("unshare(CLONE_NEWIPC)");
     install_crypto_provider();
-    let cgroups_before = berth_cgroups();
+    let cgroups_before = runtime_cgroups();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -62,25 +153,48 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let reg = Registry::start(RegistryOpts::default());
     let pushed = rt
-        .block_on(critest_images::push_critest_images(&reg, &busybox))
+        .block_on(push_images(&reg, &busybox))
         .unwrap_or_else(|e| panic!("building critest images: {e}"));
-    eprintln!(
-        "critest: pushed {} stand-in images to {}",
-        pushed.len(),
-        reg.addr
-    );
+    eprintln!("critest: pushed {pushed} stand-in images to {}", reg.addr);
 
-    let mut node = rt.block_on(Node::start());
-    critest_images::write_mirror_hosts(&node.certs_d, &reg.addr).expect("writing hosts.toml");
-    install_network(&node);
-    eprintln!(
-        "critest: berthd {} on {} (log {})",
-        node.pid(),
-        node.socket.display(),
-        node.log.display()
-    );
+    let target = match kind {
+        RuntimeKind::Berthd => {
+            let node = rt.block_on(Node::start());
+            critest_images::write_mirror_hosts(&node.certs_d, &reg.addr)
+                .expect("writing hosts.toml");
+            install_network(&node.cni_conf, &node.dir.path().join("ipam"));
+            eprintln!(
+                "critest: berthd {} on {} (log {})",
+                node.pid(),
+                node.socket.display(),
+                node.log.display()
+            );
+            Target::Berthd(node)
+        }
+        RuntimeKind::Containerd => {
+            let build = tempfile::Builder::new()
+                .prefix("berth-critest-pause-")
+                .tempdir_in("/var/tmp")
+                .expect("tempdir");
+            let pause = rt.block_on(peer::push_pause_image(&reg, build.path()));
+            drop(build);
+            let Some(ctd) = Containerd::start(&reg.addr, Some(&pause)) else {
+                eprintln!("critest: containerd is not installed (apt-get install containerd runc)");
+                return ExitCode::from(2);
+            };
+            ctd.add_mirror_hosts(critest_images::MIRRORED_REGISTRIES, &reg.addr)
+                .expect("writing hosts.toml");
+            install_network(&ctd.cni_conf, &ctd.dir.path().join("ipam"));
+            eprintln!(
+                "critest: containerd {} on {} (sandbox image {pause})",
+                ctd.pid(),
+                ctd.socket.display()
+            );
+            Target::Containerd(ctd)
+        }
+    };
 
-    let endpoint = format!("unix://{}", node.socket.display());
+    let endpoint = format!("unix://{}", target.socket().display());
     let mut cmd = Command::new(&critest);
     cmd.args([
         "--runtime-endpoint",
@@ -95,25 +209,167 @@ fn main() -> ExitCode {
     ignore_interrupts();
     let (status, output) = run_streaming(cmd);
 
-    // Clean up before reporting: berthd, its shims and containers, mounts, cgroups.
-    node.stop();
-    let kept_log = keep_berthd_log(&node, &work);
-    drop(node);
+    // Clean up before reporting: the runtime, its shims and containers, mounts, cgroups.
+    let kept_log = target.finish(&work);
     remove_new_cgroups(&cgroups_before);
     drop(reg);
     drop(rt);
 
     if let Some(log) = kept_log {
-        eprintln!("critest: berthd log kept at {}", log.display());
+        eprintln!("critest: {} log kept at {}", kind.name(), log.display());
+    }
+    if let Some(dir) = bench_dir {
+        print_benchmark_table(kind, &dir);
     }
     let code = status.code().unwrap_or(1);
     match ginkgo_summary(&output) {
         Some((passed, failed, skipped)) => {
             println!("critest: {passed} passed, {failed} failed, {skipped} skipped")
         }
+        // Without failures or skips ginkgo may print only `SUCCESS! <duration> PASS`.
+        None if status.success() => println!("critest: SUCCESS (no counts in ginkgo's output)"),
         None => println!("critest: no ginkgo summary line in the output (exit status {status})"),
     }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Whether critest is asked for its benchmarks (`-benchmark`, `--benchmark[=true]`).
+fn is_benchmark(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        matches!(
+            a.trim_start_matches('-'),
+            "benchmark" | "benchmark=true" | "benchmark=1"
+        ) && a.starts_with('-')
+    })
+}
+
+/// Adds a params file and an output dir to a benchmark run unless `args` name their own;
+/// returns the output dir.
+fn benchmark_args(args: &mut Vec<String>, work: &Path, kind: RuntimeKind) -> PathBuf {
+    let flag_value = |args: &[String], name: &str| -> Option<Option<String>> {
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let bare = a.trim_start_matches('-');
+            if bare == name {
+                return Some(it.next().cloned());
+            }
+            if let Some(v) = bare.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                return Some(Some(v.to_string()));
+            }
+        }
+        None
+    };
+    if flag_value(args, "benchmarking-params-file").is_none() {
+        let params = work.join("benchmark-params.yaml");
+        std::fs::write(&params, benchmark_params()).expect("writing the benchmark params");
+        args.push(format!("--benchmarking-params-file={}", params.display()));
+    }
+    match flag_value(args, "benchmarking-output-dir") {
+        Some(dir) => PathBuf::from(dir.unwrap_or_default()),
+        None => {
+            let dir = work.join(format!("benchmark-{}", kind.name()));
+            // Data of an earlier run must not pass for this one's.
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("creating the benchmark output dir");
+            args.push(format!("--benchmarking-output-dir={}", dir.display()));
+            dir
+        }
+    }
+}
+
+/// critest's benchmarks skip themselves without sample counts; the pulled (and removed) image
+/// is the stand-in busybox, whose upstream name resolves through the mirrors.
+fn benchmark_params() -> String {
+    let n = BENCH_SAMPLES;
+    let image = critest_images::BUSYBOX_IMAGE;
+    format!(
+        "containersNumber: {n}\ncontainersNumberParallel: 1\n\
+         podsNumber: {n}\npodsNumberParallel: 1\n\
+         imagesNumber: {n}\nimagesNumberParallel: 1\n\
+         imagePullingBenchmarkImage: {image:?}\n\
+         imageListingBenchmarkImages: [{image:?}]\n"
+    )
+}
+
+/// Per-operation durations from critest's `*_benchmark_data.json` files in `dir`.
+fn print_benchmark_table(kind: RuntimeKind, dir: &Path) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    println!(
+        "critest benchmark data ({}, {}), ms:",
+        kind.name(),
+        dir.display()
+    );
+    println!(
+        "  {:<40} {:>4} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "operation", "n", "min", "median", "mean", "p90", "max"
+    );
+    if files.is_empty() {
+        println!("  (no data files)");
+    }
+    for file in files {
+        let data: serde_json::Value = match std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                println!("  {}: {e}", file.display());
+                continue;
+            }
+        };
+        let set = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("?")
+            .trim_end_matches("_benchmark_data");
+        let names = data["operationsNames"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let points = data["datapoints"].as_array().cloned().unwrap_or_default();
+        for (i, name) in names.iter().enumerate() {
+            let mut ms: Vec<f64> = points
+                .iter()
+                .filter_map(|p| p["operationsDurationsNs"].get(i)?.as_f64())
+                .map(|ns| ns / 1e6)
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            let label = format!("{set}/{}", name.as_str().unwrap_or("?"));
+            if ms.is_empty() {
+                println!("  {label:<40} {:>4}", 0);
+                continue;
+            }
+            let at = |p: f64| ms[((ms.len() - 1) as f64 * p).round() as usize];
+            let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+            println!(
+                "  {label:<40} {:>4} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                ms.len(),
+                ms[0],
+                at(0.5),
+                mean,
+                at(0.9),
+                ms[ms.len() - 1]
+            );
+        }
+    }
+}
+
+/// Pushes critest's stand-in images to `reg`.
+async fn push_images(reg: &Registry, busybox: &BusyboxSource) -> Result<usize, String> {
+    let pusher = Pusher::for_registry(reg);
+    let images = critest_images::critest_images(busybox)?;
+    let count = images.len();
+    for img in images {
+        pusher.push_image(&img.local_repo_tag(), &img.spec).await;
+    }
+    Ok(count)
 }
 
 /// `$CRITEST`, or `critest` on PATH.
@@ -225,7 +481,7 @@ fn download_busybox_deb(work: &Path) -> Option<PathBuf> {
 }
 
 /// The pod network: a bridge in this namespace, Debian's plugins, no masquerading.
-fn install_network(node: &Node) {
+fn install_network(conf_dir: &Path, ipam_dir: &Path) {
     let conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "critest",
@@ -238,7 +494,7 @@ fn install_network(node: &Node) {
                 "hairpinMode": true,
                 "ipam": {
                     "type": "host-local",
-                    "dataDir": node.dir.path().join("ipam"),
+                    "dataDir": ipam_dir,
                     "ranges": [[{"subnet": "10.233.0.0/16"}]],
                     "routes": [{"dst": "0.0.0.0/0"}]
                 }
@@ -247,7 +503,7 @@ fn install_network(node: &Node) {
             {"type": "loopback"}
         ]
     });
-    std::fs::write(node.cni_conf.join("10-critest.conflist"), conf.to_string())
+    std::fs::write(conf_dir.join("10-critest.conflist"), conf.to_string())
         .expect("writing the CNI config");
 }
 
@@ -406,24 +662,33 @@ fn split_args(s: &str) -> Result<Vec<String>, String> {
     Ok(args)
 }
 
-/// Copies berthd's log out of the node's directory (removed with the node).
-fn keep_berthd_log(node: &Node, work: &Path) -> Option<PathBuf> {
-    let dest = std::env::var_os("CRITEST_BERTHD_LOG")
+/// `$CRITEST_BERTHD_LOG`, or `berthd.log` in `work`.
+fn berthd_log_dest(work: &Path) -> PathBuf {
+    std::env::var_os("CRITEST_BERTHD_LOG")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| work.join("berthd.log"));
-    match std::fs::copy(&node.log, &dest) {
-        Ok(_) => Some(dest),
+        .unwrap_or_else(|| work.join("berthd.log"))
+}
+
+/// Copies a runtime's log out of its directory (removed with it).
+fn keep_log(log: &Path, dest: &Path) -> Option<PathBuf> {
+    match std::fs::copy(log, dest) {
+        Ok(_) => Some(dest.to_path_buf()),
         Err(e) => {
-            eprintln!("critest: keeping berthd's log at {}: {e}", dest.display());
+            eprintln!(
+                "critest: keeping {} at {}: {e}",
+                log.display(),
+                dest.display()
+            );
             None
         }
     }
 }
 
-/// Cgroup directories under berth's default parent `/berth` (and `/test.slice`, which critest
-/// asks for when it thinks the driver is systemd) in every hierarchy, parents first.
-fn berth_cgroups() -> BTreeSet<PathBuf> {
+/// Cgroup directories under berth's default parent `/berth`, containerd's `/k8s.io` (for pods
+/// without a parent) and `/test.slice` (which critest asks for when it thinks the driver is
+/// systemd) in every hierarchy, parents first.
+fn runtime_cgroups() -> BTreeSet<PathBuf> {
     let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
     if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
         roots.extend(
@@ -433,7 +698,7 @@ fn berth_cgroups() -> BTreeSet<PathBuf> {
     }
     let mut found = BTreeSet::new();
     for root in roots {
-        for name in ["berth", "test.slice"] {
+        for name in ["berth", "k8s.io", "test.slice"] {
             let mut stack = vec![root.join(name)];
             while let Some(d) = stack.pop() {
                 if !d.is_dir() {
@@ -455,7 +720,7 @@ fn berth_cgroups() -> BTreeSet<PathBuf> {
 
 /// Removes the (empty) cgroups this run created, children first.
 fn remove_new_cgroups(before: &BTreeSet<PathBuf>) {
-    let mut new: Vec<PathBuf> = berth_cgroups().difference(before).cloned().collect();
+    let mut new: Vec<PathBuf> = runtime_cgroups().difference(before).cloned().collect();
     new.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for d in new {
         if let Err(e) = std::fs::remove_dir(&d) {

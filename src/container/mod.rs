@@ -278,7 +278,9 @@ impl Containers {
             return None;
         }
         let target = self.get(&opts.target_id).ok()?;
-        (target.sandbox_id == sandbox_id && target.state == ContainerState::Running && target.pid > 0)
+        (target.sandbox_id == sandbox_id
+            && target.state == ContainerState::Running
+            && target.pid > 0)
             .then(|| PathBuf::from(format!("/proc/{}/ns/pid", target.pid)))
     }
 
