@@ -948,6 +948,14 @@ fn user_namespaced_pod(env: &Env) {
         assert_eq!(page, "userns\n");
         // On the host: the process runs as 200000; what it writes in the volume is root's,
         // what it writes in its rootfs is 200000's (the upper layer); the image is untouched.
+        // ContainerStatus.user: the ids as the container sees them.
+        let user = container_status(&node, &id)
+            .await
+            .user
+            .unwrap()
+            .linux
+            .unwrap();
+        assert_eq!((user.uid, user.gid), (0, 0));
         let pid = container_pid(&node, &id).await;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();

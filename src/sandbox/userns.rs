@@ -30,6 +30,12 @@ impl IdRange {
         serde_json::json!({"containerID": self.container, "hostID": self.host, "size": self.size})
     }
 
+    /// The container id of host id `id`, if mapped.
+    pub fn container_of(&self, id: u32) -> Option<u32> {
+        let offset = id.checked_sub(self.host)?;
+        (offset < self.size).then(|| self.container + offset)
+    }
+
     /// The host id of container id `id`, if mapped.
     pub fn host_of(&self, id: u32) -> Option<u32> {
         let offset = id.checked_sub(self.container)?;
@@ -341,6 +347,8 @@ mod tests {
         assert_eq!(r.host_of(0), Some(100000));
         assert_eq!(r.host_of(65535), Some(165535));
         assert_eq!(r.host_of(65536), None);
+        assert_eq!(r.container_of(100005), Some(5));
+        assert_eq!(r.container_of(99999), None);
         assert_eq!(r.arg(), "0:100000:65536");
     }
 }

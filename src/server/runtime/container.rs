@@ -94,8 +94,11 @@ pub async fn status(
     let id = daemon.containers.get(&req.container_id)?.id;
     let r = daemon.containers.refresh(&id).await?;
     let (image, image_ref) = image_fields(daemon, &r);
-    // As JSON (stable key order), as containerd shows it.
-    let spec = daemon.containers.spec_json_of(&r.id);
+    let running = r.state == ContainerState::Running && r.pid > 0;
+    // The spec (as JSON: stable key order, as containerd shows it) only when needed: status is
+    // polled often.
+    let spec_json = || daemon.containers.spec_json_of(&r.id);
+    let spec = if req.verbose { spec_json() } else { None };
     let mut info = HashMap::new();
     if req.verbose {
         // containerd's keys: crictl inspect shows them.
@@ -108,12 +111,32 @@ pub async fn status(
         });
         info.insert("info".to_string(), verbose.to_string());
     }
-    // The identity the process really has while it runs; the spec's otherwise.
-    let identity = (r.state == ContainerState::Running && r.pid > 0)
+    // The identity the process really has while it runs (as the container sees it: host ids
+    // of a user-namespaced pod mapped back); the spec's otherwise.
+    let identity = running
         .then(|| crate::container::user::of_process(r.pid))
         .flatten()
+        .map(|id| {
+            match daemon.sandboxes.get(&r.sandbox_id).ok().and_then(|sb| {
+                crate::sandbox::userns::from_options(&sb.namespace_options())
+                    .ok()
+                    .flatten()
+            }) {
+                Some(maps) => crate::container::user::Identity {
+                    uid: maps.uid.container_of(id.uid).unwrap_or(id.uid),
+                    gid: maps.gid.container_of(id.gid).unwrap_or(id.gid),
+                    additional_gids: id
+                        .additional_gids
+                        .iter()
+                        .map(|&g| maps.gid.container_of(g).unwrap_or(g))
+                        .collect(),
+                },
+                None => id,
+            }
+        })
         .or_else(|| {
-            let user = spec.as_ref()?.pointer("/process/user")?;
+            let spec = spec.clone().or_else(spec_json)?;
+            let user = spec.pointer("/process/user")?;
             let id = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
             Some(crate::container::user::Identity {
                 uid: id(user.get("uid")?)?,
