@@ -682,6 +682,7 @@ impl Containers {
         if rec.state == ContainerState::Exited {
             return Ok(rec);
         }
+        let before = rec.clone();
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
         let live = match shim_client::connect(&paths.socket).await {
             Ok(mut c) => c
@@ -714,7 +715,10 @@ impl Containers {
                 }
             }
         }
-        self.persist(&rec)?;
+        // Status is polled (kubelet, crictl): the store is written only when something changed.
+        if rec != before {
+            self.persist(&rec)?;
+        }
         Ok(rec)
     }
 }
