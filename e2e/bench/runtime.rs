@@ -20,7 +20,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_e2e::images::{Entry, ImageConfig, ImageSpec, Pusher, busybox_layer};
+use berth_e2e::images::{ImageConfig, ImageSpec, Pusher, busybox_layer};
 use berth_e2e::netns;
 use berth_e2e::node::{Node, cri_channel};
 use berth_e2e::peer::Containerd;
@@ -48,33 +48,6 @@ fn pct(v: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-const PAUSE_C: &str = r#"
-#include <signal.h>
-#include <unistd.h>
-#include <stdlib.h>
-static void done(int s) { (void)s; _exit(0); }
-static void reap(int s) { (void)s; }
-int main(void) {
-    signal(SIGTERM, done); signal(SIGINT, done); signal(SIGCHLD, reap);
-    for (;;) pause();
-}
-"#;
-
-/// Build the static pause binary (the C compiler is one of the build dependencies).
-fn build_pause(dir: &Path) -> Vec<u8> {
-    let src = dir.join("pause.c");
-    let bin = dir.join("pause");
-    std::fs::write(&src, PAUSE_C).expect("pause.c");
-    let st = std::process::Command::new("cc")
-        .args(["-static", "-Os", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("running cc (apt-get install build-essential)");
-    assert!(st.success(), "cc failed");
-    std::fs::read(&bin).expect("pause binary")
 }
 
 struct Client {
@@ -709,28 +682,15 @@ fn main() {
         .prefix("berth-bench-")
         .tempdir_in("/var/tmp")
         .expect("tempdir");
-    let pause = build_pause(work.path());
     let (busybox, pause_ref) = rt.block_on(async {
-        let p = Pusher::for_registry(&reg);
-        let bb = p
+        let bb = Pusher::for_registry(&reg)
             .push_image(
                 "busybox:latest",
                 &ImageSpec::new(vec![busybox_layer().clone()], ImageConfig::default()),
             )
             .await;
-        let pause_layer = berth_e2e::images::BuiltLayer::from_entries(
-            &[Entry::file("pause", pause, 0o755)],
-            berth_e2e::images::Compression::Gzip,
-        );
-        let cfg = ImageConfig {
-            entrypoint: Some(vec!["/pause".into()]),
-            cmd: None,
-            ..Default::default()
-        };
-        let pz = p
-            .push_image("pause:latest", &ImageSpec::new(vec![pause_layer], cfg))
-            .await;
-        (bb.reference(), pz.reference())
+        let pause = berth_e2e::peer::push_pause_image(&reg, work.path()).await;
+        (bb.reference(), pause)
     });
 
     let plan = Plan {

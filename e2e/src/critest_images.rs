@@ -523,10 +523,15 @@ pub async fn push_critest_images(
     Ok(out)
 }
 
-/// Writes `<certs_d>/<registry>/hosts.toml` for each of [`MIRRORED_REGISTRIES`], with the
-/// plain-HTTP registry at `mirror_addr` as the mirror tried before the upstream server.
-pub fn write_mirror_hosts(certs_d: &Path, mirror_addr: &str) -> std::io::Result<()> {
-    for registry in MIRRORED_REGISTRIES {
+/// Writes `<certs_d>/<registry>/hosts.toml` for each of `registries` (containerd's layout, which
+/// berth reads too), with the plain-HTTP registry at `mirror_addr` as the mirror tried before
+/// the upstream server.
+pub fn write_mirror_hosts(
+    certs_d: &Path,
+    registries: &[&str],
+    mirror_addr: &str,
+) -> std::io::Result<()> {
+    for registry in registries {
         let dir = certs_d.join(registry);
         std::fs::create_dir_all(&dir)?;
         std::fs::write(

@@ -220,7 +220,11 @@ impl Node {
 
 /// Pids of berth-shim processes whose command line names a path under `dir`.
 pub fn shims_of(dir: &Path) -> Vec<i32> {
-    let needle = dir.display().to_string();
+    pids_with_cmdline(&["berth-shim", &dir.display().to_string()])
+}
+
+/// Pids whose command line contains every one of `needles`.
+pub fn pids_with_cmdline(needles: &[&str]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -229,7 +233,7 @@ pub fn shims_of(dir: &Path) -> Vec<i32> {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                 let c = String::from_utf8_lossy(&c);
-                c.contains("berth-shim") && c.contains(&needle)
+                needles.iter().all(|n| c.contains(n))
             })
         })
         .collect()

@@ -128,34 +128,12 @@ impl Containerd {
     /// tried (pull, resolve) before the upstream server, as berth's mirrors in the e2e tests.
     /// containerd reads these files on every pull, so this works after `start`.
     pub fn add_mirror_hosts(&self, registries: &[&str], mirror_addr: &str) -> std::io::Result<()> {
-        for registry in registries {
-            let dir = self.certs_d().join(registry);
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(
-                dir.join("hosts.toml"),
-                format!(
-                    "server = \"https://{registry}\"\n\n[host.\"http://{mirror_addr}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
-                ),
-            )?;
-        }
-        Ok(())
+        crate::critest_images::write_mirror_hosts(&self.certs_d(), registries, mirror_addr)
     }
 
     /// Its containerd-shim-runc-v2 processes (their command line names its socket).
     pub fn shims(&self) -> Vec<i32> {
-        let needle = self.socket.display().to_string();
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                    let c = String::from_utf8_lossy(&c);
-                    c.contains("containerd-shim") && c.contains(&needle)
-                })
-            })
-            .collect()
+        crate::node::pids_with_cmdline(&["containerd-shim", &self.socket.display().to_string()])
     }
 
     /// SIGKILLs what a run left behind: its shims and their children (pause processes,

@@ -160,8 +160,12 @@ fn main() -> ExitCode {
     let target = match kind {
         RuntimeKind::Berthd => {
             let node = rt.block_on(Node::start());
-            critest_images::write_mirror_hosts(&node.certs_d, &reg.addr)
-                .expect("writing hosts.toml");
+            critest_images::write_mirror_hosts(
+                &node.certs_d,
+                critest_images::MIRRORED_REGISTRIES,
+                &reg.addr,
+            )
+            .expect("writing hosts.toml");
             install_network(&node.cni_conf, &node.dir.path().join("ipam"));
             eprintln!(
                 "critest: berthd {} on {} (log {})",

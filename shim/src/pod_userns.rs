@@ -238,8 +238,9 @@ fn child_main(args: &PodUsernsArgs, go: &OwnedFd, to_parent: &OwnedFd) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// Bring `lo` up in this process's network namespace.
-fn loopback_up() -> std::io::Result<()> {
+/// Bring `lo` up in the calling thread's network namespace (every pod has a working localhost,
+/// whatever its CNI chain does). berthd's own pinning uses it too.
+pub fn loopback_up() -> std::io::Result<()> {
     // SAFETY: socket() takes plain integers; the result is checked before use.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {

@@ -82,7 +82,10 @@ impl std::ops::DerefMut for Helper {
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        if let Some(child) = self.0.take()
+        // Only an exec still running needs ending (the usual path: it has exited and was
+        // waited for).
+        if let Some(mut child) = self.0.take()
+            && matches!(child.try_wait(), Ok(None))
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             rt.spawn(end_helper(child));

@@ -189,7 +189,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     }
 
     // Environment: HOSTNAME, then the image's, then the request's; later keys replace earlier.
-    let hostname = pod_hostname(input.sandbox);
+    let hostname = input.sandbox.hostname();
     let mut env: Vec<String> = Vec::new();
     let mut set_env = |kv: String| {
         let key = kv.split('=').next().unwrap_or_default().to_string();
@@ -248,7 +248,7 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     // As runc and containerd: HOME from the user's passwd entry (else /) unless set; a tty
     // container gets TERM=xterm.
     if !env.iter().any(|e| e.starts_with("HOME=")) {
-        let home = user::home_of(input.rootfs, identity.uid).unwrap_or_else(|| "/".into());
+        let home = identity.home.clone().unwrap_or_else(|| "/".into());
         env.push(format!("HOME={home}"));
     }
     if c.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
@@ -389,16 +389,6 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
         spec["hostname"] = json!(hostname);
     }
     serde_json::from_value(spec).map_err(SpecError::Spec)
-}
-
-/// The pod's hostname (`HOSTNAME`): the one it was given, the node's otherwise (containerd).
-fn pod_hostname(sandbox: &SandboxRecord) -> String {
-    if !sandbox.config.hostname.is_empty() {
-        return sandbox.config.hostname.clone();
-    }
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().to_string())
-        .unwrap_or_default()
 }
 
 fn cap_name(n: &str) -> String {

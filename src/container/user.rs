@@ -28,6 +28,8 @@ pub struct Identity {
     pub gid: u32,
     /// Primary gid first, then group memberships from /etc/group, then requested groups.
     pub additional_gids: Vec<u32>,
+    /// The user's home directory in the image's /etc/passwd, if it has an entry with one.
+    pub home: Option<String>,
 }
 
 /// What was asked for: an image `User` string and/or the CRI security context fields.
@@ -48,6 +50,7 @@ struct PasswdEntry {
     name: String,
     uid: u32,
     gid: u32,
+    home: String,
 }
 
 struct GroupEntry {
@@ -95,6 +98,7 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
                 name: f.first()?.to_string(),
                 uid: f.get(2)?.parse().ok()?,
                 gid: f.get(3)?.parse().ok()?,
+                home: f.get(5).map_or_else(String::new, |h| h.to_string()),
             })
         })
         .collect()
@@ -156,23 +160,26 @@ pub fn resolve(rootfs: &Path, req: &UserRequest) -> Result<Identity, UserError> 
             None => (req.image_user.clone(), None),
         }
     };
-    let (uid, mut gid, name) = if user_part.is_empty() {
-        let root = passwd.iter().find(|p| p.uid == 0);
-        (0, root.map_or(0, |p| p.gid), root.map(|p| p.name.clone()))
+    let entry = if user_part.is_empty() {
+        passwd.iter().find(|p| p.uid == 0)
     } else if let Ok(uid) = user_part.parse::<u32>() {
-        let entry = passwd.iter().find(|p| p.uid == uid);
-        (
-            uid,
-            entry.map_or(0, |p| p.gid),
-            entry.map(|p| p.name.clone()),
-        )
+        passwd.iter().find(|p| p.uid == uid)
     } else {
-        let entry = passwd
-            .iter()
-            .find(|p| p.name == user_part)
-            .ok_or_else(|| UserError::NoSuchUser(user_part.clone()))?;
-        (entry.uid, entry.gid, Some(entry.name.clone()))
+        Some(
+            passwd
+                .iter()
+                .find(|p| p.name == user_part)
+                .ok_or_else(|| UserError::NoSuchUser(user_part.clone()))?,
+        )
     };
+    let uid = match (user_part.parse::<u32>(), entry) {
+        (Ok(uid), _) => uid,
+        (Err(_), Some(e)) => e.uid,
+        (Err(_), None) => 0,
+    };
+    let mut gid = entry.map_or(0, |p| p.gid);
+    let name = entry.map(|p| p.name.clone());
+    let home = entry.map(|p| p.home.clone()).filter(|h| !h.is_empty());
     if let Some(g) = group_part.filter(|g| !g.is_empty()) {
         gid = match g.parse::<u32>() {
             Ok(n) => n,
@@ -204,19 +211,8 @@ pub fn resolve(rootfs: &Path, req: &UserRequest) -> Result<Identity, UserError> 
         uid,
         gid,
         additional_gids: additional,
+        home,
     })
-}
-
-/// The home directory of `uid` in the image's /etc/passwd (runc sets `HOME` from it when the
-/// environment has none).
-pub fn home_of(rootfs: &Path, uid: u32) -> Option<String> {
-    let text = read_in_root(rootfs, "etc/passwd").ok()??;
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.get(2).and_then(|u| u.parse::<u32>().ok()) == Some(uid))
-        .and_then(|f| f.get(5).map(|h| h.to_string()))
-        .filter(|h| !h.is_empty())
 }
 
 /// The identity a process really has, from `/proc/<pid>/status`: real uid, real gid and its
@@ -239,6 +235,7 @@ fn parse_status(status: &str) -> Option<Identity> {
         uid: field("Uid:")?.next()?,
         gid: field("Gid:")?.next()?,
         additional_gids: field("Groups:")?.collect(),
+        home: None,
     })
 }
 
@@ -307,7 +304,8 @@ mod tests {
             Some(Identity {
                 uid: 1000,
                 gid: 50000,
-                additional_gids: vec![50000, 60000]
+                additional_gids: vec![50000, 60000],
+                home: None,
             })
         );
         let id = of_process(std::process::id()).unwrap();
@@ -318,9 +316,10 @@ mod tests {
     #[test]
     fn home_directories() {
         let r = rootfs();
-        assert_eq!(home_of(r.path(), 1000).as_deref(), Some("/home/app"));
-        assert_eq!(home_of(r.path(), 0).as_deref(), Some("/root"));
-        assert_eq!(home_of(r.path(), 4242), None);
+        let home = |u: &str| resolve(r.path(), &req(u)).unwrap().home;
+        assert_eq!(home("app").as_deref(), Some("/home/app"));
+        assert_eq!(home("").as_deref(), Some("/root"));
+        assert_eq!(home("4242"), None);
     }
 
     #[test]

@@ -93,6 +93,17 @@ impl SandboxRecord {
         namespace_options(&self.config)
     }
 
+    /// The pod's hostname (its file, `HOSTNAME`): the one it was given, else the node's, as
+    /// containerd.
+    pub fn hostname(&self) -> String {
+        if !self.config.hostname.is_empty() {
+            return self.config.hostname.clone();
+        }
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// The path of a pinned namespace of this pod, if it has its own.
     pub fn pin(&self, kind: NsKind) -> Option<&Path> {
         self.pins
@@ -357,21 +368,21 @@ impl Sandboxes {
                 "hostname {given:?} is longer than {HOST_NAME_MAX} bytes"
             )));
         }
-        let hostname = if given.is_empty() {
-            nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        } else {
-            given.clone()
-        };
+        let hostname = rec.hostname();
         let t = std::time::Instant::now();
-        let own_hostname = own_network.then_some((!given.is_empty()).then_some(given.as_str()));
+        let dir = self.ns_dir.join(&rec.id);
+        std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Io {
+            context: format!("creating {}", dir.display()),
+            source,
+        })?;
+        let kinds = own_namespaces(ns);
+        let set_hostname = (!given.is_empty()).then_some(given.as_str());
         rec.pins = match userns::from_options(ns).map_err(SandboxError::InvalidArgument)? {
             Some(maps) => {
-                self.pin_in_userns(&self.ns_dir.join(&rec.id), ns, &maps, own_hostname)
+                self.pin_in_userns(&dir, &maps, &kinds, set_hostname)
                     .await?
             }
-            None => self.pin_all(&self.ns_dir.join(&rec.id), ns, own_hostname)?,
+            None => self.pin_all(&dir, &kinds, set_hostname)?,
         };
         crate::metrics::phase("pod_pin_namespaces", t);
         if ns.pid == NamespaceMode::Pod as i32 {
@@ -470,29 +481,18 @@ impl Sandboxes {
         Ok(())
     }
 
-    /// Pin the pod's own namespaces under `dir`: IPC unless hostIPC; network and UTS unless
-    /// hostNetwork (`own_network` is then Some: the hostname to set, None to keep the node's).
+    /// Pin the pod's own namespaces (see [`own_namespaces`]) under `dir`; a UTS namespace gets
+    /// `hostname`, else keeps the node's.
     fn pin_all(
         &self,
         dir: &Path,
-        ns: &k8s_cri::v1::NamespaceOption,
-        own_network: Option<Option<&str>>,
+        kinds: &[NsKind],
+        hostname: Option<&str>,
     ) -> Result<Vec<(String, PathBuf)>, SandboxError> {
-        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
-            context: format!("creating {}", dir.display()),
-            source,
-        })?;
-        let mut wanted = Vec::new();
-        if ns.ipc != NamespaceMode::Node as i32 {
-            wanted.push((NsKind::Ipc, None));
-        }
-        if let Some(hostname) = own_network {
-            wanted.push((NsKind::Uts, hostname));
-            wanted.push((NsKind::Net, None));
-        }
         let mut pins = Vec::new();
-        for (kind, hostname) in wanted {
+        for &kind in kinds {
             let p = dir.join(kind.name());
+            let hostname = hostname.filter(|_| kind == NsKind::Uts);
             namespaces::pin_new(kind, &p, hostname).map_err(|source| SandboxError::Io {
                 context: format!("pinning the {} namespace at {}", kind.name(), p.display()),
                 source,
@@ -508,41 +508,23 @@ impl Sandboxes {
     }
 
     /// A user-namespaced pod's pins: the user namespace and, created inside it (so that the
-    /// pod's root has its capabilities there), its IPC namespace unless hostIPC and its network
-    /// and UTS namespaces unless hostNetwork.
+    /// pod's root has its capabilities there), the pod's own namespaces (`kinds`).
     async fn pin_in_userns(
         &self,
         dir: &Path,
-        ns: &k8s_cri::v1::NamespaceOption,
         maps: &userns::PodUserns,
-        own_network: Option<Option<&str>>,
+        kinds: &[NsKind],
+        hostname: Option<&str>,
     ) -> Result<Vec<(String, PathBuf)>, SandboxError> {
-        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
-            context: format!("creating {}", dir.display()),
-            source,
-        })?;
-        let mut kinds = vec![NsKind::User];
-        if ns.ipc != NamespaceMode::Node as i32 {
-            kinds.push(NsKind::Ipc);
-        }
-        if own_network.is_some() {
-            kinds.extend([NsKind::Uts, NsKind::Net]);
-        }
-        let names: Vec<&str> = kinds[1..].iter().map(|k| k.name()).collect();
-        userns::pin(
-            &self.network.shim_binary,
-            dir,
-            maps,
-            &names,
-            own_network.flatten(),
-        )
-        .await
-        .map_err(|source| SandboxError::Io {
-            context: format!("creating the pod's user namespace in {}", dir.display()),
-            source,
-        })?;
-        Ok(kinds
-            .iter()
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        userns::pin(&self.network.shim_binary, dir, maps, &names, hostname)
+            .await
+            .map_err(|source| SandboxError::Io {
+                context: format!("creating the pod's user namespace in {}", dir.display()),
+                source,
+            })?;
+        Ok(std::iter::once(&NsKind::User)
+            .chain(kinds)
             .map(|k| (k.name().to_string(), dir.join(k.name())))
             .collect())
     }
@@ -675,6 +657,19 @@ fn port_mappings(config: &PodSandboxConfig) -> Vec<serde_json::Value> {
 }
 
 /// Unpin every namespace under a pod's ns dir and remove the dir.
+/// The namespaces a pod has of its own (besides PID and user): IPC unless hostIPC; UTS and
+/// network unless hostNetwork, which keeps the node's hostname as kubelet expects.
+fn own_namespaces(ns: &k8s_cri::v1::NamespaceOption) -> Vec<NsKind> {
+    let mut kinds = Vec::new();
+    if ns.ipc != NamespaceMode::Node as i32 {
+        kinds.push(NsKind::Ipc);
+    }
+    if ns.network != NamespaceMode::Node as i32 {
+        kinds.extend([NsKind::Uts, NsKind::Net]);
+    }
+    kinds
+}
+
 /// A pod's /dev/shm: a 64 MiB tmpfs (containerd's size and options).
 fn mount_pod_shm(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;

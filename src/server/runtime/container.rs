@@ -130,6 +130,7 @@ pub async fn status(
                         .iter()
                         .map(|&g| maps.gid.container_of(g).unwrap_or(g))
                         .collect(),
+                    home: None,
                 },
                 None => id,
             }
@@ -146,6 +147,7 @@ pub async fn status(
                     .and_then(|g| g.as_array())
                     .map(|g| g.iter().filter_map(id).collect())
                     .unwrap_or_default(),
+                home: None,
             })
         });
     let user = identity.map(|id| ContainerUser {
