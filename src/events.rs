@@ -49,9 +49,7 @@ impl Default for Events {
 
 impl Events {
     fn publish(&self, id: &str, sandbox_id: &str, pod: bool, kind: EventKind) {
-        let at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
+        let at = berth_sys::time::now_nanos();
         // No subscriber is fine: nobody is listening.
         let _ = self.tx.send(Event {
             id: id.to_string(),

@@ -23,7 +23,7 @@
 //! Exits 0 after printing `ok`, or 1 with the reason on stderr (and no pin left behind).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -221,7 +221,7 @@ fn child_main(args: &PodUsernsArgs, go: &OwnedFd, to_parent: &OwnedFd) -> ! {
             nix::unistd::sethostname(h).map_err(|e| format!("setting hostname {h:?}: {e}"))?;
         }
         if flags.contains(CloneFlags::CLONE_NEWNET) {
-            loopback_up().map_err(|e| format!("bringing lo up: {e}"))?;
+            berth_sys::netdev::loopback_up().map_err(|e| format!("bringing lo up: {e}"))?;
         }
         nix::unistd::write(to_parent, b"n").map_err(|e| e.to_string())?;
         Ok(())
@@ -238,37 +238,10 @@ fn child_main(args: &PodUsernsArgs, go: &OwnedFd, to_parent: &OwnedFd) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// Bring `lo` up in the calling thread's network namespace (every pod has a working localhost,
-/// whatever its CNI chain does). berthd's own pinning uses it too.
-pub fn loopback_up() -> std::io::Result<()> {
-    // SAFETY: socket() takes plain integers; the result is checked before use.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` was just returned by the kernel and is owned by nobody else.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of a valid ifreq we own.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the flags member of the union is the one SIOCGIFFLAGS just wrote.
-    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
-    // SAFETY: SIOCSIFFLAGS reads a valid ifreq we own.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd};
 
     #[test]
     fn arguments() {

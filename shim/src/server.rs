@@ -9,12 +9,12 @@
 //! (SIGCHLD + `waitpid(-1, WNOHANG)`); only the init's status is recorded. The shim keeps
 //! serving State and Wait after the container stopped, until Shutdown.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use berth_shim_api::v1::shim_server::{Shim, ShimServer};
 use berth_shim_api::v1::{
@@ -46,13 +46,7 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections may delay the exit after Shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Unix time in nanoseconds.
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use berth_sys::time::now_nanos;
 
 /// The container as the shim sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,25 +353,15 @@ pub fn write_exit_file(
     finished_at: i64,
     oom_killed: bool,
 ) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
     let body = serde_json::json!({
         "exit_code": exit_code,
         "finished_at": finished_at,
         "oom_killed": oom_killed,
     });
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(body.to_string().as_bytes())?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    berth_sys::fs::write_atomic(path, body.to_string().as_bytes())
 }
 
 fn response(id: &str, s: &ContainerState) -> StateResponse {

@@ -10,7 +10,6 @@ pub mod spec;
 pub mod user;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -124,11 +123,7 @@ pub struct Containers {
     events: Events,
 }
 
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
+use berth_sys::time::now_nanos;
 
 /// The berth-shim binary: $BERTH_SHIM, else next to the running berthd, else on $PATH.
 pub fn default_shim_binary() -> PathBuf {
@@ -808,7 +803,7 @@ fn mount_idmapped_overlay(
     maps: &crate::sandbox::userns::PodUserns,
     userns_pin: &Path,
 ) -> Result<(), ContainerError> {
-    use berth_shim::executor::mount_api;
+    use berth_sys::mount_api;
     use std::os::fd::AsFd;
     let common = common_ancestor(lowers).ok_or_else(|| {
         ContainerError::FailedPrecondition("the image has no layers to mount".into())
@@ -876,14 +871,5 @@ fn is_mountpoint(p: &Path) -> bool {
 
 /// Temp file, fsync, rename, fsync the directory.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let tmp = path.with_extension("tmp");
-    let ctx = || format!("writing {}", path.display());
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(ctx()))?;
-    f.write_all(data).map_err(io_err(ctx()))?;
-    f.sync_all().map_err(io_err(ctx()))?;
-    std::fs::rename(&tmp, path).map_err(io_err(ctx()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(ctx()))
+    berth_sys::fs::write_atomic(path, data).map_err(io_err(format!("writing {}", path.display())))
 }

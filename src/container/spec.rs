@@ -647,7 +647,7 @@ fn mount_holding(mountinfo: &str, path: &Path) -> Option<(PathBuf, Vec<String>)>
         let fields: Vec<&str> = line.split(' ').collect();
         let Some(point) = fields
             .get(4)
-            .map(|m| PathBuf::from(berth_shim::executor::rootfs::unescape_mountinfo(m)))
+            .map(|m| PathBuf::from(berth_sys::mountinfo::unescape_mountinfo(m)))
         else {
             continue;
         };

@@ -304,20 +304,12 @@ impl Cache {
         std::fs::create_dir_all(&self.dir)
             .map_err(io_err(format!("creating {}", self.dir.display())))?;
         let path = self.path(&a.sandbox_id);
-        let tmp = path.with_extension("tmp");
         let data = serde_json::to_vec(a).map_err(|e| CniError::Io {
             context: "encoding the CNI cache".into(),
             source: std::io::Error::other(e),
         })?;
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(io_err(format!("writing {}", path.display())))
+        berth_sys::fs::write_atomic(&path, &data)
+            .map_err(io_err(format!("writing {}", path.display())))
     }
 
     pub fn load(&self, sandbox_id: &str) -> Result<Option<Attachment>, CniError> {

@@ -151,11 +151,7 @@ pub struct Sandboxes {
     lifecycle: tokio::sync::Mutex<()>,
 }
 
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
-}
+use berth_sys::time::now_nanos;
 
 impl Sandboxes {
     /// Load records; a pod whose pins vanished (the state dir is gone after a reboot) is

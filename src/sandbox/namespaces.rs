@@ -69,7 +69,7 @@ pub fn pin_new(kind: NsKind, path: &Path, hostname: Option<&str>) -> std::io::Re
                 nix::unistd::sethostname(h)?;
             }
             if kind == NsKind::Net {
-                berth_shim::pod_userns::loopback_up()?;
+                berth_sys::netdev::loopback_up()?;
             }
             File::options().write(true).create_new(true).open(&path)?;
             let source = format!("/proc/thread-self/ns/{}", kind.name());

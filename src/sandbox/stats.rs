@@ -66,9 +66,7 @@ pub fn interfaces_in(pin: &Path) -> std::io::Result<Vec<InterfaceUsage>> {
 pub fn pod_usage(cgroup_parent: Option<&str>, netns: Option<&Path>) -> PodUsage {
     let cg = cgroup_parent.and_then(|p| Cgroup::for_host(Path::new(p)).ok());
     PodUsage {
-        timestamp: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64),
+        timestamp: berth_sys::time::now_nanos(),
         cgroup: cg
             .as_ref()
             .filter(|c| c.dirs().iter().any(|d| d.is_dir()))

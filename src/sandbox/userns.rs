@@ -172,7 +172,7 @@ pub async fn probe(shim: &Path, root: &Path, state: &Path) -> Result<(), String>
 }
 
 async fn probe_in(shim: &Path, base: &Path, pins: &Path) -> Result<(), String> {
-    use berth_shim::executor::mount_api;
+    use berth_sys::mount_api;
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
     let err = |what: &str| {

@@ -182,7 +182,7 @@ pub fn parse_v1_mounts(mountinfo: &str) -> Vec<V1Mount> {
         let dev = left[2].to_string();
         let mount = V1Mount {
             controllers,
-            mountpoint: PathBuf::from(super::rootfs::unescape_mountinfo(left[4])),
+            mountpoint: PathBuf::from(berth_sys::mountinfo::unescape_mountinfo(left[4])),
         };
         match found.iter_mut().find(|(d, _)| *d == dev) {
             Some((_, m)) => {

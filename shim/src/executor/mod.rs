@@ -16,7 +16,6 @@
 
 pub mod cgroup;
 pub mod exec;
-pub mod mount_api;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -26,8 +26,8 @@ use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Mount};
 
 use super::cgroup::{Cgroup, V1Cgroup, V2Cgroup};
-use super::mount_api::{MountAttr, mount_attr, mount_setattr};
 use super::{Container, Context, Error, Result};
+use berth_sys::mount_api::{MountAttr, mount_attr, mount_setattr};
 
 /// Parsed `mounts[].options`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,7 +301,10 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
     let mut best: Option<(PathBuf, bool)> = None;
     for line in info.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
-        let Some(mount_point) = fields.get(4).map(|m| PathBuf::from(unescape_mountinfo(m))) else {
+        let Some(mount_point) = fields
+            .get(4)
+            .map(|m| PathBuf::from(berth_sys::mountinfo::unescape_mountinfo(m)))
+        else {
             continue;
         };
         if !rootfs.starts_with(&mount_point) {
@@ -325,27 +328,6 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
             .ctx(|| format!("making {} private", mount_point.display()))?;
     }
     Ok(())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-pub fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn dev_is_tmpfs(c: &Container) -> bool {
@@ -513,8 +495,14 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
             // Seen by the container's user namespace with its ids (KEP-127 volumes, pod files).
             let userns = mount_userns(c, m)?;
-            super::mount_api::bind_idmapped(&source, &dest, userns.as_fd(), opts.recursive, false)
-                .ctx(bind_what)?;
+            berth_sys::mount_api::bind_idmapped(
+                &source,
+                &dest,
+                userns.as_fd(),
+                opts.recursive,
+                false,
+            )
+            .ctx(bind_what)?;
         } else {
             let mut flags = MsFlags::MS_BIND;
             if opts.recursive {
@@ -857,11 +845,5 @@ mod tests {
                 .raw_os_error(),
             Some(libc::ELOOP)
         );
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\134c"), r"/a b\c");
-        assert_eq!(unescape_mountinfo(r"/plain\04"), r"/plain\04");
     }
 }

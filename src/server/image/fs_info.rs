@@ -6,9 +6,7 @@ use crate::error::Error;
 /// Bytes and inodes used by unpacked image layers, recorded when each layer was unpacked.
 pub fn image_fs_info(daemon: &Daemon) -> Result<ImageFsInfoResponse, Error> {
     let (mountpoint, bytes, inodes) = daemon.images.fs_usage();
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
+    let timestamp = berth_sys::time::now_nanos();
     Ok(ImageFsInfoResponse {
         image_filesystems: vec![FilesystemUsage {
             timestamp,

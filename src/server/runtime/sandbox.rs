@@ -111,9 +111,7 @@ pub fn status(
         });
         info.insert("info".to_string(), verbose.to_string());
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
+    let now = berth_sys::time::now_nanos();
     Ok(PodSandboxStatusResponse {
         status: Some(PodSandboxStatus {
             id: r.id.clone(),

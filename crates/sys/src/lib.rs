@@ -1,0 +1,11 @@
+//! Small OS helpers that berthd and berth-shim both need, written once: the new mount API, the
+//! mountinfo format, atomic state files, the clock the CRI reports in, and bringing `lo` up.
+//!
+//! This crate sits at the bottom of the workspace: it depends on `libc` only, so linking it into
+//! every shim costs nothing.
+
+pub mod fs;
+pub mod mount_api;
+pub mod mountinfo;
+pub mod netdev;
+pub mod time;
