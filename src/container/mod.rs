@@ -300,12 +300,7 @@ impl Containers {
         sandbox_id: &str,
         config: ContainerConfig,
     ) -> Result<ContainerRecord, ContainerError> {
-        if config.metadata.is_none() {
-            return Err(ContainerError::InvalidArgument(
-                "container config has no metadata".into(),
-            ));
-        }
-        // Only the metadata itself is required, as containerd: its name may be empty.
+        // The request was validated by the CreateContainer handler.
         let sandbox = sandboxes
             .get(sandbox_id)
             .map_err(|e| ContainerError::NotFound(e.to_string()))?;

@@ -19,7 +19,7 @@ use crate::store::{Change, SANDBOXES, Store, StoreError};
 use namespaces::NsKind;
 
 /// The kernel's limit on a hostname (`HOST_NAME_MAX`): sethostname(2) refuses longer ones.
-const HOST_NAME_MAX: usize = 64;
+pub const HOST_NAME_MAX: usize = 64;
 
 /// Errors of sandbox operations.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,8 @@ impl SandboxRecord {
     }
 }
 
-fn namespace_options(config: &PodSandboxConfig) -> k8s_cri::v1::NamespaceOption {
+/// The pod's namespace options (all defaults when the config has none).
+pub fn namespace_options(config: &PodSandboxConfig) -> k8s_cri::v1::NamespaceOption {
     config
         .linux
         .as_ref()
@@ -261,33 +262,8 @@ impl Sandboxes {
         config: PodSandboxConfig,
         runtime_handler: &str,
     ) -> Result<SandboxRecord, SandboxError> {
-        if config.metadata.is_none() {
-            return Err(SandboxError::InvalidArgument(
-                "pod sandbox config has no metadata".into(),
-            ));
-        }
-        // Only the metadata itself is required, as containerd: its fields may be empty.
-        if !runtime_handler.is_empty() {
-            return Err(SandboxError::InvalidArgument(format!(
-                "runtime handler {runtime_handler:?} is not configured (berth serves the default handler \"\")"
-            )));
-        }
+        // The request was validated by the RunPodSandbox handler.
         let ns = namespace_options(&config);
-        files::validate_dns(config.dns_config.as_ref()).map_err(SandboxError::InvalidArgument)?;
-        if let Some(linux) = &config.linux {
-            let mut keys: Vec<&String> = linux.sysctls.keys().collect();
-            keys.sort();
-            for key in keys {
-                check_sysctl(key, &ns).map_err(SandboxError::InvalidArgument)?;
-            }
-        }
-        if ns.pid == NamespaceMode::Target as i32 || ns.ipc == NamespaceMode::Target as i32 {
-            return Err(SandboxError::InvalidArgument(
-                "namespace mode TARGET is only valid for containers".into(),
-            ));
-        }
-        userns::from_options(&ns).map_err(SandboxError::InvalidArgument)?;
-
         // Reserve the name (briefly locked); the slow part runs unlocked, so pods start in
         // parallel.
         let key = SandboxRecord::name_key(&config);
@@ -359,11 +335,6 @@ impl Sandboxes {
         // hostname and puts the node's in the pod's hostname file; a given one is used as is.
         // Only what the kernel refuses is refused (HOST_NAME_MAX).
         let given = rec.config.hostname.clone();
-        if given.len() > HOST_NAME_MAX {
-            return Err(SandboxError::InvalidArgument(format!(
-                "hostname {given:?} is longer than {HOST_NAME_MAX} bytes"
-            )));
-        }
         let hostname = rec.hostname();
         let t = std::time::Instant::now();
         let dir = self.ns_dir.join(&rec.id);
@@ -591,7 +562,7 @@ fn kill_pod_init(pid: u32, pin: &Path) {
 
 /// A pod sysctl must live in one of the pod's own namespaces (runc's rule): IPC ones unless
 /// hostIPC, `net.*` and the UTS names unless hostNetwork. Anything else would change the node.
-fn check_sysctl(key: &str, ns: &k8s_cri::v1::NamespaceOption) -> Result<(), String> {
+pub fn check_sysctl(key: &str, ns: &k8s_cri::v1::NamespaceOption) -> Result<(), String> {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",

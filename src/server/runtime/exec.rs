@@ -1,22 +1,29 @@
-//! ExecSync.
+//! Exec: validate, and answer the streaming server's URL for the session.
 
-use std::time::Duration;
+use k8s_cri::v1::{ExecRequest, ExecResponse};
 
-use k8s_cri::v1::{ExecSyncRequest, ExecSyncResponse};
-
+use super::stream_token::{expected_streams, issue, running};
 use crate::daemon::Daemon;
 use crate::error::Error;
+use crate::streaming::server::Pending;
 
-pub async fn exec_sync(daemon: &Daemon, req: ExecSyncRequest) -> Result<ExecSyncResponse, Error> {
-    // CRI: a timeout of 0 (or less) means none.
-    let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
-    let out = daemon
+pub async fn handle(daemon: &Daemon, req: ExecRequest) -> Result<ExecResponse, Error> {
+    if req.cmd.is_empty() || req.cmd[0].is_empty() {
+        return Err(Error::InvalidArgument("cmd is empty".into()));
+    }
+    let expected = expected_streams(req.stdin, req.stdout, req.stderr, req.tty)?;
+    let container_id = daemon
         .containers
-        .exec_sync(&req.container_id, &req.cmd, timeout)
-        .await?;
-    Ok(ExecSyncResponse {
-        stdout: out.stdout,
-        stderr: out.stderr,
-        exit_code: out.exit_code,
-    })
+        .refresh(&running(daemon, &req.container_id)?)
+        .await?
+        .id;
+    let url = issue(
+        daemon,
+        Pending::Exec {
+            container_id,
+            cmd: req.cmd,
+            expected,
+        },
+    )?;
+    Ok(ExecResponse { url })
 }

@@ -1,14 +1,37 @@
-//! CRI RuntimeService. Calls that later work implements answer UNIMPLEMENTED, never a fake
-//! success.
+//! CRI RuntimeService: one file per call, each `handle(daemon, request)`; this file only routes
+//! every call through the one instrument layer (`super::instrument::call`: the recovery gate,
+//! a span with the object id, metrics, the error's gRPC code). Calls berth does not implement
+//! answer UNIMPLEMENTED, never a fake success.
+//!
+//! Adding a call: a file `<call>.rs` with `pub async fn handle`, and its method below.
 
-mod container;
-mod events;
+mod attach;
+mod container_stats;
+mod container_status;
+mod convert;
+mod create_container;
 mod exec;
+mod exec_sync;
+mod get_container_events;
+mod list_container_stats;
+mod list_containers;
+mod list_pod_sandbox;
+mod list_pod_sandbox_stats;
+mod pod_sandbox_stats;
+mod pod_sandbox_status;
+mod port_forward;
+mod remove_container;
+mod remove_pod_sandbox;
+mod reopen_container_log;
+mod run_pod_sandbox;
 mod runtime_config;
-mod sandbox;
-mod stats;
+mod start_container;
 mod status;
-mod streaming;
+mod stop_container;
+mod stop_pod_sandbox;
+mod stream_token;
+mod update_container_resources;
+mod update_runtime_config;
 mod version;
 
 use std::pin::Pin;
@@ -46,6 +69,15 @@ impl RuntimeServer {
     }
 }
 
+/// The pod a RunPodSandbox names (it has no id yet), for the call's span.
+fn pod_name(req: &RunPodSandboxRequest) -> String {
+    req.config
+        .as_ref()
+        .and_then(|c| c.metadata.as_ref())
+        .map(|m| format!("{}/{}", m.namespace, m.name))
+        .unwrap_or_default()
+}
+
 type EventStream =
     Pin<Box<dyn futures_util::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
@@ -56,7 +88,14 @@ impl RuntimeService for RuntimeServer {
         request: Request<VersionRequest>,
     ) -> Result<Response<VersionResponse>, Status> {
         let req = request.into_inner();
-        call(&self.daemon, "Version", "", async { version::version(req) }).await
+        let id = String::new();
+        call(
+            &self.daemon,
+            "Version",
+            &id,
+            version::handle(&self.daemon, req),
+        )
+        .await
     }
 
     async fn run_pod_sandbox(
@@ -64,17 +103,12 @@ impl RuntimeService for RuntimeServer {
         request: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
         let req = request.into_inner();
-        let name = req
-            .config
-            .as_ref()
-            .and_then(|c| c.metadata.as_ref())
-            .map(|m| format!("{}/{}", m.namespace, m.name))
-            .unwrap_or_default();
+        let id = pod_name(&req);
         call(
             &self.daemon,
             "RunPodSandbox",
-            &name,
-            sandbox::run(&self.daemon, req),
+            &id,
+            run_pod_sandbox::handle(&self.daemon, req),
         )
         .await
     }
@@ -89,7 +123,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "StopPodSandbox",
             &id,
-            sandbox::stop(&self.daemon, req),
+            stop_pod_sandbox::handle(&self.daemon, req),
         )
         .await
     }
@@ -104,7 +138,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "RemovePodSandbox",
             &id,
-            sandbox::remove(&self.daemon, req),
+            remove_pod_sandbox::handle(&self.daemon, req),
         )
         .await
     }
@@ -115,9 +149,12 @@ impl RuntimeService for RuntimeServer {
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
         let req = request.into_inner();
         let id = req.pod_sandbox_id.clone();
-        call(&self.daemon, "PodSandboxStatus", &id, async {
-            sandbox::status(&self.daemon, req)
-        })
+        call(
+            &self.daemon,
+            "PodSandboxStatus",
+            &id,
+            pod_sandbox_status::handle(&self.daemon, req),
+        )
         .await
     }
 
@@ -126,9 +163,13 @@ impl RuntimeService for RuntimeServer {
         request: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
         let req = request.into_inner();
-        call(&self.daemon, "ListPodSandbox", "", async {
-            sandbox::list(&self.daemon, req)
-        })
+        let id = String::new();
+        call(
+            &self.daemon,
+            "ListPodSandbox",
+            &id,
+            list_pod_sandbox::handle(&self.daemon, req),
+        )
         .await
     }
 
@@ -142,7 +183,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "CreateContainer",
             &id,
-            container::create(&self.daemon, req),
+            create_container::handle(&self.daemon, req),
         )
         .await
     }
@@ -157,7 +198,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "StartContainer",
             &id,
-            container::start(&self.daemon, req),
+            start_container::handle(&self.daemon, req),
         )
         .await
     }
@@ -172,7 +213,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "StopContainer",
             &id,
-            container::stop(&self.daemon, req),
+            stop_container::handle(&self.daemon, req),
         )
         .await
     }
@@ -187,7 +228,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "RemoveContainer",
             &id,
-            container::remove(&self.daemon, req),
+            remove_container::handle(&self.daemon, req),
         )
         .await
     }
@@ -198,9 +239,12 @@ impl RuntimeService for RuntimeServer {
     ) -> Result<Response<ListContainersResponse>, Status> {
         let req = request.into_inner();
         let id = String::new();
-        call(&self.daemon, "ListContainers", &id, async {
-            container::list(&self.daemon, req)
-        })
+        call(
+            &self.daemon,
+            "ListContainers",
+            &id,
+            list_containers::handle(&self.daemon, req),
+        )
         .await
     }
 
@@ -214,7 +258,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "ContainerStatus",
             &id,
-            container::status(&self.daemon, req),
+            container_status::handle(&self.daemon, req),
         )
         .await
     }
@@ -229,7 +273,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "UpdateContainerResources",
             &id,
-            stats::update_resources(&self.daemon, req),
+            update_container_resources::handle(&self.daemon, req),
         )
         .await
     }
@@ -244,7 +288,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "ReopenContainerLog",
             &id,
-            container::reopen_log(&self.daemon, req),
+            reopen_container_log::handle(&self.daemon, req),
         )
         .await
     }
@@ -259,7 +303,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "ExecSync",
             &id,
-            exec::exec_sync(&self.daemon, req),
+            exec_sync::handle(&self.daemon, req),
         )
         .await
     }
@@ -267,13 +311,7 @@ impl RuntimeService for RuntimeServer {
     async fn exec(&self, request: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
         let req = request.into_inner();
         let id = req.container_id.clone();
-        call(
-            &self.daemon,
-            "Exec",
-            &id,
-            streaming::exec(&self.daemon, req),
-        )
-        .await
+        call(&self.daemon, "Exec", &id, exec::handle(&self.daemon, req)).await
     }
 
     async fn attach(
@@ -286,7 +324,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "Attach",
             &id,
-            streaming::attach(&self.daemon, req),
+            attach::handle(&self.daemon, req),
         )
         .await
     }
@@ -301,7 +339,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "PortForward",
             &id,
-            streaming::port_forward(&self.daemon, req),
+            port_forward::handle(&self.daemon, req),
         )
         .await
     }
@@ -316,7 +354,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "ContainerStats",
             &id,
-            stats::container_stats(&self.daemon, req),
+            container_stats::handle(&self.daemon, req),
         )
         .await
     }
@@ -325,11 +363,13 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
+        let req = request.into_inner();
+        let id = String::new();
         call(
             &self.daemon,
             "ListContainerStats",
-            "",
-            stats::list_container_stats(&self.daemon, request.into_inner()),
+            &id,
+            list_container_stats::handle(&self.daemon, req),
         )
         .await
     }
@@ -344,7 +384,7 @@ impl RuntimeService for RuntimeServer {
             &self.daemon,
             "PodSandboxStats",
             &id,
-            stats::pod_sandbox_stats(&self.daemon, req),
+            pod_sandbox_stats::handle(&self.daemon, req),
         )
         .await
     }
@@ -353,11 +393,13 @@ impl RuntimeService for RuntimeServer {
         &self,
         request: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        let req = request.into_inner();
+        let id = String::new();
         call(
             &self.daemon,
             "ListPodSandboxStats",
-            "",
-            stats::list_pod_sandbox_stats(&self.daemon, request.into_inner()),
+            &id,
+            list_pod_sandbox_stats::handle(&self.daemon, req),
         )
         .await
     }
@@ -367,9 +409,13 @@ impl RuntimeService for RuntimeServer {
         request: Request<UpdateRuntimeConfigRequest>,
     ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
         let req = request.into_inner();
-        call(&self.daemon, "UpdateRuntimeConfig", "", async {
-            status::update_runtime_config(&self.daemon, req)
-        })
+        let id = String::new();
+        call(
+            &self.daemon,
+            "UpdateRuntimeConfig",
+            &id,
+            update_runtime_config::handle(&self.daemon, req),
+        )
         .await
     }
 
@@ -378,9 +424,45 @@ impl RuntimeService for RuntimeServer {
         request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let req = request.into_inner();
-        call(&self.daemon, "Status", "", async {
-            status::status(&self.daemon, req)
-        })
+        let id = String::new();
+        call(
+            &self.daemon,
+            "Status",
+            &id,
+            status::handle(&self.daemon, req),
+        )
+        .await
+    }
+
+    async fn runtime_config(
+        &self,
+        request: Request<RuntimeConfigRequest>,
+    ) -> Result<Response<RuntimeConfigResponse>, Status> {
+        let req = request.into_inner();
+        let id = String::new();
+        call(
+            &self.daemon,
+            "RuntimeConfig",
+            &id,
+            runtime_config::handle(&self.daemon, req),
+        )
+        .await
+    }
+
+    type GetContainerEventsStream = EventStream;
+
+    async fn get_container_events(
+        &self,
+        request: Request<GetEventsRequest>,
+    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
+        let req = request.into_inner();
+        let daemon = self.daemon.clone();
+        call(
+            &self.daemon,
+            "GetContainerEvents",
+            "",
+            get_container_events::handle(daemon, req),
+        )
         .await
     }
 
@@ -390,18 +472,6 @@ impl RuntimeService for RuntimeServer {
     ) -> Result<Response<CheckpointContainerResponse>, Status> {
         self.unimplemented("CheckpointContainer", &request.get_ref().container_id)
             .await
-    }
-
-    type GetContainerEventsStream = EventStream;
-
-    async fn get_container_events(
-        &self,
-        _request: Request<GetEventsRequest>,
-    ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        if !self.daemon.is_ready() {
-            return Err(Status::unavailable("berthd is starting (recovering state)"));
-        }
-        Ok(Response::new(events::stream(self.daemon.clone())))
     }
 
     async fn list_metric_descriptors(
@@ -416,15 +486,5 @@ impl RuntimeService for RuntimeServer {
         _request: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
         self.unimplemented("ListPodSandboxMetrics", "").await
-    }
-
-    async fn runtime_config(
-        &self,
-        _request: Request<RuntimeConfigRequest>,
-    ) -> Result<Response<RuntimeConfigResponse>, Status> {
-        call(&self.daemon, "RuntimeConfig", "", async {
-            runtime_config::runtime_config()
-        })
-        .await
     }
 }

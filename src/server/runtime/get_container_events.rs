@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use k8s_cri::v1::{
     ContainerEventResponse, ContainerEventType, ContainerFilter, ContainerStatusRequest,
-    PodSandboxStatusRequest,
+    GetEventsRequest, PodSandboxStatusRequest,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
-use super::{EventStream, container, sandbox};
+use super::{EventStream, container_status, pod_sandbox_status};
 use crate::daemon::Daemon;
+use crate::error::Error;
 use crate::events::{Event, EventKind};
 
 fn event_type(k: EventKind) -> ContainerEventType {
@@ -24,13 +25,14 @@ fn event_type(k: EventKind) -> ContainerEventType {
 }
 
 async fn response(daemon: &Daemon, e: Event) -> ContainerEventResponse {
-    let pod_sandbox_status = sandbox::status(
+    let pod_sandbox_status = pod_sandbox_status::handle(
         daemon,
         PodSandboxStatusRequest {
             pod_sandbox_id: e.sandbox_id.clone(),
             verbose: false,
         },
     )
+    .await
     .ok()
     .and_then(|r| r.status);
     let filter = ContainerFilter {
@@ -43,7 +45,7 @@ async fn response(daemon: &Daemon, e: Event) -> ContainerEventResponse {
             container_id: rec.id,
             verbose: false,
         };
-        if let Ok(r) = container::status(daemon, req).await
+        if let Ok(r) = container_status::handle(daemon, req).await
             && let Some(s) = r.status
         {
             containers_statuses.push(s);
@@ -59,9 +61,9 @@ async fn response(daemon: &Daemon, e: Event) -> ContainerEventResponse {
 }
 
 /// Events from now on, until the client goes away.
-pub fn stream(daemon: Arc<Daemon>) -> EventStream {
+pub async fn handle(daemon: Arc<Daemon>, _req: GetEventsRequest) -> Result<EventStream, Error> {
     let rx = daemon.events.subscribe();
-    Box::pin(futures_util::stream::unfold(
+    Ok(Box::pin(futures_util::stream::unfold(
         (daemon, rx),
         |(daemon, mut rx)| async move {
             loop {
@@ -79,5 +81,5 @@ pub fn stream(daemon: Arc<Daemon>) -> EventStream {
                 }
             }
         },
-    ))
+    )))
 }

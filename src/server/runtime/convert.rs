@@ -1,33 +1,53 @@
-//! UpdateContainerResources, ContainerStats, ListContainerStats, PodSandboxStats,
-//! ListPodSandboxStats.
+//! Records as CRI messages, where more than one call shows the same thing.
 
 use k8s_cri::v1::{
-    ContainerAttributes, ContainerFilter, ContainerStats, ContainerStatsRequest,
-    ContainerStatsResponse, CpuUsage, FilesystemIdentifier, FilesystemUsage, LinuxPodSandboxStats,
-    ListContainerStatsRequest, ListContainerStatsResponse, ListPodSandboxStatsRequest,
-    ListPodSandboxStatsResponse, MemoryUsage, NetworkInterfaceUsage, NetworkUsage,
-    PodSandboxAttributes, PodSandboxFilter, PodSandboxStats, PodSandboxStatsRequest,
-    PodSandboxStatsResponse, ProcessUsage, SwapUsage, UInt64Value, UpdateContainerResourcesRequest,
-    UpdateContainerResourcesResponse,
+    ContainerAttributes, ContainerFilter, ContainerStats, CpuUsage, FilesystemIdentifier,
+    FilesystemUsage, ImageSpec, LinuxPodSandboxStats, MemoryUsage, NetworkInterfaceUsage,
+    NetworkUsage, PodSandbox, PodSandboxAttributes, PodSandboxState, PodSandboxStats, ProcessUsage,
+    SwapUsage, UInt64Value,
 };
 
+use crate::container::ContainerRecord;
 use crate::container::resources::ContainerUsage;
 use crate::daemon::Daemon;
-use crate::error::Error;
 use crate::sandbox::namespaces::NsKind;
+use crate::sandbox::{SandboxRecord, SandboxState};
 
-pub async fn update_resources(
-    daemon: &Daemon,
-    req: UpdateContainerResourcesRequest,
-) -> Result<UpdateContainerResourcesResponse, Error> {
-    let linux = req.linux.ok_or_else(|| {
-        Error::InvalidArgument("UpdateContainerResources needs linux resources".into())
-    })?;
-    daemon
-        .containers
-        .update_resources(&req.container_id, &linux)
-        .await?;
-    Ok(UpdateContainerResourcesResponse {})
+/// The image as the client named it, and the reference kubelet shows (a repo digest if known).
+pub fn image_fields(daemon: &Daemon, r: &ContainerRecord) -> (Option<ImageSpec>, String) {
+    let image_ref = daemon
+        .images
+        .resolve(&r.image_id)
+        .and_then(|i| i.repo_digests.first().cloned())
+        .unwrap_or_else(|| r.image_id.clone());
+    (
+        Some(ImageSpec {
+            image: r.image_ref.clone(),
+            ..Default::default()
+        }),
+        image_ref,
+    )
+}
+
+/// A pod's state as CRI has it.
+pub fn sandbox_state(s: SandboxState) -> i32 {
+    match s {
+        SandboxState::Ready => PodSandboxState::SandboxReady as i32,
+        SandboxState::NotReady => PodSandboxState::SandboxNotready as i32,
+    }
+}
+
+/// A pod as ListPodSandbox shows it.
+pub fn pod_sandbox(r: &SandboxRecord) -> PodSandbox {
+    PodSandbox {
+        id: r.id.clone(),
+        metadata: r.config.metadata.clone(),
+        state: sandbox_state(r.state),
+        created_at: r.created_at,
+        labels: r.config.labels.clone(),
+        annotations: r.config.annotations.clone(),
+        runtime_handler: r.runtime_handler.clone(),
+    }
 }
 
 fn value(v: u64) -> Option<UInt64Value> {
@@ -35,7 +55,7 @@ fn value(v: u64) -> Option<UInt64Value> {
 }
 
 /// CRI stats of one container's readings.
-fn cri_stats(u: &ContainerUsage) -> ContainerStats {
+pub fn container_stats(u: &ContainerUsage) -> ContainerStats {
     let r = &u.record;
     let (cpu, memory, swap) = match &u.cgroup {
         Some(s) => {
@@ -95,36 +115,8 @@ fn cri_stats(u: &ContainerUsage) -> ContainerStats {
     }
 }
 
-pub async fn container_stats(
-    daemon: &Daemon,
-    req: ContainerStatsRequest,
-) -> Result<ContainerStatsResponse, Error> {
-    let rec = daemon.containers.get(&req.container_id)?;
-    let usage = daemon.containers.usage(vec![rec]).await;
-    Ok(ContainerStatsResponse {
-        stats: usage.first().map(cri_stats),
-    })
-}
-
-pub async fn list_container_stats(
-    daemon: &Daemon,
-    req: ListContainerStatsRequest,
-) -> Result<ListContainerStatsResponse, Error> {
-    let filter = req.filter.map(|f| ContainerFilter {
-        id: f.id,
-        state: None,
-        pod_sandbox_id: f.pod_sandbox_id,
-        label_selector: f.label_selector,
-    });
-    let records = daemon.containers.list(filter.as_ref());
-    let usage = daemon.containers.usage(records).await;
-    Ok(ListContainerStatsResponse {
-        stats: usage.iter().map(cri_stats).collect(),
-    })
-}
-
 /// CRI stats of one pod: its cgroup parent, its network namespace, its containers.
-async fn pod_stats(daemon: &Daemon, rec: crate::sandbox::SandboxRecord) -> PodSandboxStats {
+pub async fn pod_sandbox_stats(daemon: &Daemon, rec: SandboxRecord) -> PodSandboxStats {
     let parent = rec
         .config
         .linux
@@ -145,7 +137,7 @@ async fn pod_stats(daemon: &Daemon, rec: crate::sandbox::SandboxRecord) -> PodSa
         .containers
         .usage(daemon.containers.list(Some(&filter)))
         .await;
-    let containers: Vec<ContainerStats> = container_usage.iter().map(cri_stats).collect();
+    let containers: Vec<ContainerStats> = container_usage.iter().map(container_stats).collect();
     // The pod has no process of its own (no pause): its CPU rate is its containers'.
     let nano_cores: u64 = container_usage.iter().filter_map(|u| u.nano_cores).sum();
     let ts = usage.timestamp;
@@ -238,30 +230,4 @@ async fn pod_stats(daemon: &Daemon, rec: crate::sandbox::SandboxRecord) -> PodSa
         }),
         windows: None,
     }
-}
-
-pub async fn pod_sandbox_stats(
-    daemon: &Daemon,
-    req: PodSandboxStatsRequest,
-) -> Result<PodSandboxStatsResponse, Error> {
-    let rec = daemon.sandboxes.get(&req.pod_sandbox_id)?;
-    Ok(PodSandboxStatsResponse {
-        stats: Some(pod_stats(daemon, rec).await),
-    })
-}
-
-pub async fn list_pod_sandbox_stats(
-    daemon: &Daemon,
-    req: ListPodSandboxStatsRequest,
-) -> Result<ListPodSandboxStatsResponse, Error> {
-    let filter = req.filter.map(|f| PodSandboxFilter {
-        id: f.id,
-        state: None,
-        label_selector: f.label_selector,
-    });
-    let mut stats = Vec::new();
-    for rec in daemon.sandboxes.list(filter.as_ref()) {
-        stats.push(pod_stats(daemon, rec).await);
-    }
-    Ok(ListPodSandboxStatsResponse { stats })
 }

@@ -1,74 +1,18 @@
-//! RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus, ListPodSandbox.
+//! PodSandboxStatus (with containerd's verbose keys, which crictl inspectp shows).
 
 use std::collections::HashMap;
 
 use k8s_cri::v1::{
-    LinuxPodSandboxStatus, ListPodSandboxRequest, ListPodSandboxResponse, Namespace, PodIp,
-    PodSandbox, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
-    PodSandboxStatusRequest, PodSandboxStatusResponse, RemovePodSandboxRequest,
-    RemovePodSandboxResponse, RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest,
-    StopPodSandboxResponse,
+    LinuxPodSandboxStatus, Namespace, PodIp, PodSandboxNetworkStatus, PodSandboxStatus,
+    PodSandboxStatusRequest, PodSandboxStatusResponse,
 };
 
+use super::convert::sandbox_state;
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::sandbox::{SandboxRecord, SandboxState};
+use crate::sandbox::SandboxState;
 
-fn state(s: SandboxState) -> i32 {
-    match s {
-        SandboxState::Ready => PodSandboxState::SandboxReady as i32,
-        SandboxState::NotReady => PodSandboxState::SandboxNotready as i32,
-    }
-}
-
-fn to_cri(r: &SandboxRecord) -> PodSandbox {
-    PodSandbox {
-        id: r.id.clone(),
-        metadata: r.config.metadata.clone(),
-        state: state(r.state),
-        created_at: r.created_at,
-        labels: r.config.labels.clone(),
-        annotations: r.config.annotations.clone(),
-        runtime_handler: r.runtime_handler.clone(),
-    }
-}
-
-pub async fn run(
-    daemon: &Daemon,
-    req: RunPodSandboxRequest,
-) -> Result<RunPodSandboxResponse, Error> {
-    let config = req
-        .config
-        .ok_or_else(|| Error::InvalidArgument("RunPodSandbox needs a config".into()))?;
-    let rec = daemon.run_pod(config, &req.runtime_handler).await?;
-    Ok(RunPodSandboxResponse {
-        pod_sandbox_id: rec.id,
-    })
-}
-
-pub async fn stop(
-    daemon: &Daemon,
-    req: StopPodSandboxRequest,
-) -> Result<StopPodSandboxResponse, Error> {
-    if req.pod_sandbox_id.is_empty() {
-        return Err(Error::InvalidArgument("pod sandbox id is required".into()));
-    }
-    daemon.stop_pod(&req.pod_sandbox_id).await?;
-    Ok(StopPodSandboxResponse {})
-}
-
-pub async fn remove(
-    daemon: &Daemon,
-    req: RemovePodSandboxRequest,
-) -> Result<RemovePodSandboxResponse, Error> {
-    if req.pod_sandbox_id.is_empty() {
-        return Err(Error::InvalidArgument("pod sandbox id is required".into()));
-    }
-    daemon.remove_pod(&req.pod_sandbox_id).await?;
-    Ok(RemovePodSandboxResponse {})
-}
-
-pub fn status(
+pub async fn handle(
     daemon: &Daemon,
     req: PodSandboxStatusRequest,
 ) -> Result<PodSandboxStatusResponse, Error> {
@@ -116,7 +60,7 @@ pub fn status(
         status: Some(PodSandboxStatus {
             id: r.id.clone(),
             metadata: r.config.metadata.clone(),
-            state: state(r.state),
+            state: sandbox_state(r.state),
             created_at: r.created_at,
             // Host-network pods have no pod IP of their own (kubelet uses the node's); a
             // stopped pod's network is gone.
@@ -140,14 +84,4 @@ pub fn status(
         containers_statuses: Vec::new(),
         timestamp: now,
     })
-}
-
-pub fn list(daemon: &Daemon, req: ListPodSandboxRequest) -> Result<ListPodSandboxResponse, Error> {
-    let items = daemon
-        .sandboxes
-        .list(req.filter.as_ref())
-        .iter()
-        .map(to_cri)
-        .collect();
-    Ok(ListPodSandboxResponse { items })
 }

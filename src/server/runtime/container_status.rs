@@ -1,93 +1,18 @@
-//! CreateContainer, StartContainer, StopContainer, RemoveContainer, ContainerStatus,
-//! ListContainers.
+//! ContainerStatus (with containerd's verbose keys, which crictl inspect shows).
 
 use std::collections::HashMap;
 
 use k8s_cri::v1::{
-    Container, ContainerResources, ContainerStatus, ContainerStatusRequest,
-    ContainerStatusResponse, ContainerUser, CreateContainerRequest, CreateContainerResponse,
-    ImageSpec, LinuxContainerUser, ListContainersRequest, ListContainersResponse,
-    RemoveContainerRequest, RemoveContainerResponse, ReopenContainerLogRequest,
-    ReopenContainerLogResponse, StartContainerRequest, StartContainerResponse,
-    StopContainerRequest, StopContainerResponse,
+    ContainerResources, ContainerStatus, ContainerStatusRequest, ContainerStatusResponse,
+    ContainerUser, LinuxContainerUser,
 };
 
-use crate::container::{ContainerRecord, ContainerState, cri_state};
+use super::convert::image_fields;
+use crate::container::{ContainerState, cri_state};
 use crate::daemon::Daemon;
 use crate::error::Error;
 
-/// The image as the client named it, and the reference kubelet shows (a repo digest if known).
-fn image_fields(daemon: &Daemon, r: &ContainerRecord) -> (Option<ImageSpec>, String) {
-    let image_ref = daemon
-        .images
-        .resolve(&r.image_id)
-        .and_then(|i| i.repo_digests.first().cloned())
-        .unwrap_or_else(|| r.image_id.clone());
-    (
-        Some(ImageSpec {
-            image: r.image_ref.clone(),
-            ..Default::default()
-        }),
-        image_ref,
-    )
-}
-
-pub async fn create(
-    daemon: &Daemon,
-    req: CreateContainerRequest,
-) -> Result<CreateContainerResponse, Error> {
-    let config = req
-        .config
-        .ok_or_else(|| Error::InvalidArgument("CreateContainer needs a config".into()))?;
-    let rec = daemon
-        .containers
-        .create(
-            &daemon.sandboxes,
-            &daemon.images,
-            &req.pod_sandbox_id,
-            config,
-        )
-        .await?;
-    Ok(CreateContainerResponse {
-        container_id: rec.id,
-    })
-}
-
-pub async fn start(
-    daemon: &Daemon,
-    req: StartContainerRequest,
-) -> Result<StartContainerResponse, Error> {
-    daemon.containers.start(&req.container_id).await?;
-    Ok(StartContainerResponse {})
-}
-
-pub async fn stop(
-    daemon: &Daemon,
-    req: StopContainerRequest,
-) -> Result<StopContainerResponse, Error> {
-    if req.container_id.is_empty() {
-        return Err(Error::InvalidArgument("container id is required".into()));
-    }
-    // Idempotent: a container that is gone is stopped (as critest and containerd 2 expect).
-    match daemon.containers.stop(&req.container_id, req.timeout).await {
-        Ok(()) | Err(crate::container::ContainerError::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(StopContainerResponse {})
-}
-
-pub async fn remove(
-    daemon: &Daemon,
-    req: RemoveContainerRequest,
-) -> Result<RemoveContainerResponse, Error> {
-    if req.container_id.is_empty() {
-        return Err(Error::InvalidArgument("container id is required".into()));
-    }
-    daemon.remove_container(&req.container_id).await?;
-    Ok(RemoveContainerResponse {})
-}
-
-pub async fn status(
+pub async fn handle(
     daemon: &Daemon,
     req: ContainerStatusRequest,
 ) -> Result<ContainerStatusResponse, Error> {
@@ -194,36 +119,4 @@ pub async fn status(
         }),
         info,
     })
-}
-
-pub async fn reopen_log(
-    daemon: &Daemon,
-    req: ReopenContainerLogRequest,
-) -> Result<ReopenContainerLogResponse, Error> {
-    daemon.containers.reopen_log(&req.container_id).await?;
-    Ok(ReopenContainerLogResponse {})
-}
-
-pub fn list(daemon: &Daemon, req: ListContainersRequest) -> Result<ListContainersResponse, Error> {
-    let containers = daemon
-        .containers
-        .list(req.filter.as_ref())
-        .iter()
-        .map(|r| {
-            let (image, image_ref) = image_fields(daemon, r);
-            Container {
-                id: r.id.clone(),
-                pod_sandbox_id: r.sandbox_id.clone(),
-                metadata: r.config.metadata.clone(),
-                image,
-                image_ref,
-                state: cri_state(r.state),
-                created_at: r.created_at,
-                labels: r.config.labels.clone(),
-                annotations: r.config.annotations.clone(),
-                image_id: r.image_id.clone(),
-            }
-        })
-        .collect();
-    Ok(ListContainersResponse { containers })
 }

@@ -1,0 +1,17 @@
+//! RemovePodSandbox.
+
+use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
+
+use crate::daemon::Daemon;
+use crate::error::Error;
+
+pub async fn handle(
+    daemon: &Daemon,
+    req: RemovePodSandboxRequest,
+) -> Result<RemovePodSandboxResponse, Error> {
+    if req.pod_sandbox_id.is_empty() {
+        return Err(Error::InvalidArgument("pod sandbox id is required".into()));
+    }
+    daemon.remove_pod(&req.pod_sandbox_id).await?;
+    Ok(RemovePodSandboxResponse {})
+}
