@@ -1,6 +1,7 @@
 //! The daemon's shared state: configuration, the root lock, the metadata store and the
 //! domain services the CRI handlers call.
 
+use crate::error::IoError;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -20,11 +21,8 @@ use crate::store::Store;
 pub enum StartError {
     #[error("another berthd is already using root {0} (its lock file {0}/berthd.lock is held)")]
     AlreadyRunning(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -56,7 +54,7 @@ pub struct Daemon {
 impl Daemon {
     /// Take the root lock, open the store and recover state.
     pub async fn open(config: Config) -> Result<Arc<Daemon>, StartError> {
-        let io = |context: String| move |source| StartError::Io { context, source };
+        let io = |context: String| move |source| StartError::Io(IoError::new(context, source));
         for dir in [&config.root, &config.state] {
             std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
         }
@@ -68,9 +66,11 @@ impl Daemon {
             std::time::Duration::from_secs(config.streaming.token_ttl_secs),
         )
         .await
-        .map_err(|source| StartError::Io {
-            context: format!("binding the streaming server {}", config.streaming.address),
-            source,
+        .map_err(|source| {
+            StartError::Io(IoError::new(
+                format!("binding the streaming server {}", config.streaming.address),
+                source,
+            ))
         })?;
         let sandboxes = Sandboxes::open(
             store.clone(),
@@ -222,9 +222,8 @@ impl Daemon {
 
 fn take_lock(root: &Path) -> Result<Flock<File>, StartError> {
     let path = root.join("berthd.lock");
-    let file = File::create(&path).map_err(|source| StartError::Io {
-        context: format!("creating {}", path.display()),
-        source,
+    let file = File::create(&path).map_err(|source| {
+        StartError::Io(IoError::new(format!("creating {}", path.display()), source))
     })?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| StartError::AlreadyRunning(root.display().to_string()))

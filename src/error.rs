@@ -1,11 +1,53 @@
-//! The crate error and its one mapping to gRPC status codes.
+//! The error of a CRI call and its one mapping to gRPC codes.
+//!
+//! Every domain error (containers, sandboxes, images, the store, ...) states its own [`Kind`]
+//! through [`DomainError`]; this file turns kinds into codes and knows no domain type, so the
+//! domain modules can use it without an import cycle. An I/O failure is one [`IoError`] (what
+//! berth was doing, and the OS error) in every module.
 
 use tonic::{Code, Status};
 
-use crate::container::ContainerError;
-use crate::image::ImageError;
-use crate::sandbox::SandboxError;
-use crate::store::StoreError;
+/// What kind of failure an error is, as a CRI client must see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    Unimplemented,
+    Unauthenticated,
+    PermissionDenied,
+    Unavailable,
+    DeadlineExceeded,
+    /// A failure of the node or of berth, not of the request.
+    Internal,
+    /// An answer berth cannot classify (a registry's own error).
+    Unknown,
+}
+
+impl Kind {
+    /// The gRPC code of this kind.
+    pub fn code(self) -> Code {
+        match self {
+            Kind::InvalidArgument => Code::InvalidArgument,
+            Kind::NotFound => Code::NotFound,
+            Kind::AlreadyExists => Code::AlreadyExists,
+            Kind::FailedPrecondition => Code::FailedPrecondition,
+            Kind::Unimplemented => Code::Unimplemented,
+            Kind::Unauthenticated => Code::Unauthenticated,
+            Kind::PermissionDenied => Code::PermissionDenied,
+            Kind::Unavailable => Code::Unavailable,
+            Kind::DeadlineExceeded => Code::DeadlineExceeded,
+            Kind::Internal => Code::Internal,
+            Kind::Unknown => Code::Unknown,
+        }
+    }
+}
+
+/// An error of a domain module, which knows what kind of failure it is.
+pub trait DomainError: std::error::Error + Send + Sync + 'static {
+    fn kind(&self) -> Kind;
+}
 
 /// Everything a CRI call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -22,79 +64,107 @@ pub enum Error {
     Internal(String),
     #[error("berthd is still recovering its state; retry shortly")]
     Recovering,
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Sandbox(#[from] SandboxError),
-    #[error(transparent)]
-    Container(#[from] ContainerError),
+    /// A domain call failed; the error says its own kind.
+    #[error("{0}")]
+    Domain(Box<dyn DomainError>),
+}
+
+impl<E: DomainError> From<E> for Error {
+    fn from(e: E) -> Error {
+        Error::Domain(Box::new(e))
+    }
 }
 
 /// The result of a domain call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Error::InvalidArgument(_) => Kind::InvalidArgument,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::Unimplemented(_) => Kind::Unimplemented,
+            Error::FailedPrecondition(_) => Kind::FailedPrecondition,
+            Error::Internal(_) => Kind::Internal,
+            Error::Recovering => Kind::Unavailable,
+            Error::Domain(e) => e.kind(),
+        }
+    }
+
     /// The gRPC code a client sees for this error.
     pub fn code(&self) -> Code {
-        match self {
-            Error::InvalidArgument(_) => Code::InvalidArgument,
-            Error::NotFound(_) => Code::NotFound,
-            Error::Unimplemented(_) => Code::Unimplemented,
-            Error::FailedPrecondition(_) => Code::FailedPrecondition,
-            Error::Internal(_) => Code::Internal,
-            Error::Recovering => Code::Unavailable,
-            Error::Store(_) => Code::Internal,
-            Error::Container(e) => match e {
-                ContainerError::InvalidArgument(_) | ContainerError::Spec(_) => {
-                    Code::InvalidArgument
-                }
-                ContainerError::AlreadyExists(_) => Code::AlreadyExists,
-                ContainerError::NotFound(_) => Code::NotFound,
-                ContainerError::FailedPrecondition(_) => Code::FailedPrecondition,
-                // The command cannot run (no such executable, bad user...): the client's to fix.
-                ContainerError::Shim(crate::shim_client::ShimError::Create(_)) => {
-                    Code::InvalidArgument
-                }
-                ContainerError::DeadlineExceeded(_) => Code::DeadlineExceeded,
-                ContainerError::Shim(_)
-                | ContainerError::Io { .. }
-                | ContainerError::Store(_)
-                | ContainerError::ExecFailed(_) => Code::Internal,
-            },
-            Error::Sandbox(e) => match e {
-                SandboxError::InvalidArgument(_) => Code::InvalidArgument,
-                SandboxError::AlreadyExists(_) => Code::AlreadyExists,
-                SandboxError::NotFound(_) => Code::NotFound,
-                SandboxError::Unimplemented(_) => Code::Unimplemented,
-                SandboxError::NetworkNotReady(_) => Code::FailedPrecondition,
-                SandboxError::Io { .. } | SandboxError::Store(_) | SandboxError::Cni(_) => {
-                    Code::Internal
-                }
-            },
-            Error::Image(e) => match e {
-                ImageError::InvalidReference { .. } => Code::InvalidArgument,
-                ImageError::NotFound { .. } => Code::NotFound,
-                ImageError::Unauthenticated { .. } => Code::Unauthenticated,
-                ImageError::PermissionDenied { .. } => Code::PermissionDenied,
-                ImageError::Unavailable { .. } => Code::Unavailable,
-                ImageError::InvalidImage { .. } | ImageError::UnsafeLayer { .. } => {
-                    Code::InvalidArgument
-                }
-                // containerd's code for content that does not match its digest.
-                ImageError::DigestMismatch { .. } => Code::FailedPrecondition,
-                ImageError::Registry { .. } => Code::Unknown,
-                ImageError::Io { .. } | ImageError::Store(_) | ImageError::Internal(_) => {
-                    Code::Internal
-                }
-            },
-        }
+        self.kind().code()
     }
 }
 
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
         Status::new(e.code(), e.to_string())
+    }
+}
+
+/// An I/O failure and what berth was doing when it happened.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct IoError {
+    pub context: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    pub fn new(context: impl Into<String>, source: std::io::Error) -> IoError {
+        IoError {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// `.context("doing x")?` on an I/O result.
+pub trait IoContext<T> {
+    /// The error, saying what was being done.
+    fn context(self, context: impl Into<String>) -> std::result::Result<T, IoError>;
+    /// As `context`, the text built only on failure.
+    fn with_context(self, context: impl FnOnce() -> String) -> std::result::Result<T, IoError>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, context: impl Into<String>) -> std::result::Result<T, IoError> {
+        self.map_err(|source| IoError::new(context, source))
+    }
+
+    fn with_context(self, context: impl FnOnce() -> String) -> std::result::Result<T, IoError> {
+        self.map_err(|source| IoError::new(context(), source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("gone")]
+    struct Gone;
+
+    impl DomainError for Gone {
+        fn kind(&self) -> Kind {
+            Kind::NotFound
+        }
+    }
+
+    #[test]
+    fn domain_errors_keep_their_kind_and_text() {
+        let e = Error::from(Gone);
+        assert_eq!(e.code(), Code::NotFound);
+        let s = Status::from(e);
+        assert_eq!((s.code(), s.message()), (Code::NotFound, "gone"));
+        assert_eq!(Error::Recovering.code(), Code::Unavailable);
+        let io: std::io::Result<()> = Err(std::io::Error::other("boom"));
+        assert_eq!(
+            io.context("doing x").unwrap_err().to_string(),
+            "doing x: boom"
+        );
     }
 }

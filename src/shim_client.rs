@@ -4,6 +4,7 @@
 //! handshake (`ok <init-pid>` or `error <message>`) to EOF, and from then on reaches the shim
 //! only through `<state>/shims/<id>/shim.sock`, so berthd can restart without touching it.
 
+use crate::error::Kind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,6 +30,16 @@ pub enum ShimError {
     Connect { socket: String, reason: String },
     #[error("shim call failed: {0}")]
     Call(#[from] tonic::Status),
+}
+
+impl ShimError {
+    /// A command that cannot run (no such executable, a bad user) is the client's to fix.
+    pub fn kind(&self) -> Kind {
+        match self {
+            ShimError::Create(_) => Kind::InvalidArgument,
+            _ => Kind::Internal,
+        }
+    }
 }
 
 /// Where one container's shim keeps its files.

@@ -2,6 +2,7 @@
 //! per object kind; several changes commit in one ACID transaction, so a crash leaves either
 //! all of them or none.
 
+use crate::error::{self, DomainError};
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -30,6 +31,12 @@ pub enum StoreError {
         key: String,
         source: serde_json::Error,
     },
+}
+
+impl DomainError for StoreError {
+    fn kind(&self) -> error::Kind {
+        error::Kind::Internal
+    }
 }
 
 fn db_err(e: impl Into<redb::Error>) -> StoreError {

@@ -8,6 +8,8 @@
 //! it is an error, not an exit code. An exec that must end early (timeout, client gone) is ended
 //! with SIGTERM to the helper, which kills and reaps everything the command started.
 
+use crate::error::IoContext;
+use crate::error::IoError;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{ContainerError, ContainerState, Containers, io_err};
+use super::{ContainerError, ContainerState, Containers};
 use crate::ids::new_id;
 
 /// Most bytes kept of each of stdout and stderr (the rest is read and dropped).
@@ -147,8 +149,8 @@ impl Containers {
             )));
         }
         let dir = self.exec_dir();
-        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let name = new_id().map_err(io_err("generating an exec id"))?;
+        std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
+        let name = new_id().context("generating an exec id")?;
         let error_file = ErrorFile(dir.join(format!("{}.err", &name[..16])));
 
         let child = tokio::process::Command::new(&self.shim_binary)
@@ -166,16 +168,13 @@ impl Containers {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(io_err(format!(
-                "starting {} exec",
-                self.shim_binary.display()
-            )))?;
+            .context(format!("starting {} exec", self.shim_binary.display()))?;
         let mut child = Helper(Some(child));
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(ContainerError::Io {
-                context: "exec helper without stdio pipes".into(),
-                source: std::io::Error::other("missing pipe"),
-            });
+            return Err(ContainerError::Io(IoError::new(
+                "exec helper without stdio pipes",
+                std::io::Error::other("missing pipe"),
+            )));
         };
         let started = std::time::Instant::now();
         let run = async {
@@ -200,7 +199,7 @@ impl Containers {
                 )));
             }
         };
-        let status = status.map_err(io_err("waiting for the exec helper"))?;
+        let status = status.context("waiting for the exec helper")?;
         if let Ok(message) = std::fs::read_to_string(&error_file.0) {
             let message = format!("exec in container {}: {message}", rec.id);
             return Err(match status.code() {

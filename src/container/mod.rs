@@ -9,6 +9,8 @@ pub mod seccomp;
 pub mod spec;
 pub mod user;
 
+use crate::error::IoContext;
+use crate::error::{DomainError, IoError, Kind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -41,11 +43,8 @@ pub enum ContainerError {
     Spec(#[from] spec::SpecError),
     #[error(transparent)]
     Shim(#[from] ShimError),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -55,9 +54,20 @@ pub enum ContainerError {
     ExecFailed(String),
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ContainerError {
-    let context = context.into();
-    move |source| ContainerError::Io { context, source }
+impl DomainError for ContainerError {
+    fn kind(&self) -> Kind {
+        match self {
+            ContainerError::InvalidArgument(_) | ContainerError::Spec(_) => Kind::InvalidArgument,
+            ContainerError::AlreadyExists(_) => Kind::AlreadyExists,
+            ContainerError::NotFound(_) => Kind::NotFound,
+            ContainerError::FailedPrecondition(_) => Kind::FailedPrecondition,
+            ContainerError::DeadlineExceeded(_) => Kind::DeadlineExceeded,
+            ContainerError::Shim(e) => e.kind(),
+            ContainerError::Io(_) | ContainerError::Store(_) | ContainerError::ExecFailed(_) => {
+                Kind::Internal
+            }
+        }
+    }
 }
 
 /// Lifecycle state, as CRI has it.
@@ -152,7 +162,7 @@ impl Containers {
         events: Events,
     ) -> Result<Containers, ContainerError> {
         let dir = root.join("containers");
-        std::fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
         let mut index = Index::default();
         for (_, rec) in store.load::<ContainerRecord>(CONTAINERS)? {
             index.by_id.insert(rec.id.clone(), rec);
@@ -327,7 +337,7 @@ impl Containers {
         }
         // Shim directories are named by an id prefix: never reuse one.
         let id = loop {
-            let id = new_id().map_err(io_err("generating a container id"))?;
+            let id = new_id().context("generating a container id")?;
             if !ShimPaths::new(&self.state_dir, &id).dir.exists() {
                 break id;
             }
@@ -371,10 +381,10 @@ impl Containers {
                 index.names.remove(&key);
                 if let Err(c) = cleanup {
                     tracing::error!(container = %id, error = %c, "cleanup after a failed CreateContainer");
-                    return Err(ContainerError::Io {
-                        context: format!("{e}; and cleaning up failed"),
-                        source: std::io::Error::other(c.to_string()),
-                    });
+                    return Err(ContainerError::Io(IoError::new(
+                        format!("{e}; and cleaning up failed"),
+                        std::io::Error::other(c.to_string()),
+                    )));
                 }
                 Err(e)
             }
@@ -394,7 +404,7 @@ impl Containers {
         let upper = bundle.join("rw/upper");
         let work = bundle.join("rw/work");
         for d in [&rootfs, &upper, &work] {
-            std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
+            std::fs::create_dir_all(d).context(format!("creating {}", d.display()))?;
         }
         let mut lowers = Vec::new();
         for chain in image.layers.iter().rev() {
@@ -440,19 +450,19 @@ impl Containers {
             cgroup_ns: self.cgroup_ns,
             target_pid_ns: self.target_pid_ns(&rec.config, &sandbox.id),
         })?;
-        let json = serde_json::to_vec_pretty(&oci).map_err(|e| ContainerError::Io {
-            context: "encoding config.json".into(),
-            source: std::io::Error::other(e),
+        let json = serde_json::to_vec_pretty(&oci).map_err(|e| {
+            ContainerError::Io(IoError::new(
+                "encoding config.json",
+                std::io::Error::other(e),
+            ))
         })?;
         write_atomic(&bundle.join("config.json"), &json)?;
         crate::metrics::phase("container_spec", t);
         if let Some(log) = &rec.log_path
             && let Some(parent) = log.parent()
         {
-            std::fs::create_dir_all(parent).map_err(io_err(format!(
-                "creating log directory {}",
-                parent.display()
-            )))?;
+            std::fs::create_dir_all(parent)
+                .context(format!("creating log directory {}", parent.display()))?;
         }
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
         let log = rec
@@ -483,12 +493,12 @@ impl Containers {
         let rootfs = bundle.join("rootfs");
         if is_mountpoint(&rootfs) {
             nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH)
-                .map_err(|e| io_err(format!("unmounting {}", rootfs.display()))(e.into()))?;
+                .map_err(std::io::Error::from)
+                .context(format!("unmounting {}", rootfs.display()))?;
         }
-        crate::snapshot::remove_tree(&bundle)
-            .map_err(io_err(format!("removing {}", bundle.display())))?;
+        crate::snapshot::remove_tree(&bundle).context(format!("removing {}", bundle.display()))?;
         crate::snapshot::remove_tree(&paths.dir)
-            .map_err(io_err(format!("removing {}", paths.dir.display())))?;
+            .context(format!("removing {}", paths.dir.display()))?;
         Ok(())
     }
 
@@ -776,12 +786,12 @@ fn mount_overlay(
         MsFlags::empty(),
         Some(opts.as_str()),
     )
-    .map_err(|e| {
-        io_err(format!(
-            "mounting the rootfs overlay at {}",
-            target.display()
-        ))(e.into())
-    })
+    .map_err(std::io::Error::from)
+    .context(format!(
+        "mounting the rootfs overlay at {}",
+        target.display()
+    ))
+    .map_err(ContainerError::from)
 }
 
 /// The rootfs of a user-namespaced pod's container (containerd's way, no chown copy): the
@@ -803,10 +813,10 @@ fn mount_idmapped_overlay(
     let common = common_ancestor(lowers).ok_or_else(|| {
         ContainerError::FailedPrecondition("the image has no layers to mount".into())
     })?;
-    let userns = std::fs::File::open(userns_pin)
-        .map_err(io_err(format!("opening {}", userns_pin.display())))?;
+    let userns =
+        std::fs::File::open(userns_pin).context(format!("opening {}", userns_pin.display()))?;
     let layers = bundle.join("idmapped-layers");
-    std::fs::create_dir_all(&layers).map_err(io_err(format!("creating {}", layers.display())))?;
+    std::fs::create_dir_all(&layers).context(format!("creating {}", layers.display()))?;
     let attach = || -> std::io::Result<()> {
         let tree = mount_api::open_tree_clone(&common, true)?;
         mount_api::idmap(
@@ -835,7 +845,9 @@ fn mount_idmapped_overlay(
         uid.map(nix::unistd::Uid::from_raw),
         gid.map(nix::unistd::Gid::from_raw),
     )
-    .map_err(|e| io_err(format!("chown {}", upper.display()))(e.into()))
+    .map_err(std::io::Error::from)
+    .context(format!("chown {}", upper.display()))
+    .map_err(ContainerError::from)
     .and_then(|()| mount_overlay(target, &mapped, upper, work));
     let _ = nix::mount::umount2(&layers, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir(&layers);
@@ -866,5 +878,5 @@ fn is_mountpoint(p: &Path) -> bool {
 
 /// Temp file, fsync, rename, fsync the directory.
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
-    berth_sys::fs::write_atomic(path, data).map_err(io_err(format!("writing {}", path.display())))
+    Ok(berth_sys::fs::write_atomic(path, data).context(format!("writing {}", path.display()))?)
 }

@@ -1,6 +1,7 @@
 //! UpdateContainerResources and container stats: both go through the container's shim, which
 //! owns its cgroup; the writable layer's usage is measured here, on the snapshot.
 
+use crate::error::IoError;
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -98,13 +99,14 @@ impl Containers {
         let _l = self.lifecycle.lock().await;
         let config = self.bundle(&rec.id).join("config.json");
         let mut spec: serde_json::Value =
-            serde_json::to_value(Spec::load(&config).map_err(|e| ContainerError::Io {
-                context: format!("reading {}", config.display()),
-                source: std::io::Error::other(e.to_string()),
+            serde_json::to_value(Spec::load(&config).map_err(|e| {
+                ContainerError::Io(IoError::new(
+                    format!("reading {}", config.display()),
+                    std::io::Error::other(e.to_string()),
+                ))
             })?)
-            .map_err(|e| ContainerError::Io {
-                context: "encoding the spec".into(),
-                source: std::io::Error::other(e),
+            .map_err(|e| {
+                ContainerError::Io(IoError::new("encoding the spec", std::io::Error::other(e)))
             })?;
         if let (Some(current), Some(new)) = (
             spec.pointer_mut("/linux/resources")
@@ -115,9 +117,8 @@ impl Containers {
                 current.insert(k.clone(), v.clone());
             }
         }
-        let json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Io {
-            context: "encoding the spec".into(),
-            source: std::io::Error::other(e),
+        let json = serde_json::to_vec_pretty(&spec).map_err(|e| {
+            ContainerError::Io(IoError::new("encoding the spec", std::io::Error::other(e)))
         })?;
         write_atomic(&config, &json)?;
         let mut rec = self.get(&rec.id)?;

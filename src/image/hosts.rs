@@ -1,6 +1,7 @@
 //! Registry host configuration in containerd's `certs.d` layout: `<dir>/<host>/hosts.toml`
 //! (or `<dir>/_default/hosts.toml`) lists mirrors to try in order, then the upstream `server`.
 
+use crate::error::IoError;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -107,10 +108,10 @@ pub fn resolve_hosts(config_dir: &Path, registry: &str) -> Result<Vec<RegistryHo
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(ImageError::Io {
-                    context: format!("reading {}", candidate.display()),
-                    source: e,
-                });
+                return Err(ImageError::Io(IoError::new(
+                    format!("reading {}", candidate.display()),
+                    e,
+                )));
             }
         }
     }

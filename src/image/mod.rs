@@ -5,6 +5,7 @@ pub mod hosts;
 pub mod pull;
 pub mod reference;
 
+use crate::error::{DomainError, IoError, Kind};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -42,15 +43,31 @@ pub enum ImageError {
     DigestMismatch { image: String, cause: String },
     #[error("pulling {image}: registry error: {cause}")]
     Registry { image: String, cause: String },
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
     Internal(String),
+}
+
+impl DomainError for ImageError {
+    fn kind(&self) -> Kind {
+        match self {
+            ImageError::InvalidReference { .. } => Kind::InvalidArgument,
+            ImageError::NotFound { .. } => Kind::NotFound,
+            ImageError::Unauthenticated { .. } => Kind::Unauthenticated,
+            ImageError::PermissionDenied { .. } => Kind::PermissionDenied,
+            ImageError::Unavailable { .. } => Kind::Unavailable,
+            ImageError::InvalidImage { .. } | ImageError::UnsafeLayer { .. } => {
+                Kind::InvalidArgument
+            }
+            // containerd's code for content that does not match its digest.
+            ImageError::DigestMismatch { .. } => Kind::FailedPrecondition,
+            ImageError::Registry { .. } => Kind::Unknown,
+            ImageError::Io(_) | ImageError::Store(_) | ImageError::Internal(_) => Kind::Internal,
+        }
+    }
 }
 
 /// One image: a config digest (its id) with the names that point at it.
@@ -138,7 +155,7 @@ impl Images {
     ) -> Result<Images, ImageError> {
         let io = |context: &str| {
             let context = context.to_string();
-            move |source| ImageError::Io { context, source }
+            move |source| ImageError::Io(IoError::new(context, source))
         };
         let snaps: Vec<SnapshotRecord> = store
             .load::<SnapshotRecord>(SNAPSHOTS)?
@@ -280,10 +297,10 @@ impl Images {
         for s in &dead {
             self.snapshots.forget(&s.chain_id);
         }
-        let blobs = self.content.list().map_err(|source| ImageError::Io {
-            context: "listing the content store".into(),
-            source,
-        })?;
+        let blobs = self
+            .content
+            .list()
+            .map_err(|source| ImageError::Io(IoError::new("listing the content store", source)))?;
         let dead_blobs: Vec<String> = blobs
             .into_iter()
             .filter(|b| !live_blobs.contains(b))
@@ -310,10 +327,7 @@ impl Images {
         })
         .await
         .map_err(|e| ImageError::Internal(format!("garbage collection task: {e}")))?
-        .map_err(|source| ImageError::Io {
-            context: "garbage collection".into(),
-            source,
-        })
+        .map_err(|source| ImageError::Io(IoError::new("garbage collection", source)))
     }
 
     /// The filesystem holding image layers, with the bytes and inodes they use.
@@ -324,9 +338,11 @@ impl Images {
 
     /// The stored image config of an image, as JSON bytes.
     pub fn config_json(&self, id: &str) -> Result<Vec<u8>, ImageError> {
-        self.content.read(id).map_err(|source| ImageError::Io {
-            context: format!("reading the config of image {id}"),
-            source,
+        self.content.read(id).map_err(|source| {
+            ImageError::Io(IoError::new(
+                format!("reading the config of image {id}"),
+                source,
+            ))
         })
     }
 }

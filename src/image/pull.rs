@@ -2,6 +2,7 @@
 //! index, then download every layer in parallel, each one decompressed, verified and unpacked
 //! while it streams.
 
+use crate::error::IoError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -321,12 +322,7 @@ impl Images {
             r?;
         }
 
-        let io = |what: String| {
-            move |source| ImageError::Io {
-                context: what,
-                source,
-            }
-        };
+        let io = |what: String| move |source| ImageError::Io(IoError::new(what, source));
         if top_digest != manifest_digest {
             self.content
                 .write_verified(&top_digest, &top_bytes)
@@ -369,9 +365,11 @@ impl Images {
     ) -> Result<Remote, ImageError> {
         let mut certs = Vec::new();
         for f in &host.ca_files {
-            let data = std::fs::read(f).map_err(|source| ImageError::Io {
-                context: format!("reading CA file {} for {}", f.display(), host.url()),
-                source,
+            let data = std::fs::read(f).map_err(|source| {
+                ImageError::Io(IoError::new(
+                    format!("reading CA file {} for {}", f.display(), host.url()),
+                    source,
+                ))
             })?;
             certs.push(Certificate {
                 encoding: CertificateEncoding::Pem,
@@ -482,9 +480,8 @@ impl Images {
         parent: Option<String>,
     ) -> Result<(), ImageError> {
         let started = Instant::now();
-        let (id, fs) = self.snapshots.allocate().map_err(|source| ImageError::Io {
-            context: "creating a snapshot directory".into(),
-            source,
+        let (id, fs) = self.snapshots.allocate().map_err(|source| {
+            ImageError::Io(IoError::new("creating a snapshot directory", source))
         })?;
         let ingest = self.content.ingest_path();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
@@ -511,9 +508,11 @@ impl Images {
                 };
                 self.content
                     .commit(&ingest, &layer.digest)
-                    .map_err(|source| ImageError::Io {
-                        context: format!("storing layer {}", layer.digest),
-                        source,
+                    .map_err(|source| {
+                        ImageError::Io(IoError::new(
+                            format!("storing layer {}", layer.digest),
+                            source,
+                        ))
                     })
                     .and_then(|()| {
                         Ok(self
@@ -714,10 +713,10 @@ fn apply_error(e: ApplyError, image: &str, layer: &str) -> ImageError {
             image: image.to_string(),
             cause: format!("layer {layer}: {e}"),
         },
-        ApplyError::Io { .. } => ImageError::Io {
-            context: format!("unpacking layer {layer} of {image}"),
-            source: std::io::Error::other(e.to_string()),
-        },
+        ApplyError::Io { .. } => ImageError::Io(IoError::new(
+            format!("unpacking layer {layer} of {image}"),
+            std::io::Error::other(e.to_string()),
+        )),
     }
 }
 

@@ -4,6 +4,8 @@
 //! time, the arguments, the result) is cached on disk before and after ADD, so DEL works after a
 //! berthd restart or crash and even if the config dir changed meanwhile.
 
+use crate::error::IoContext;
+use crate::error::IoError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -32,16 +34,8 @@ pub enum CniError {
         command: &'static str,
         timeout: Duration,
     },
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
-}
-
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CniError {
-    let context = context.into();
-    move |source| CniError::Io { context, source }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// What a pod asks of the network (CNI_ARGS and runtime config capabilities).
@@ -173,14 +167,14 @@ impl Attachment {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let conf = serde_json::to_vec(&self.plugin_config(i, prev)).map_err(|e| CniError::Io {
-            context: "encoding the plugin config".into(),
-            source: std::io::Error::other(e),
+        let conf = serde_json::to_vec(&self.plugin_config(i, prev)).map_err(|e| {
+            CniError::Io(IoError::new(
+                "encoding the plugin config",
+                std::io::Error::other(e),
+            ))
         })?;
-        let cni_path = std::env::join_paths(&self.bin_dirs).map_err(|e| CniError::Io {
-            context: "CNI_PATH".into(),
-            source: std::io::Error::other(e),
-        })?;
+        let cni_path = std::env::join_paths(&self.bin_dirs)
+            .map_err(|e| CniError::Io(IoError::new("CNI_PATH", std::io::Error::other(e))))?;
         let mut child = tokio::process::Command::new(path)
             .env_clear()
             .env("CNI_COMMAND", command)
@@ -198,7 +192,7 @@ impl Attachment {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(io_err(format!("starting CNI plugin {}", path.display())))?;
+            .context(format!("starting CNI plugin {}", path.display()))?;
         let mut stdin = child.stdin.take();
         let run = async {
             if let Some(stdin) = stdin.as_mut() {
@@ -208,7 +202,7 @@ impl Attachment {
             child.wait_with_output().await
         };
         let out = match tokio::time::timeout(PLUGIN_TIMEOUT, run).await {
-            Ok(r) => r.map_err(io_err(format!("running CNI plugin {plugin}")))?,
+            Ok(r) => r.context(format!("running CNI plugin {plugin}"))?,
             Err(_) => {
                 return Err(CniError::Timeout {
                     plugin,
@@ -301,28 +295,30 @@ impl Cache {
 
     /// Write (atomically, durably) the attachment of its sandbox.
     pub fn save(&self, a: &Attachment) -> Result<(), CniError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(io_err(format!("creating {}", self.dir.display())))?;
+        std::fs::create_dir_all(&self.dir).context(format!("creating {}", self.dir.display()))?;
         let path = self.path(&a.sandbox_id);
-        let data = serde_json::to_vec(a).map_err(|e| CniError::Io {
-            context: "encoding the CNI cache".into(),
-            source: std::io::Error::other(e),
+        let data = serde_json::to_vec(a).map_err(|e| {
+            CniError::Io(IoError::new(
+                "encoding the CNI cache",
+                std::io::Error::other(e),
+            ))
         })?;
         berth_sys::fs::write_atomic(&path, &data)
-            .map_err(io_err(format!("writing {}", path.display())))
+            .context(format!("writing {}", path.display()))
+            .map_err(CniError::from)
     }
 
     pub fn load(&self, sandbox_id: &str) -> Result<Option<Attachment>, CniError> {
         let path = self.path(sandbox_id);
         match std::fs::read(&path) {
-            Ok(data) => serde_json::from_slice(&data)
-                .map(Some)
-                .map_err(|e| CniError::Io {
-                    context: format!("reading {}", path.display()),
-                    source: std::io::Error::other(e),
-                }),
+            Ok(data) => serde_json::from_slice(&data).map(Some).map_err(|e| {
+                CniError::Io(IoError::new(
+                    format!("reading {}", path.display()),
+                    std::io::Error::other(e),
+                ))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err(format!("reading {}", path.display()))(e)),
+            Err(e) => Err(IoError::new(format!("reading {}", path.display()), e).into()),
         }
     }
 
@@ -330,7 +326,7 @@ impl Cache {
         let path = self.path(sandbox_id);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(io_err(format!("removing {}", path.display()))(e))
+                Err(IoError::new(format!("removing {}", path.display()), e).into())
             }
             _ => Ok(()),
         }

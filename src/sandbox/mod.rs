@@ -5,6 +5,7 @@ pub mod namespaces;
 pub mod stats;
 pub mod userns;
 
+use crate::error::{DomainError, IoError, Kind};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -32,11 +33,8 @@ pub enum SandboxError {
     NotFound(String),
     #[error("{0}")]
     Unimplemented(String),
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// No usable pod network (no CNI config, a missing plugin).
@@ -44,6 +42,19 @@ pub enum SandboxError {
     NetworkNotReady(#[from] NetworkError),
     #[error("setting up the pod network: {0}")]
     Cni(#[from] cni::CniError),
+}
+
+impl DomainError for SandboxError {
+    fn kind(&self) -> Kind {
+        match self {
+            SandboxError::InvalidArgument(_) => Kind::InvalidArgument,
+            SandboxError::AlreadyExists(_) => Kind::AlreadyExists,
+            SandboxError::NotFound(_) => Kind::NotFound,
+            SandboxError::Unimplemented(_) => Kind::Unimplemented,
+            SandboxError::NetworkNotReady(_) => Kind::FailedPrecondition,
+            SandboxError::Io(_) | SandboxError::Store(_) | SandboxError::Cni(_) => Kind::Internal,
+        }
+    }
 }
 
 /// Lifecycle state, as CRI has it.
@@ -164,9 +175,11 @@ impl Sandboxes {
         network: SandboxSettings,
     ) -> Result<Sandboxes, SandboxError> {
         let ns_dir = state_dir.join("ns");
-        std::fs::create_dir_all(&ns_dir).map_err(|source| SandboxError::Io {
-            context: format!("creating {}", ns_dir.display()),
-            source,
+        std::fs::create_dir_all(&ns_dir).map_err(|source| {
+            SandboxError::Io(IoError::new(
+                format!("creating {}", ns_dir.display()),
+                source,
+            ))
         })?;
         let mut index = Index::default();
         let mut changes = Vec::new();
@@ -267,10 +280,8 @@ impl Sandboxes {
         // Reserve the name (briefly locked); the slow part runs unlocked, so pods start in
         // parallel.
         let key = SandboxRecord::name_key(&config);
-        let id = new_id().map_err(|source| SandboxError::Io {
-            context: "generating a sandbox id".into(),
-            source,
-        })?;
+        let id = new_id()
+            .map_err(|source| SandboxError::Io(IoError::new("generating a sandbox id", source)))?;
         {
             let _l = self.lifecycle.lock().await;
             let mut index = self.write();
@@ -305,10 +316,10 @@ impl Sandboxes {
                 self.write().names.remove(&key);
                 if let Err(c) = cleanup {
                     tracing::error!(error = %c, sandbox = %id, "cleanup after a failed RunPodSandbox");
-                    return Err(SandboxError::Io {
-                        context: format!("{e}; and cleaning up failed"),
-                        source: std::io::Error::other(c.to_string()),
-                    });
+                    return Err(SandboxError::Io(IoError::new(
+                        format!("{e}; and cleaning up failed"),
+                        std::io::Error::other(c.to_string()),
+                    )));
                 }
                 Err(e)
             }
@@ -338,9 +349,8 @@ impl Sandboxes {
         let hostname = rec.hostname();
         let t = std::time::Instant::now();
         let dir = self.ns_dir.join(&rec.id);
-        std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Io {
-            context: format!("creating {}", dir.display()),
-            source,
+        std::fs::create_dir_all(&dir).map_err(|source| {
+            SandboxError::Io(IoError::new(format!("creating {}", dir.display()), source))
         })?;
         let kinds = own_namespaces(ns);
         let set_hostname = (!given.is_empty()).then_some(given.as_str());
@@ -356,9 +366,11 @@ impl Sandboxes {
             let pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
             rec.pod_init_pid = crate::shim_client::spawn_pod_init(&self.network.shim_binary, &pin)
                 .await
-                .map_err(|e| SandboxError::Io {
-                    context: "starting the pod's PID 1 (berth-shim pod-init)".into(),
-                    source: std::io::Error::other(e.to_string()),
+                .map_err(|e| {
+                    SandboxError::Io(IoError::new(
+                        "starting the pod's PID 1 (berth-shim pod-init)",
+                        std::io::Error::other(e.to_string()),
+                    ))
                 })?;
             rec.pins.push((NsKind::Pid.name().to_string(), pin));
         }
@@ -393,9 +405,11 @@ impl Sandboxes {
 
         if ns.ipc != NamespaceMode::Node as i32 {
             let shm = self.shm_dir.join(&rec.id);
-            mount_pod_shm(&shm).map_err(|source| SandboxError::Io {
-                context: format!("mounting the pod's /dev/shm at {}", shm.display()),
-                source,
+            mount_pod_shm(&shm).map_err(|source| {
+                SandboxError::Io(IoError::new(
+                    format!("mounting the pod's /dev/shm at {}", shm.display()),
+                    source,
+                ))
             })?;
             rec.shm = Some(shm);
         }
@@ -403,10 +417,7 @@ impl Sandboxes {
         let etc = self.files_dir.join(&rec.id);
         let io = |what: &str| {
             let what = what.to_string();
-            move |source| SandboxError::Io {
-                context: what,
-                source,
-            }
+            move |source| SandboxError::Io(IoError::new(what, source))
         };
         let hosts = if own_network {
             files::hosts(&hostname, &rec.ips)
@@ -437,13 +448,17 @@ impl Sandboxes {
         let pid_pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
         kill_pod_init(rec.pod_init_pid, &pid_pin);
         let shm = self.shm_dir.join(&rec.id);
-        unmount_pod_shm(&shm).map_err(|source| SandboxError::Io {
-            context: format!("unmounting the pod's /dev/shm at {}", shm.display()),
-            source,
+        unmount_pod_shm(&shm).map_err(|source| {
+            SandboxError::Io(IoError::new(
+                format!("unmounting the pod's /dev/shm at {}", shm.display()),
+                source,
+            ))
         })?;
-        release_dir(&self.ns_dir.join(&rec.id)).map_err(|source| SandboxError::Io {
-            context: format!("releasing the namespaces of pod sandbox {}", rec.id),
-            source,
+        release_dir(&self.ns_dir.join(&rec.id)).map_err(|source| {
+            SandboxError::Io(IoError::new(
+                format!("releasing the namespaces of pod sandbox {}", rec.id),
+                source,
+            ))
         })?;
         Ok(())
     }
@@ -460,9 +475,11 @@ impl Sandboxes {
         for &kind in kinds {
             let p = dir.join(kind.name());
             let hostname = hostname.filter(|_| kind == NsKind::Uts);
-            namespaces::pin_new(kind, &p, hostname).map_err(|source| SandboxError::Io {
-                context: format!("pinning the {} namespace at {}", kind.name(), p.display()),
-                source,
+            namespaces::pin_new(kind, &p, hostname).map_err(|source| {
+                SandboxError::Io(IoError::new(
+                    format!("pinning the {} namespace at {}", kind.name(), p.display()),
+                    source,
+                ))
             })?;
             pins.push((kind.name().to_string(), p));
         }
@@ -486,9 +503,11 @@ impl Sandboxes {
         let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
         userns::pin(&self.network.shim_binary, dir, maps, &names, hostname)
             .await
-            .map_err(|source| SandboxError::Io {
-                context: format!("creating the pod's user namespace in {}", dir.display()),
-                source,
+            .map_err(|source| {
+                SandboxError::Io(IoError::new(
+                    format!("creating the pod's user namespace in {}", dir.display()),
+                    source,
+                ))
             })?;
         Ok(std::iter::once(&NsKind::User)
             .chain(kinds)
@@ -525,9 +544,8 @@ impl Sandboxes {
         self.stop(&rec.id).await?;
         let _l = self.lifecycle.lock().await;
         let etc = self.files_dir.join(&rec.id);
-        crate::snapshot::remove_tree(&etc).map_err(|source| SandboxError::Io {
-            context: format!("removing {}", etc.display()),
-            source,
+        crate::snapshot::remove_tree(&etc).map_err(|source| {
+            SandboxError::Io(IoError::new(format!("removing {}", etc.display()), source))
         })?;
         self.store.apply(vec![Change::delete(SANDBOXES, &rec.id)])?;
         let mut index = self.write();

@@ -19,7 +19,7 @@ pub fn image_status(
     if req.verbose {
         let config: serde_json::Value =
             serde_json::from_slice(&daemon.images.config_json(&rec.id)?).map_err(|e| {
-                Error::Image(crate::image::ImageError::Internal(format!(
+                Error::from(crate::image::ImageError::Internal(format!(
                     "stored config of {} is not JSON: {e}",
                     rec.id
                 )))
