@@ -9,6 +9,7 @@ pub mod ids;
 pub mod image;
 pub mod metrics;
 pub mod network;
+pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod shim_client;

@@ -11,9 +11,9 @@ pub mod user;
 
 use crate::error::IoContext;
 use crate::error::{DomainError, IoError, Kind};
-use std::collections::HashMap;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_shim_api::v1 as shim;
@@ -22,8 +22,9 @@ use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{EventKind, Events};
-use crate::ids::{Lookup, new_id};
+use crate::ids::new_id;
 use crate::image::Images;
+use crate::registry::{LookupError, NameTaken, Record, Registry, id_matches, labels_match};
 use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes};
 use crate::shim_client::{self, ShimError, ShimPaths};
 use crate::store::{CONTAINERS, Change, Store, StoreError};
@@ -113,10 +114,25 @@ impl ContainerRecord {
     }
 }
 
-#[derive(Default)]
-struct Index {
-    by_id: HashMap<String, ContainerRecord>,
-    names: HashMap<String, String>,
+impl Record for ContainerRecord {
+    const KIND: &'static str = "container";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}
+
+impl From<LookupError> for ContainerError {
+    fn from(e: LookupError) -> ContainerError {
+        match e {
+            LookupError::NotFound { .. } => ContainerError::NotFound(e.to_string()),
+            LookupError::Empty { .. } | LookupError::Ambiguous { .. } => {
+                ContainerError::InvalidArgument(e.to_string())
+            }
+        }
+    }
 }
 
 /// All containers.
@@ -126,7 +142,7 @@ pub struct Containers {
     state_dir: PathBuf,
     shim_binary: PathBuf,
     cgroup_ns: bool,
-    index: RwLock<Index>,
+    registry: Registry<ContainerRecord>,
     lifecycle: tokio::sync::Mutex<()>,
     /// The previous CPU reading of each container (for usage_nano_cores).
     cpu_samples: resources::CpuSamples,
@@ -163,24 +179,21 @@ impl Containers {
     ) -> Result<Containers, ContainerError> {
         let dir = root.join("containers");
         std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
-        let mut index = Index::default();
-        for (_, rec) in store.load::<ContainerRecord>(CONTAINERS)? {
-            index.by_id.insert(rec.id.clone(), rec);
-        }
+        let records = store.load::<ContainerRecord>(CONTAINERS)?;
         let containers = Containers {
             store,
             dir,
             state_dir: state_dir.to_path_buf(),
             shim_binary,
             cgroup_ns: cgroup2_host(),
-            index: RwLock::new(index),
+            registry: Registry::new(records.into_iter().map(|(_, r)| r)),
             lifecycle: tokio::sync::Mutex::new(()),
             cpu_samples: Default::default(),
             events,
         };
         // Error files of exec helpers that ran before a restart.
         let _ = crate::snapshot::remove_tree(&containers.exec_dir());
-        let ids: Vec<String> = containers.read().by_id.keys().cloned().collect();
+        let ids = containers.registry.scan(|r| Some(r.id.clone()));
         for id in ids {
             containers.refresh(&id).await?;
         }
@@ -189,79 +202,39 @@ impl Containers {
 
     /// Name reservations need the sandboxes; done once both are loaded.
     pub fn index_names(&self, sandboxes: &Sandboxes) {
-        let mut index = self.write();
-        let keys: Vec<(String, String)> = index
-            .by_id
-            .values()
-            .filter_map(|r| {
-                sandboxes
-                    .get(&r.sandbox_id)
-                    .ok()
-                    .map(|sb| (ContainerRecord::name_key(&r.config, &sb), r.id.clone()))
-            })
-            .collect();
-        index.names.extend(keys);
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
-        self.index.write().unwrap_or_else(|e| e.into_inner())
+        self.registry.reserve_all(|r| {
+            let sb = sandboxes.get(&r.sandbox_id).ok()?;
+            Some(ContainerRecord::name_key(&r.config, &sb))
+        });
     }
 
     /// Chain ids every container holds (garbage-collection roots).
     pub fn held_layers(&self) -> Vec<String> {
-        self.read()
-            .by_id
-            .values()
-            .flat_map(|r| r.layers.iter().cloned())
+        self.registry
+            .scan(|r| Some(r.layers.clone()))
+            .into_iter()
+            .flatten()
             .collect()
     }
 
     /// Find by full id or unique prefix.
     pub fn get(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
-        if id.is_empty() {
-            return Err(ContainerError::InvalidArgument(
-                "container id is required".into(),
-            ));
-        }
-        match crate::ids::by_prefix(&self.read().by_id, id) {
-            Lookup::Found(r) => Ok(r.clone()),
-            Lookup::Ambiguous => Err(ContainerError::InvalidArgument(format!(
-                "container id prefix {id:?} is ambiguous"
-            ))),
-            Lookup::Missing => Err(ContainerError::NotFound(format!(
-                "container {id:?} not found"
-            ))),
-        }
+        Ok(self.registry.get(id)?)
     }
 
     /// Containers matching the CRI filter, oldest first.
     pub fn list(&self, filter: Option<&ContainerFilter>) -> Vec<ContainerRecord> {
-        let index = self.read();
-        let mut out: Vec<ContainerRecord> = index
-            .by_id
-            .values()
-            .filter(|r| match filter {
-                None => true,
-                Some(f) => {
-                    (f.id.is_empty() || r.id.starts_with(&f.id))
-                        && (f.pod_sandbox_id.is_empty()
-                            || r.sandbox_id.starts_with(&f.pod_sandbox_id))
-                        && f.state
-                            .as_ref()
-                            .is_none_or(|s| cri_state(r.state) == s.state)
-                        && f.label_selector
-                            .iter()
-                            .all(|(k, v)| r.config.labels.get(k) == Some(v))
-                }
-            })
-            .cloned()
-            .collect();
-        out.sort_by_key(|r| r.created_at);
-        out
+        self.registry.list(|r| match filter {
+            None => true,
+            Some(f) => {
+                id_matches(&f.id, &r.id)
+                    && id_matches(&f.pod_sandbox_id, &r.sandbox_id)
+                    && f.state
+                        .as_ref()
+                        .is_none_or(|s| cri_state(r.state) == s.state)
+                    && labels_match(&f.label_selector, &r.config.labels)
+            }
+        })
     }
 
     fn bundle(&self, id: &str) -> PathBuf {
@@ -298,7 +271,7 @@ impl Containers {
     fn persist(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
         self.store
             .apply(vec![Change::put(CONTAINERS, &rec.id, rec)?])?;
-        self.write().by_id.insert(rec.id.clone(), rec.clone());
+        self.registry.put(rec.clone());
         Ok(())
     }
 
@@ -330,11 +303,6 @@ impl Containers {
         })?;
         let _l = self.lifecycle.lock().await;
         let key = ContainerRecord::name_key(&config, &sandbox);
-        if let Some(existing) = self.read().names.get(&key) {
-            return Err(ContainerError::AlreadyExists(format!(
-                "container {key} already exists as {existing}"
-            )));
-        }
         // Shim directories are named by an id prefix: never reuse one.
         let id = loop {
             let id = new_id().context("generating a container id")?;
@@ -342,6 +310,11 @@ impl Containers {
                 break id;
             }
         };
+        if let Err(NameTaken(existing)) = self.registry.reserve(&key, &id) {
+            return Err(ContainerError::AlreadyExists(format!(
+                "container {key} already exists as {existing}"
+            )));
+        }
         let log_path = (!config.log_path.is_empty() && !sandbox.config.log_directory.is_empty())
             .then(|| Path::new(&sandbox.config.log_directory).join(&config.log_path));
         let mut rec = ContainerRecord {
@@ -363,9 +336,11 @@ impl Containers {
         };
         // The record first: its layers are garbage-collection roots from now on.
         let t = std::time::Instant::now();
-        self.persist(&rec)?;
+        if let Err(e) = self.persist(&rec) {
+            self.registry.release(&key, &id);
+            return Err(e);
+        }
         crate::metrics::phase("store_commit", t);
-        self.write().names.insert(key.clone(), id.clone());
         match self.create_inner(&sandbox, images, &image, &mut rec).await {
             Ok(()) => {
                 self.persist(&rec)?;
@@ -376,9 +351,7 @@ impl Containers {
             Err(e) => {
                 let cleanup = self.destroy(&id).await;
                 self.store.apply(vec![Change::delete(CONTAINERS, &id)])?;
-                let mut index = self.write();
-                index.by_id.remove(&id);
-                index.names.remove(&key);
+                self.registry.remove(&id);
                 if let Err(c) = cleanup {
                     tracing::error!(container = %id, error = %c, "cleanup after a failed CreateContainer");
                     return Err(ContainerError::Io(IoError::new(
@@ -624,9 +597,7 @@ impl Containers {
         self.destroy(&rec.id).await?;
         self.store
             .apply(vec![Change::delete(CONTAINERS, &rec.id)])?;
-        let mut index = self.write();
-        index.by_id.remove(&rec.id);
-        index.names.retain(|_, v| v != &rec.id);
+        self.registry.remove(&rec.id);
         tracing::info!(container = %rec.id, "container removed");
         self.events
             .container(&rec.id, &rec.sandbox_id, EventKind::Deleted);
@@ -635,13 +606,9 @@ impl Containers {
 
     /// Every running container gets an exit watcher (after a restart).
     pub fn watch_running(self: &Arc<Self>) {
-        let running: Vec<String> = self
-            .read()
-            .by_id
-            .values()
-            .filter(|r| r.state == ContainerState::Running)
-            .map(|r| r.id.clone())
-            .collect();
+        let running = self
+            .registry
+            .scan(|r| (r.state == ContainerState::Running).then(|| r.id.clone()));
         for id in running {
             self.watch_exit(&id);
         }

@@ -167,7 +167,11 @@ impl Containers {
             });
         }
         // Forget samples of containers that are gone.
-        let live: std::collections::HashSet<String> = self.read().by_id.keys().cloned().collect();
+        let live: std::collections::HashSet<String> = self
+            .registry
+            .scan(|r| Some(r.id.clone()))
+            .into_iter()
+            .collect();
         self.cpu_samples
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -6,16 +6,17 @@ pub mod stats;
 pub mod userns;
 
 use crate::error::{DomainError, IoError, Kind};
-use std::collections::HashMap;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, PodSandboxFilter};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Lookup, new_id};
+use crate::ids::new_id;
 use crate::network::cni::{self, Attachment, PodNetworkArgs};
 use crate::network::{NetworkError, load_default_network};
+use crate::registry::{LookupError, NameTaken, Record, Registry, id_matches, labels_match};
 use crate::store::{Change, SANDBOXES, Store, StoreError};
 use namespaces::NsKind;
 
@@ -134,10 +135,25 @@ pub fn namespace_options(config: &PodSandboxConfig) -> k8s_cri::v1::NamespaceOpt
         .unwrap_or_default()
 }
 
-#[derive(Default)]
-struct Index {
-    by_id: HashMap<String, SandboxRecord>,
-    names: HashMap<String, String>,
+impl Record for SandboxRecord {
+    const KIND: &'static str = "pod sandbox";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn created_at(&self) -> i64 {
+        self.created_at
+    }
+}
+
+impl From<LookupError> for SandboxError {
+    fn from(e: LookupError) -> SandboxError {
+        match e {
+            LookupError::NotFound { .. } => SandboxError::NotFound(e.to_string()),
+            LookupError::Empty { .. } | LookupError::Ambiguous { .. } => {
+                SandboxError::InvalidArgument(e.to_string())
+            }
+        }
+    }
 }
 
 /// Where pod networks come from, and the shim that inits shared PID namespaces.
@@ -158,7 +174,7 @@ pub struct Sandboxes {
     files_dir: PathBuf,
     network: SandboxSettings,
     cni_cache: cni::Cache,
-    index: RwLock<Index>,
+    registry: Registry<SandboxRecord>,
     /// Serialises lifecycle changes (each is short; kubelet calls per pod are sequential anyway).
     lifecycle: tokio::sync::Mutex<()>,
 }
@@ -181,7 +197,7 @@ impl Sandboxes {
                 source,
             ))
         })?;
-        let mut index = Index::default();
+        let mut records = Vec::new();
         let mut changes = Vec::new();
         for (_, mut rec) in store.load::<SandboxRecord>(SANDBOXES)? {
             let lost = rec.pins.iter().any(|(_, p)| !namespaces::is_pinned(p));
@@ -194,12 +210,11 @@ impl Sandboxes {
                 rec.pins.clear();
                 changes.push(Change::put(SANDBOXES, &rec.id, &rec)?);
             }
-            index
-                .names
-                .insert(SandboxRecord::name_key(&rec.config), rec.id.clone());
-            index.by_id.insert(rec.id.clone(), rec);
+            records.push(rec);
         }
         store.apply(changes)?;
+        let registry = Registry::new(records);
+        registry.reserve_all(|r| Some(SandboxRecord::name_key(&r.config)));
         Ok(Sandboxes {
             store,
             ns_dir,
@@ -207,66 +222,33 @@ impl Sandboxes {
             files_dir: root.join("sandboxes"),
             network,
             cni_cache: cni::Cache::new(root.join("cni")),
-            index: RwLock::new(index),
+            registry,
             lifecycle: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
-        self.index.write().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Find a sandbox by full id or unique id prefix.
     pub fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
-        let index = self.read();
-        if id.is_empty() {
-            return Err(SandboxError::InvalidArgument(
-                "pod sandbox id is required".into(),
-            ));
-        }
-        match crate::ids::by_prefix(&index.by_id, id) {
-            Lookup::Found(r) => Ok(r.clone()),
-            Lookup::Ambiguous => Err(SandboxError::InvalidArgument(format!(
-                "pod sandbox id prefix {id:?} is ambiguous"
-            ))),
-            Lookup::Missing => Err(SandboxError::NotFound(format!(
-                "pod sandbox {id:?} not found"
-            ))),
-        }
+        Ok(self.registry.get(id)?)
     }
 
-    /// Sandboxes matching the CRI filter.
+    /// Sandboxes matching the CRI filter, oldest first.
     pub fn list(&self, filter: Option<&PodSandboxFilter>) -> Vec<SandboxRecord> {
-        let index = self.read();
-        let mut out: Vec<SandboxRecord> = index
-            .by_id
-            .values()
-            .filter(|r| match filter {
-                None => true,
-                Some(f) => {
-                    (f.id.is_empty() || r.id.starts_with(&f.id))
-                        && f.state.as_ref().is_none_or(|s| {
-                            let want =
-                                if s.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32 {
-                                    SandboxState::Ready
-                                } else {
-                                    SandboxState::NotReady
-                                };
-                            r.state == want
-                        })
-                        && f.label_selector
-                            .iter()
-                            .all(|(k, v)| r.config.labels.get(k) == Some(v))
-                }
-            })
-            .cloned()
-            .collect();
-        out.sort_by_key(|r| r.created_at);
-        out
+        self.registry.list(|r| match filter {
+            None => true,
+            Some(f) => {
+                id_matches(&f.id, &r.id)
+                    && f.state.as_ref().is_none_or(|s| {
+                        let want = if s.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32 {
+                            SandboxState::Ready
+                        } else {
+                            SandboxState::NotReady
+                        };
+                        r.state == want
+                    })
+                    && labels_match(&f.label_selector, &r.config.labels)
+            }
+        })
     }
 
     /// RunPodSandbox: validate, reserve the name, pin namespaces, record. Undone on failure.
@@ -284,13 +266,11 @@ impl Sandboxes {
             .map_err(|source| SandboxError::Io(IoError::new("generating a sandbox id", source)))?;
         {
             let _l = self.lifecycle.lock().await;
-            let mut index = self.write();
-            if let Some(existing) = index.names.get(&key) {
+            if let Err(NameTaken(existing)) = self.registry.reserve(&key, &id) {
                 return Err(SandboxError::AlreadyExists(format!(
                     "pod sandbox {key} already exists as {existing}"
                 )));
             }
-            index.names.insert(key.clone(), id.clone());
         }
         let mut rec = SandboxRecord {
             id: id.clone(),
@@ -306,14 +286,13 @@ impl Sandboxes {
         };
         match self.set_up(&mut rec, &ns).await {
             Ok(()) => {
-                let mut index = self.write();
-                index.by_id.insert(rec.id.clone(), rec.clone());
+                self.registry.put(rec.clone());
                 tracing::info!(sandbox = %rec.id, ips = ?rec.ips, "pod sandbox ready");
                 Ok(rec)
             }
             Err(e) => {
                 let cleanup = self.tear_down(&rec).await;
-                self.write().names.remove(&key);
+                self.registry.release(&key, &id);
                 if let Err(c) = cleanup {
                     tracing::error!(error = %c, sandbox = %id, "cleanup after a failed RunPodSandbox");
                     return Err(SandboxError::Io(IoError::new(
@@ -529,7 +508,7 @@ impl Sandboxes {
         rec.pins.clear();
         self.store
             .apply(vec![Change::put(SANDBOXES, &rec.id, &rec)?])?;
-        self.write().by_id.insert(rec.id.clone(), rec.clone());
+        self.registry.put(rec.clone());
         tracing::info!(sandbox = %rec.id, "pod sandbox stopped");
         Ok(())
     }
@@ -548,12 +527,7 @@ impl Sandboxes {
             SandboxError::Io(IoError::new(format!("removing {}", etc.display()), source))
         })?;
         self.store.apply(vec![Change::delete(SANDBOXES, &rec.id)])?;
-        let mut index = self.write();
-        index.by_id.remove(&rec.id);
-        let key = SandboxRecord::name_key(&rec.config);
-        if index.names.get(&key) == Some(&rec.id) {
-            index.names.remove(&key);
-        }
+        self.registry.remove(&rec.id);
         tracing::info!(sandbox = %rec.id, "pod sandbox removed");
         Ok(())
     }
