@@ -44,11 +44,11 @@
 //! # When it is loaded (see `privileges.rs`)
 //!
 //! Without no_new_privs the kernel lets only a CAP_SYS_ADMIN holder install a filter, so it
-//! is loaded while the init is still privileged, before it switches user and drops its
-//! capabilities (runc's order); the profile must then allow the few calls the init makes
-//! afterwards (setgroups, setres[ug]id, capset, prctl, umask, chdir, close_range). With
-//! no_new_privs it is loaded last, after privileges are dropped and no_new_privs is set.
-//! Either way it is loaded before the init reports ready, so a filter the kernel refuses
+//! is loaded while the init (or exec'd process) is still privileged, before it switches user
+//! and drops its capabilities (runc's order); the profile must then allow the few calls it
+//! makes afterwards (close_range, prctl, setgroups, setres[ug]id, capset, umask, chdir, and
+//! getppid for an exec'd process). With no_new_privs it is loaded last, after privileges
+//! are dropped and no_new_privs is set. Either way it is loaded before the init reports ready, so a filter the kernel refuses
 //! fails the container's creation; after it the init only reports (sendmsg), waits for the
 //! Start (recvfrom, close) and execs (execve, and exit_group/sendmsg on failure), so a
 //! profile must allow those, as any runc profile must allow runc's final calls.
