@@ -106,7 +106,7 @@ pub(crate) fn apply(
         security::apply_capabilities(sets)?;
     }
 
-    // 9.
+    // 9. The user switch cleared the parent-death signal: die with the reaper again.
     if let Mode::Exec { reaper } = mode {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .ctx(|| "PR_SET_PDEATHSIG")?;
@@ -115,7 +115,7 @@ pub(crate) fn apply(
         }
     }
 
-    // 10.
+    // 10. As the user, with its capabilities.
     nix::sys::stat::umask(FileMode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
     ));
