@@ -7,9 +7,9 @@
 //!    type the spec lists, and joins the container's cgroup itself;
 //! 2. enters the init's PID namespace for its children and forks a reaper there, which joins
 //!    the other namespaces (mount last), becomes the child subreaper and forks the command;
-//! 3. the command takes the container's identity and privileges exactly as the init did
-//!    (rlimits, capabilities, user and groups, umask, cwd, no_new_privs, seccomp), asks for
-//!    SIGKILL should the reaper die, and execs;
+//! 3. the command takes the container's identity and privileges with the init's own sequence
+//!    (`privileges.rs`: rlimits, capabilities, user and groups, umask, cwd, no_new_privs,
+//!    seccomp), asking there for SIGKILL should the reaper die, and execs;
 //! 4. the helper waits for the command's status and exits with it (128+signal when it was
 //!    killed); SIGTERM, SIGINT, SIGHUP or SIGQUIT end the exec instead: the command and every
 //!    process it started are killed and reaped before the helper exits (see [`launch`]).
@@ -36,8 +36,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::process::{ExecPlan, check_single_threaded, clone_flag};
-use super::security::{self, CapSets};
-use super::{Container, Context, Error, Result, cgroup};
+use super::{Container, Context, Error, Result, cgroup, privileges, security};
 
 /// What to run, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,59 +522,8 @@ fn setup_and_exec(p: &Prepared) -> Result<Infallible> {
         super::process::send_msg(console.as_fd(), b"pty", Some(master.as_fd()))
             .ctx(|| "sending the pty master")?;
     }
-    if let Some(adj) = process.oom_score_adj()
-        && let Some(warning) = security::set_oom_score_adj(adj)
-    {
-        tracing::warn!("{warning}");
-    }
-    security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    security::apply_apparmor(process.apparmor_profile().as_deref())?;
-    if let Some(fd) = &p.userns {
-        super::process::enter_user_namespace(fd)?;
-    }
-    let caps = match process.capabilities() {
-        Some(spec_caps) => {
-            let mut sets = CapSets::from_spec(spec_caps);
-            let (_, permitted, _) = security::get_caps()?;
-            sets.limit_to(permitted);
-            security::drop_bounding_set(sets.bounding)?;
-            Some(sets)
-        }
-        None => None,
-    };
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if let Some(filter) = p.plan.seccomp.as_ref().filter(|_| !nnp) {
-        filter.load()?;
-    }
-    security::switch_user(process.user(), caps.is_some())?;
-    if let Some(sets) = &caps {
-        security::apply_capabilities(sets)?;
-    }
-    // After the user switch (a credential change clears it): die with the reaper.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).ctx(|| "PR_SET_PDEATHSIG")?;
-    if nix::unistd::getppid() != parent {
-        return Err(Error::Init("the exec reaper is gone".into()));
-    }
-    nix::sys::stat::umask(Mode::from_bits_truncate(
-        process.user().umask().unwrap_or(0o022) as libc::mode_t,
-    ));
-    std::env::set_current_dir(process.cwd())
-        .ctx(|| format!("chdir to cwd {}", process.cwd().display()))?;
-    if nnp {
-        security::set_no_new_privs()?;
-    }
-    // Nothing of the helper's may leak into the container: 0, 1, 2 only.
-    // SAFETY: close_range only flags descriptors; no memory is passed.
-    unsafe {
-        libc::close_range(
-            3,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-        )
-    };
-    if let Some(filter) = p.plan.seccomp.as_ref().filter(|_| nnp) {
-        filter.load()?;
-    }
+    let mode = privileges::Mode::Exec { reaper: parent };
+    privileges::apply(process, p.userns.as_ref(), p.plan.seccomp.as_ref(), mode)?;
     Err(p.plan.exec())
 }
 

@@ -3,8 +3,9 @@
 //!
 //! - [`Container::load`] reads and validates the bundle (no side effects);
 //! - [`process::create`] forks the init into its namespaces; the child prepares the rootfs
-//!   ([`rootfs`]), its identity and privileges ([`security`]), reports `ready` (or the first
-//!   error) to the shim and blocks until released;
+//!   ([`rootfs`]), takes its identity and privileges (`privileges.rs`, one sequence shared with
+//!   [`exec`], made of [`security`]'s steps), reports `ready` (or the first error) to the shim
+//!   and blocks until released;
 //! - the shim releases it with [`process::release`] and learns whether the exec worked.
 //!
 //! Everything that can fail happens before the child blocks, so it surfaces at create time;
@@ -16,6 +17,7 @@
 
 pub mod cgroup;
 pub mod exec;
+pub(crate) mod privileges;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -36,8 +36,8 @@ use nix::unistd::{
 };
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::security::{self, CapSets};
-use super::{Container, Context, Error, Result, cgroup, rootfs};
+use super::privileges;
+use super::{Container, Context, Error, Result, cgroup, rootfs, security};
 use crate::io::Stdio;
 
 /// What the init sends when it is set up and waiting.
@@ -571,67 +571,14 @@ fn init_child(
         None
     };
 
-    // Identity and privileges, most privileged steps first.
-    if let Some(adj) = process.oom_score_adj()
-        && let Some(warning) = security::set_oom_score_adj(adj)
-    {
-        tracing::warn!("{warning}");
-    }
-    security::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    security::apply_apparmor(process.apparmor_profile().as_deref())?;
-    // The pod's user namespace, once everything that needs host privileges is done (rootfs,
-    // devices, sysfs, rlimits, oom_score_adj): from here the container's ids are the
-    // namespace's, and its capabilities count there only.
-    if let Some(fd) = &userns {
-        enter_user_namespace(fd)?;
-    }
+    // Identity and privileges, most privileged steps first (the last one may be seccomp).
+    privileges::apply(
+        process,
+        userns.as_ref(),
+        plan.seccomp.as_ref(),
+        privileges::Mode::Init,
+    )?;
     drop(userns);
-    let caps = match process.capabilities() {
-        Some(spec_caps) => {
-            let mut sets = CapSets::from_spec(spec_caps);
-            let (_, permitted, _) = security::get_caps()?;
-            let missing = sets.limit_to(permitted);
-            if missing != 0 {
-                tracing::warn!(
-                    "capabilities {} are not held by the shim; not granted",
-                    security::describe_mask(missing)
-                );
-            }
-            security::drop_bounding_set(sets.bounding)?;
-            Some(sets)
-        }
-        None => None,
-    };
-    // Without no_new_privs only CAP_SYS_ADMIN may load a filter: now, still privileged.
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if let Some(filter) = plan.seccomp.as_ref().filter(|_| !nnp) {
-        filter.load()?;
-    }
-    security::switch_user(process.user(), caps.is_some())?;
-    if let Some(sets) = &caps {
-        security::apply_capabilities(sets)?;
-    }
-    nix::sys::stat::umask(Mode::from_bits_truncate(
-        process.user().umask().unwrap_or(0o022) as libc::mode_t,
-    ));
-    std::env::set_current_dir(process.cwd())
-        .ctx(|| format!("chdir to cwd {}", process.cwd().display()))?;
-    if process.no_new_privileges().unwrap_or(false) {
-        security::set_no_new_privs()?;
-    }
-    // Nothing the shim inherited may leak into the container: 0, 1, 2 only.
-    // SAFETY: close_range only flags descriptors; no memory is passed.
-    unsafe {
-        libc::close_range(
-            3,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
-        )
-    };
-    // With no_new_privs: the last step of the setup, unprivileged.
-    if let Some(filter) = plan.seccomp.as_ref().filter(|_| nnp) {
-        filter.load()?;
-    }
 
     send_msg(sock.as_fd(), READY, master.as_ref().map(|m| m.as_fd())).ctx(|| "reporting ready")?;
     drop(master);
@@ -653,17 +600,6 @@ fn init_child(
         }
     }
     Err(plan.exec())
-}
-
-/// Join a user namespace and become its root (ids 0, all capabilities there): what follows
-/// (capabilities, seccomp, the container's user) happens inside it.
-pub(crate) fn enter_user_namespace(fd: &OwnedFd) -> Result<()> {
-    setns(fd, CloneFlags::CLONE_NEWUSER).ctx(|| "joining the pod's user namespace")?;
-    let root = nix::unistd::Gid::from_raw(0);
-    nix::unistd::setresgid(root, root, root).ctx(|| "setresgid(0) in the user namespace")?;
-    let root = nix::unistd::Uid::from_raw(0);
-    nix::unistd::setresuid(root, root, root).ctx(|| "setresuid(0) in the user namespace")?;
-    Ok(())
 }
 
 /// Hostname and domain name, only in a UTS namespace of the container's own.

@@ -1,10 +1,10 @@
-//! The container process's identity and privileges: user and groups, capabilities,
-//! no_new_privs, rlimits, oom_score_adj, signal dispositions.
+//! The container process's identity and privileges, one call each: user and groups,
+//! capabilities, no_new_privs, rlimits, oom_score_adj, AppArmor, signal dispositions.
 //!
-//! Order matters and is driven by [`apply_process_security`]'s caller (see `process.rs`):
-//! oom_score_adj and rlimits while still fully privileged, then the bounding set (needs
-//! CAP_SETPCAP), then groups/gid/uid with PR_SET_KEEPCAPS so the permitted set survives the
-//! uid change, then capset and the ambient set, then no_new_privs.
+//! Order matters and is `privileges.rs`'s: oom_score_adj and rlimits while still fully
+//! privileged, then the bounding set (needs CAP_SETPCAP), then groups/gid/uid with
+//! PR_SET_KEEPCAPS so the permitted set survives the uid change, then capset and the ambient
+//! set, then no_new_privs.
 
 use nix::sys::prctl;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
@@ -70,7 +70,7 @@ pub fn cap_mask(caps: Option<&Capabilities>) -> u64 {
 }
 
 /// The highest capability this kernel knows.
-fn last_cap() -> u8 {
+pub fn last_cap() -> u8 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -79,7 +79,13 @@ fn last_cap() -> u8 {
 
 /// Drop every capability not in `keep` from the bounding set (needs CAP_SETPCAP).
 pub fn drop_bounding_set(keep: u64) -> Result<()> {
-    for cap in 0..=last_cap() {
+    drop_bounding_set_upto(keep, last_cap())
+}
+
+/// [`drop_bounding_set`] with the kernel's [`last_cap`] read beforehand (no file is opened:
+/// it may run under a seccomp filter).
+pub fn drop_bounding_set_upto(keep: u64, last_cap: u8) -> Result<()> {
+    for cap in 0..=last_cap {
         if keep & (1u64 << cap) != 0 {
             continue;
         }
@@ -199,9 +205,13 @@ impl CapSets {
     }
 }
 
-/// Switch to the container's user: groups, then gid, then uid. With `keep_caps` the permitted
-/// set survives the uid change (the effective set is cleared by the kernel and set again later).
+/// Switch to the container's user: groups, then gid, then uid. With `keep_caps`
+/// (PR_SET_KEEPCAPS first) the permitted set survives the uid change; the kernel clears the
+/// effective set, which [`apply_capabilities`] sets again after clearing keepcaps.
 pub fn switch_user(user: &User, keep_caps: bool) -> Result<()> {
+    if keep_caps {
+        prctl::set_keepcaps(true).ctx(|| "PR_SET_KEEPCAPS")?;
+    }
     let groups: Vec<Gid> = user
         .additional_gids()
         .iter()
@@ -209,9 +219,6 @@ pub fn switch_user(user: &User, keep_caps: bool) -> Result<()> {
         .map(|g| Gid::from_raw(*g))
         .collect();
     setgroups(&groups).ctx(|| format!("setgroups {:?}", user.additional_gids()))?;
-    if keep_caps {
-        prctl::set_keepcaps(true).ctx(|| "PR_SET_KEEPCAPS")?;
-    }
     let gid = Gid::from_raw(user.gid());
     setresgid(gid, gid, gid).ctx(|| format!("setgid {gid}"))?;
     let uid = Uid::from_raw(user.uid());
@@ -219,8 +226,10 @@ pub fn switch_user(user: &User, keep_caps: bool) -> Result<()> {
     Ok(())
 }
 
-/// Set the effective, permitted, inheritable and ambient sets (after [`switch_user`]).
+/// Clear keepcaps, then set the effective, permitted, inheritable and ambient sets (after
+/// [`switch_user`]; runc's order).
 pub fn apply_capabilities(sets: &CapSets) -> Result<()> {
+    prctl::set_keepcaps(false).ctx(|| "PR_SET_KEEPCAPS")?;
     set_caps(sets.effective, sets.permitted, sets.inheritable)?;
     // SAFETY: PR_CAP_AMBIENT takes integer arguments only.
     let rc = unsafe {
@@ -255,7 +264,6 @@ pub fn apply_capabilities(sets: &CapSets) -> Result<()> {
             });
         }
     }
-    prctl::set_keepcaps(false).ctx(|| "PR_SET_KEEPCAPS")?;
     Ok(())
 }
 
