@@ -230,18 +230,6 @@ pub async fn serve(
     }
 }
 
-/// Set the pty's window size.
-fn resize(console: &OwnedFd, width: u32, height: u32) {
-    let ws = libc::winsize {
-        ws_row: u16::try_from(height).unwrap_or(u16::MAX),
-        ws_col: u16::try_from(width).unwrap_or(u16::MAX),
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is the open master.
-    unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-}
-
 /// Reap every child; record the init's exit.
 async fn reap_children(inner: Arc<Inner>, mut sigchld: tokio::signal::unix::Signal) {
     loop {
@@ -677,7 +665,11 @@ impl Shim for ShimService {
                     }
                     Some(attach_input::Input::Resize(size)) => {
                         if let Some(console) = &inner.console {
-                            resize(console, size.width, size.height);
+                            let _ = berth_sys::console::set_window_size(
+                                console.as_fd(),
+                                size.width.into(),
+                                size.height.into(),
+                            );
                         }
                     }
                     None => {}

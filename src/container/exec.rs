@@ -272,44 +272,19 @@ impl PtyMaster {
     }
 
     fn resize(&self, size: crate::streaming::TerminalSize) {
-        use std::os::fd::AsRawFd;
-        let ws = libc::winsize {
-            ws_row: size.height,
-            ws_col: size.width,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is ours.
-        unsafe { libc::ioctl(self.fd.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        use std::os::fd::AsFd;
+        let (width, height) = (size.width.into(), size.height.into());
+        let _ = berth_sys::console::set_window_size(self.fd.get_ref().as_fd(), width, height);
     }
 }
 
 /// Receive one descriptor (SCM_RIGHTS) from a connected unix socket.
 async fn recv_fd(stream: tokio::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::AsFd;
     loop {
         stream.readable().await?;
         let res = stream.try_io(tokio::io::Interest::READABLE, || {
-            let mut buf = [0u8; 16];
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-            let msg = nix::sys::socket::recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(std::io::Error::from)?;
-            for c in msg.cmsgs().map_err(std::io::Error::from)? {
-                if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
-                    && let Some(&fd) = fds.first()
-                {
-                    // SAFETY: the kernel just installed this descriptor for us; nobody else
-                    // owns it.
-                    return Ok(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }));
-                }
-            }
-            Ok(None)
+            berth_sys::console::recv_fd(stream.as_fd(), &mut [0u8; 16]).map(|(_, fd)| fd)
         });
         match res {
             Ok(Some(fd)) => return Ok(fd),
