@@ -151,16 +151,16 @@ impl Containers {
         let name = new_id().map_err(io_err("generating an exec id"))?;
         let error_file = ErrorFile(dir.join(format!("{}.err", &name[..16])));
 
+        let args = berth_proto::args::ExecArgs {
+            bundle: self.bundle(&rec.id),
+            pid: rec.pid,
+            error_file: error_file.0.clone(),
+            console_socket: None,
+            console_size: None,
+            command: cmd.to_vec(),
+        };
         let child = tokio::process::Command::new(&self.shim_binary)
-            .arg("exec")
-            .arg("--bundle")
-            .arg(self.bundle(&rec.id))
-            .arg("--pid")
-            .arg(rec.pid.to_string())
-            .arg("--error-file")
-            .arg(&error_file.0)
-            .arg("--")
-            .args(cmd)
+            .args(args.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -346,19 +346,16 @@ impl Containers {
         } else {
             None
         };
+        let args = berth_proto::args::ExecArgs {
+            bundle: self.bundle(&rec.id),
+            pid: rec.pid,
+            error_file: error_file.0.clone(),
+            console_socket: expected.tty.then(|| console.0.clone()),
+            console_size: None,
+            command: cmd.to_vec(),
+        };
         let mut command = tokio::process::Command::new(&self.shim_binary);
-        command
-            .arg("exec")
-            .arg("--bundle")
-            .arg(self.bundle(&rec.id))
-            .arg("--pid")
-            .arg(rec.pid.to_string())
-            .arg("--error-file")
-            .arg(&error_file.0);
-        if expected.tty {
-            command.arg("--console-socket").arg(&console.0);
-        }
-        command.arg("--").args(cmd).kill_on_drop(true);
+        command.args(args.to_args()).kill_on_drop(true);
         let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         if expected.tty {
             command
@@ -530,7 +527,7 @@ impl Containers {
         streams: crate::streaming::CommandStreams,
     ) {
         use crate::streaming::{failure_json, status_json};
-        use berth_shim_api::v1 as shim;
+        use berth_proto::v1 as shim;
         let crate::streaming::CommandStreams {
             stdin,
             stdout,
@@ -553,7 +550,7 @@ impl Containers {
         if expected.stdin && !rec.config.stdin {
             tracing::info!(container = %rec.id, "attach with stdin to a container without stdin: input is dropped");
         }
-        let paths = crate::shim_client::ShimPaths::new(&self.state_dir, &rec.id);
+        let paths = berth_proto::paths::ShimPaths::new(&self.state_dir, &rec.id);
         let mut client = match crate::shim_client::connect(&paths.socket).await {
             Ok(c) => c,
             Err(e) => {
