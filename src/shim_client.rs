@@ -2,17 +2,21 @@
 //!
 //! The shim daemonizes itself: berthd runs it with a pipe on stdout, reads the one-line
 //! handshake (`ok <init-pid>` or `error <message>`) to EOF, and from then on reaches the shim
-//! only through `<state>/shims/<id>/shim.sock`, so berthd can restart without touching it.
+//! only through `<state>/shims/<id>/shim.sock`, so berthd can restart without touching it. The
+//! command lines, handshake, paths and exit record are `berth_proto`'s, shared with the shim.
 
-use crate::error::Kind;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use berth_shim_api::v1::shim_client::ShimClient;
+use berth_proto::args::{PodInitArgs, ShimArgs, StdinMode};
+use berth_proto::handshake::Handshake;
+use berth_proto::paths::ShimPaths;
+use berth_proto::v1::shim_client::ShimClient;
 use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::error::Kind;
 
 /// Errors talking to a shim.
 #[derive(Debug, thiserror::Error)]
@@ -42,59 +46,13 @@ impl ShimError {
     }
 }
 
-/// Where one container's shim keeps its files.
-#[derive(Debug, Clone)]
-pub struct ShimPaths {
-    pub dir: PathBuf,
-    pub socket: PathBuf,
-    pub exit_file: PathBuf,
-}
-
-impl ShimPaths {
-    /// `<state>/shims/<id prefix>/{shim.sock,exit}`: a 16-character prefix keeps the socket
-    /// path well under the 108 bytes a unix socket address allows.
-    pub fn new(state_dir: &Path, id: &str) -> ShimPaths {
-        let dir = state_dir.join("shims").join(&id[..id.len().min(16)]);
-        ShimPaths {
-            socket: dir.join("shim.sock"),
-            exit_file: dir.join("exit"),
-            dir,
-        }
+/// Read the handshake line: the init's pid, or why the shim could not create the container.
+fn parse_handshake(out: &str) -> Result<u32, ShimError> {
+    match Handshake::parse(out) {
+        Ok(Handshake::Ok(pid)) => Ok(pid),
+        Ok(Handshake::Error(msg)) => Err(ShimError::Create(msg)),
+        Err(e) => Err(ShimError::Handshake(e.to_string())),
     }
-}
-
-/// What the shim records when the container's init exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub struct ExitRecord {
-    pub exit_code: i32,
-    pub finished_at: i64,
-    #[serde(default)]
-    pub oom_killed: bool,
-}
-
-/// Read the exit file (absent while the container runs, or if the shim died first).
-pub fn read_exit_file(path: &Path) -> Option<ExitRecord> {
-    let text = std::fs::read(path).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-/// Parse the handshake line.
-pub fn parse_handshake(out: &str) -> Result<u32, ShimError> {
-    let line = out.lines().next().unwrap_or_default().trim();
-    if let Some(pid) = line.strip_prefix("ok ") {
-        return pid
-            .trim()
-            .parse()
-            .map_err(|_| ShimError::Handshake(format!("bad pid in {line:?}")));
-    }
-    if let Some(msg) = line.strip_prefix("error ") {
-        return Err(ShimError::Create(msg.to_string()));
-    }
-    Err(ShimError::Handshake(if line.is_empty() {
-        "the shim exited without a handshake".to_string()
-    } else {
-        format!("unexpected handshake {line:?}")
-    }))
 }
 
 /// Run `berth-shim` for a container and wait for its handshake; returns the init pid.
@@ -104,28 +62,23 @@ pub async fn spawn(
     bundle: &Path,
     paths: &ShimPaths,
     log_path: &Path,
-    stdin: Option<&str>,
+    stdin: Option<StdinMode>,
 ) -> Result<u32, ShimError> {
     let spawn_err = |source| ShimError::Spawn {
         binary: binary.display().to_string(),
         source,
     };
     std::fs::create_dir_all(&paths.dir).map_err(spawn_err)?;
-    let mut command = tokio::process::Command::new(binary);
-    if let Some(mode) = stdin {
-        command.arg("--stdin").arg(mode);
-    }
-    let child = command
-        .arg("--id")
-        .arg(id)
-        .arg("--bundle")
-        .arg(bundle)
-        .arg("--socket")
-        .arg(&paths.socket)
-        .arg("--log")
-        .arg(log_path)
-        .arg("--exit-file")
-        .arg(&paths.exit_file)
+    let args = ShimArgs {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        socket: paths.socket.clone(),
+        log: log_path.to_path_buf(),
+        exit_file: paths.exit_file.clone(),
+        stdin,
+    };
+    let child = tokio::process::Command::new(binary)
+        .args(args.to_args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -137,10 +90,11 @@ pub async fn spawn(
 /// Start `berth-shim pod-init` pinning a new PID namespace at `pin`; returns its PID 1 (a host
 /// pid).
 pub async fn spawn_pod_init(binary: &Path, pin: &Path) -> Result<u32, ShimError> {
+    let args = PodInitArgs {
+        pin: pin.to_path_buf(),
+    };
     let child = tokio::process::Command::new(binary)
-        .arg("pod-init")
-        .arg("--pin")
-        .arg(pin)
+        .args(args.to_args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -208,25 +162,5 @@ mod tests {
             parse_handshake("ok x"),
             Err(ShimError::Handshake(_))
         ));
-    }
-
-    #[test]
-    fn exit_file() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("exit");
-        assert_eq!(read_exit_file(&p), None);
-        std::fs::write(
-            &p,
-            br#"{"exit_code":137,"finished_at":5,"oom_killed":true}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            read_exit_file(&p),
-            Some(ExitRecord {
-                exit_code: 137,
-                finished_at: 5,
-                oom_killed: true
-            })
-        );
     }
 }

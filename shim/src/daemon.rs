@@ -8,6 +8,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use berth_proto::handshake::Handshake;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
@@ -22,10 +23,9 @@ pub fn take_handshake_pipe() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-/// Write the handshake line (`ok <pid>` / `error <message>`); the message is kept on one line.
-pub fn write_handshake(pipe: OwnedFd, line: &str) {
-    let mut text = line.replace('\n', " ");
-    text.push('\n');
+/// Write the handshake line (`ok <pid>` / `error <message>`, see `berth_proto::handshake`).
+pub fn write_handshake(pipe: OwnedFd, handshake: &Handshake) {
+    let text = handshake.line();
     let mut rest = text.as_bytes();
     while !rest.is_empty() {
         match nix::unistd::write(pipe.as_fd(), rest) {

@@ -17,18 +17,19 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
-use berth_shim::cli::{Args, EXEC_USAGE, ExecArgs, StdinMode, USAGE};
+use berth_proto::args::{ExecArgs, Mode, PodInitArgs, ShimArgs, StdinMode};
+use berth_proto::handshake::Handshake;
 use berth_shim::daemon;
 use berth_shim::executor::{self, Container, InitProcess};
 use berth_shim::io::LogFile;
 use berth_shim::server::{self, ServeOptions};
 
 fn main() -> ExitCode {
-    match std::env::args_os().nth(1) {
-        Some(a) if a == "exec" => return exec_main(),
-        Some(a) if a == "pod-init" => return pod_init_main(),
-        Some(a) if a == "pod-userns" => return pod_userns_main(),
-        _ => {}
+    match Mode::of(std::env::args_os().nth(1).as_deref()) {
+        Mode::Shim => {}
+        Mode::Exec => return exec_main(),
+        Mode::PodInit => return pod_init_main(),
+        Mode::PodUserns => return pod_userns_main(),
     }
     let handshake = match daemon::take_handshake_pipe() {
         Ok(fd) => fd,
@@ -38,16 +39,16 @@ fn main() -> ExitCode {
         }
     };
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let args = match Args::parse(std::env::args_os().skip(1), &cwd) {
+    let args = match ShimArgs::parse(std::env::args_os().skip(1), &cwd) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("berth-shim: {e}\n{USAGE}");
-            daemon::write_handshake(handshake, &format!("error {e}"));
+            eprintln!("berth-shim: {e}\n{}", ShimArgs::USAGE);
+            daemon::write_handshake(handshake, &Handshake::Error(e.to_string()));
             return ExitCode::from(2);
         }
     };
     if let Err(e) = init_logging(&args) {
-        daemon::write_handshake(handshake, &format!("error shim log: {e}"));
+        daemon::write_handshake(handshake, &Handshake::Error(format!("shim log: {e}")));
         return ExitCode::from(1);
     }
     match run(args, handshake) {
@@ -61,10 +62,10 @@ fn main() -> ExitCode {
 /// command that cannot be executed, 1 otherwise, as `runc exec` reports them.
 fn exec_main() -> ExitCode {
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let args = match ExecArgs::parse(std::env::args_os().skip(2), &cwd) {
+    let args = match ExecArgs::parse(std::env::args_os().skip(1), &cwd) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("berth-shim exec: {e}\n{EXEC_USAGE}");
+            eprintln!("berth-shim exec: {e}\n{}", ExecArgs::USAGE);
             return ExitCode::from(2);
         }
     };
@@ -88,7 +89,8 @@ fn exec_main() -> ExitCode {
         }
     };
     let req = executor::exec::ExecRequest {
-        pid: args.pid,
+        // The parser keeps pids within i32.
+        pid: i32::try_from(args.pid).unwrap_or(i32::MAX),
         args: args.command.clone(),
         console_socket: args.console_socket.clone(),
         console_size: args.console_size,
@@ -108,27 +110,31 @@ fn pod_init_main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let args: Vec<String> = std::env::args().skip(2).collect();
-    let pin = match args.as_slice() {
-        [flag, pin] if flag == "--pin" && pin.starts_with('/') => std::path::PathBuf::from(pin),
-        _ => {
-            let msg = "usage: berth-shim pod-init --pin ABSOLUTE-PATH";
-            eprintln!("{msg}");
-            daemon::write_handshake(handshake, &format!("error {msg}"));
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let args = match PodInitArgs::parse(std::env::args_os().skip(1), &cwd) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("berth-shim pod-init: {e}\n{}", PodInitArgs::USAGE);
+            daemon::write_handshake(
+                handshake,
+                &Handshake::Error(format!("{e} ({})", PodInitArgs::USAGE)),
+            );
             return ExitCode::from(2);
         }
     };
-    ExitCode::from(u8::try_from(berth_shim::pod_init::run(&pin, handshake)).unwrap_or(1))
+    ExitCode::from(u8::try_from(berth_shim::pod_init::run(&args.pin, handshake)).unwrap_or(1))
 }
 
 /// `berth-shim pod-userns`: pin a pod's user namespace and the namespaces it owns; `ok` on
 /// stdout, or the reason on stderr and exit 1.
 fn pod_userns_main() -> ExitCode {
-    use berth_shim::pod_userns::{self, PodUsernsArgs};
-    let args = match PodUsernsArgs::parse(std::env::args().skip(2)) {
+    use berth_proto::args::PodUsernsArgs;
+    use berth_shim::pod_userns;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let args = match PodUsernsArgs::parse(std::env::args_os().skip(1), &cwd) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("berth-shim pod-userns: {e}\n{}", pod_userns::USAGE);
+            eprintln!("berth-shim pod-userns: {e}\n{}", PodUsernsArgs::USAGE);
             return ExitCode::from(2);
         }
     };
@@ -145,7 +151,7 @@ fn pod_userns_main() -> ExitCode {
 }
 
 /// The shim's own log: `shim.log` next to the socket (never the container's log).
-fn init_logging(args: &Args) -> std::io::Result<()> {
+fn init_logging(args: &ShimArgs) -> std::io::Result<()> {
     let dir = args.state_dir();
     fs::create_dir_all(&dir)?;
     let file = OpenOptions::new()
@@ -160,10 +166,10 @@ fn init_logging(args: &Args) -> std::io::Result<()> {
 }
 
 /// Everything after the command line; the error has already been logged and handed to berthd.
-fn run(args: Args, handshake: OwnedFd) -> Result<(), ()> {
+fn run(args: ShimArgs, handshake: OwnedFd) -> Result<(), ()> {
     let fail = |handshake: OwnedFd, msg: String| -> Result<(), ()> {
         tracing::error!("container {}: {msg}", args.id);
-        daemon::write_handshake(handshake, &format!("error {msg}"));
+        daemon::write_handshake(handshake, &Handshake::Error(msg));
         Err(())
     };
     let container = match Container::load(&args.id, &args.bundle) {
@@ -235,7 +241,8 @@ fn run(args: Args, handshake: OwnedFd) -> Result<(), ()> {
         }
     };
     tracing::info!("container {} created, init pid {}", args.id, init.pid);
-    daemon::write_handshake(handshake, &format!("ok {}", init.pid));
+    let pid = u32::try_from(init.pid.as_raw()).unwrap_or(0);
+    daemon::write_handshake(handshake, &Handshake::Ok(pid));
 
     let opts = ServeOptions {
         id: args.id.clone(),

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
+use berth_proto::handshake::Handshake;
 use nix::errno::Errno;
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
@@ -31,19 +32,25 @@ extern "C" fn on_term(_: libc::c_int) {
 /// (and in the helper that pins), with the exit status to use.
 pub fn run(pin: &Path, handshake: OwnedFd) -> i32 {
     if let Err(e) = daemon::daemonize() {
-        daemon::write_handshake(handshake, &format!("error daemonizing: {e}"));
+        daemon::write_handshake(handshake, &Handshake::Error(format!("daemonizing: {e}")));
         return 1;
     }
     daemon::cloexec_inherited_fds();
     if let Err(e) = unshare(CloneFlags::CLONE_NEWPID) {
-        daemon::write_handshake(handshake, &format!("error creating a PID namespace: {e}"));
+        daemon::write_handshake(
+            handshake,
+            &Handshake::Error(format!("creating a PID namespace: {e}")),
+        );
         return 1;
     }
     // The child waits for its pin before it settles (so it never runs unpinned for long).
     let (ready_r, ready_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
-            daemon::write_handshake(handshake, &format!("error creating a pipe: {e}"));
+            daemon::write_handshake(
+                handshake,
+                &Handshake::Error(format!("creating a pipe: {e}")),
+            );
             return 1;
         }
     };
@@ -51,7 +58,10 @@ pub fn run(pin: &Path, handshake: OwnedFd) -> i32 {
     // `init_loop`, which never returns.
     match unsafe { fork() } {
         Err(e) => {
-            daemon::write_handshake(handshake, &format!("error forking the pod init: {e}"));
+            daemon::write_handshake(
+                handshake,
+                &Handshake::Error(format!("forking the pod init: {e}")),
+            );
             1
         }
         Ok(ForkResult::Child) => {
@@ -82,7 +92,8 @@ pub fn run(pin: &Path, handshake: OwnedFd) -> i32 {
             match pinned {
                 Ok(()) => {
                     let _ = nix::unistd::write(ready_w.as_fd(), b"1");
-                    daemon::write_handshake(handshake, &format!("ok {child}"));
+                    let pid = u32::try_from(child.as_raw()).unwrap_or(0);
+                    daemon::write_handshake(handshake, &Handshake::Ok(pid));
                     0
                 }
                 Err(e) => {
@@ -90,7 +101,10 @@ pub fn run(pin: &Path, handshake: OwnedFd) -> i32 {
                     let _ = waitpid(child, None);
                     daemon::write_handshake(
                         handshake,
-                        &format!("error pinning the PID namespace at {}: {e}", pin.display()),
+                        &Handshake::Error(format!(
+                            "pinning the PID namespace at {}: {e}",
+                            pin.display()
+                        )),
                     );
                     1
                 }

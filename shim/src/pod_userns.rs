@@ -6,6 +6,8 @@
 //!                       [--hostname NAME]
 //! ```
 //!
+//! (the command line is `berth_proto::args::PodUsernsArgs`, which berthd builds).
+//!
 //! berthd is multi-threaded and may not unshare a user namespace itself; this short-lived,
 //! single-threaded helper does, as containerd's `UnshareAfterEnterUserns` does for its pods:
 //!
@@ -26,87 +28,12 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use berth_proto::args::PodUsernsArgs;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid, fork, pipe2};
-
-/// One `containerID:hostID:size` line of a uid or gid map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IdMap {
-    pub container: u32,
-    pub host: u32,
-    pub size: u32,
-}
-
-impl IdMap {
-    pub fn parse(s: &str) -> Option<IdMap> {
-        let mut it = s.split(':').map(|v| v.parse::<u32>().ok());
-        let m = IdMap {
-            container: it.next()??,
-            host: it.next()??,
-            size: it.next()??,
-        };
-        (it.next().is_none() && m.size > 0).then_some(m)
-    }
-}
-
-/// The parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodUsernsArgs {
-    pub uid_map: IdMap,
-    pub gid_map: IdMap,
-    pub dir: PathBuf,
-    /// Which of `net`, `ipc`, `uts` to create in the user namespace.
-    pub namespaces: Vec<String>,
-    pub hostname: Option<String>,
-}
-
-pub const USAGE: &str = "usage: berth-shim pod-userns --uid-map C:H:L --gid-map C:H:L --dir DIR \
-                         [--ns net,ipc,uts] [--hostname NAME]";
-
-impl PodUsernsArgs {
-    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<PodUsernsArgs, String> {
-        let (mut uid, mut gid, mut dir, mut ns, mut hostname) =
-            (None, None, None, Vec::new(), None);
-        let mut it = args.into_iter();
-        while let Some(flag) = it.next() {
-            let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--uid-map" => uid = Some(value()?),
-                "--gid-map" => gid = Some(value()?),
-                "--dir" => dir = Some(PathBuf::from(value()?)),
-                "--ns" => {
-                    ns = value()?
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_string)
-                        .collect();
-                }
-                "--hostname" => hostname = Some(value()?),
-                other => return Err(format!("unknown argument {other:?}")),
-            }
-        }
-        let map = |v: Option<String>, what: &str| {
-            let v = v.ok_or_else(|| format!("--{what}-map is required"))?;
-            IdMap::parse(&v).ok_or_else(|| format!("bad --{what}-map {v:?} (C:H:L, L > 0)"))
-        };
-        if let Some(bad) = ns
-            .iter()
-            .find(|n| !["net", "ipc", "uts"].contains(&n.as_str()))
-        {
-            return Err(format!("unknown namespace {bad:?} (net, ipc, uts)"));
-        }
-        Ok(PodUsernsArgs {
-            uid_map: map(uid, "uid")?,
-            gid_map: map(gid, "gid")?,
-            dir: dir.ok_or("--dir is required")?,
-            namespaces: ns,
-            hostname,
-        })
-    }
-}
 
 /// Create and pin; `Ok` once every pin is in place.
 pub fn run(args: &PodUsernsArgs) -> Result<(), String> {
@@ -241,55 +168,8 @@ fn child_main(args: &PodUsernsArgs, go: &OwnedFd, to_parent: &OwnedFd) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_proto::args::IdMap;
     use std::os::fd::{AsRawFd, FromRawFd};
-
-    #[test]
-    fn arguments() {
-        let a = PodUsernsArgs::parse(
-            [
-                "--uid-map",
-                "0:100000:65536",
-                "--gid-map",
-                "0:200000:65536",
-                "--dir",
-                "/d",
-                "--ns",
-                "net,uts",
-                "--hostname",
-                "h",
-            ]
-            .map(String::from),
-        )
-        .unwrap();
-        assert_eq!(
-            a.uid_map,
-            IdMap {
-                container: 0,
-                host: 100000,
-                size: 65536
-            }
-        );
-        assert_eq!(a.gid_map.host, 200000);
-        assert_eq!(a.namespaces, vec!["net", "uts"]);
-        assert_eq!(a.hostname.as_deref(), Some("h"));
-        for bad in [
-            vec!["--uid-map", "0:1", "--gid-map", "0:1:1", "--dir", "/d"],
-            vec!["--uid-map", "0:1:0", "--gid-map", "0:1:1", "--dir", "/d"],
-            vec!["--uid-map", "0:1:1", "--gid-map", "0:1:1"],
-            vec![
-                "--uid-map",
-                "0:1:1",
-                "--gid-map",
-                "0:1:1",
-                "--dir",
-                "/d",
-                "--ns",
-                "pid",
-            ],
-        ] {
-            assert!(PodUsernsArgs::parse(bad.into_iter().map(String::from)).is_err());
-        }
-    }
 
     /// As root: the user namespace and a network namespace it owns, pinned and released.
     #[test]

@@ -12,12 +12,13 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_shim_api::v1::shim_server::{Shim, ShimServer};
-use berth_shim_api::v1::{
+use berth_proto::exit::ExitRecord;
+use berth_proto::v1::shim_server::{Shim, ShimServer};
+use berth_proto::v1::{
     AttachInput, AttachOutput, KillRequest, KillResponse, ReopenLogRequest, ReopenLogResponse,
     ShutdownRequest, ShutdownResponse, StartRequest, StartResponse, StateRequest, StateResponse,
     StatsRequest, StatsResponse, Status as ContainerStatus, UpdateRequest, UpdateResponse,
@@ -230,18 +231,6 @@ pub async fn serve(
     }
 }
 
-/// Set the pty's window size.
-fn resize(console: &OwnedFd, width: u32, height: u32) {
-    let ws = libc::winsize {
-        ws_row: u16::try_from(height).unwrap_or(u16::MAX),
-        ws_col: u16::try_from(width).unwrap_or(u16::MAX),
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is the open master.
-    unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-}
-
 /// Reap every child; record the init's exit.
 async fn reap_children(inner: Arc<Inner>, mut sigchld: tokio::signal::unix::Signal) {
     loop {
@@ -337,31 +326,17 @@ async fn finish(inner: Arc<Inner>) {
         let s = inner.state.borrow();
         (s.exit_code, s.finished_at, s.oom_killed)
     };
-    if let Err(e) = write_exit_file(&inner.exit_file, code, finished_at, oom_killed) {
+    let record = ExitRecord {
+        exit_code: code,
+        finished_at,
+        oom_killed,
+    };
+    if let Err(e) = record.write(&inner.exit_file) {
         tracing::error!("writing {}: {e}", inner.exit_file.display());
     }
     inner
         .state
         .send_modify(|s| s.status = ContainerStatus::Stopped);
-}
-
-/// `{"exit_code":N,"finished_at":NANOS,"oom_killed":BOOL}`, via a temp file, fsync, rename and
-/// a directory fsync.
-pub fn write_exit_file(
-    path: &Path,
-    exit_code: i32,
-    finished_at: i64,
-    oom_killed: bool,
-) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let body = serde_json::json!({
-        "exit_code": exit_code,
-        "finished_at": finished_at,
-        "oom_killed": oom_killed,
-    });
-    berth_sys::fs::write_atomic(path, body.to_string().as_bytes())
 }
 
 fn response(id: &str, s: &ContainerState) -> StateResponse {
@@ -677,7 +652,11 @@ impl Shim for ShimService {
                     }
                     Some(attach_input::Input::Resize(size)) => {
                         if let Some(console) = &inner.console {
-                            resize(console, size.width, size.height);
+                            let _ = berth_sys::console::set_window_size(
+                                console.as_fd(),
+                                size.width.into(),
+                                size.height.into(),
+                            );
                         }
                     }
                     None => {}
@@ -744,24 +723,6 @@ impl Shim for ShimService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exit_file_is_json() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("sub/exit");
-        write_exit_file(&p, 137, 42, true).unwrap();
-        assert_eq!(
-            fs::read_to_string(&p).unwrap(),
-            r#"{"exit_code":137,"finished_at":42,"oom_killed":true}"#
-        );
-        write_exit_file(&p, 0, 43, false).unwrap();
-        assert!(
-            fs::read_to_string(&p)
-                .unwrap()
-                .contains(r#""finished_at":43"#)
-        );
-        assert_eq!(fs::read_dir(d.path().join("sub")).unwrap().count(), 1);
-    }
 
     #[test]
     fn parent_pid_from_stat() {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_shim_api::v1::shim_client::ShimClient;
-use berth_shim_api::v1::{
+use berth_proto::v1::shim_client::ShimClient;
+use berth_proto::v1::{
     KillRequest, ReopenLogRequest, ShutdownRequest, StartRequest, StateRequest, StateResponse,
     Status as ContainerStatus, WaitRequest,
 };

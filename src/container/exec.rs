@@ -153,16 +153,16 @@ impl Containers {
         let name = new_id().context("generating an exec id")?;
         let error_file = ErrorFile(dir.join(format!("{}.err", &name[..16])));
 
+        let args = berth_proto::args::ExecArgs {
+            bundle: self.bundle(&rec.id),
+            pid: rec.pid,
+            error_file: error_file.0.clone(),
+            console_socket: None,
+            console_size: None,
+            command: cmd.to_vec(),
+        };
         let child = tokio::process::Command::new(&self.shim_binary)
-            .arg("exec")
-            .arg("--bundle")
-            .arg(self.bundle(&rec.id))
-            .arg("--pid")
-            .arg(rec.pid.to_string())
-            .arg("--error-file")
-            .arg(&error_file.0)
-            .arg("--")
-            .args(cmd)
+            .args(args.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -271,44 +271,19 @@ impl PtyMaster {
     }
 
     fn resize(&self, size: crate::streaming::TerminalSize) {
-        use std::os::fd::AsRawFd;
-        let ws = libc::winsize {
-            ws_row: size.height,
-            ws_col: size.width,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is ours.
-        unsafe { libc::ioctl(self.fd.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        use std::os::fd::AsFd;
+        let (width, height) = (size.width.into(), size.height.into());
+        let _ = berth_sys::console::set_window_size(self.fd.get_ref().as_fd(), width, height);
     }
 }
 
 /// Receive one descriptor (SCM_RIGHTS) from a connected unix socket.
 async fn recv_fd(stream: tokio::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::os::fd::AsFd;
     loop {
         stream.readable().await?;
         let res = stream.try_io(tokio::io::Interest::READABLE, || {
-            let mut buf = [0u8; 16];
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-            let msg = nix::sys::socket::recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(std::io::Error::from)?;
-            for c in msg.cmsgs().map_err(std::io::Error::from)? {
-                if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
-                    && let Some(&fd) = fds.first()
-                {
-                    // SAFETY: the kernel just installed this descriptor for us; nobody else
-                    // owns it.
-                    return Ok(Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }));
-                }
-            }
-            Ok(None)
+            berth_sys::console::recv_fd(stream.as_fd(), &mut [0u8; 16]).map(|(_, fd)| fd)
         });
         match res {
             Ok(Some(fd)) => return Ok(fd),
@@ -370,19 +345,16 @@ impl Containers {
         } else {
             None
         };
+        let args = berth_proto::args::ExecArgs {
+            bundle: self.bundle(&rec.id),
+            pid: rec.pid,
+            error_file: error_file.0.clone(),
+            console_socket: expected.tty.then(|| console.0.clone()),
+            console_size: None,
+            command: cmd.to_vec(),
+        };
         let mut command = tokio::process::Command::new(&self.shim_binary);
-        command
-            .arg("exec")
-            .arg("--bundle")
-            .arg(self.bundle(&rec.id))
-            .arg("--pid")
-            .arg(rec.pid.to_string())
-            .arg("--error-file")
-            .arg(&error_file.0);
-        if expected.tty {
-            command.arg("--console-socket").arg(&console.0);
-        }
-        command.arg("--").args(cmd).kill_on_drop(true);
+        command.args(args.to_args()).kill_on_drop(true);
         let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         if expected.tty {
             command
@@ -554,7 +526,7 @@ impl Containers {
         streams: crate::streaming::CommandStreams,
     ) {
         use crate::streaming::{failure_json, status_json};
-        use berth_shim_api::v1 as shim;
+        use berth_proto::v1 as shim;
         let crate::streaming::CommandStreams {
             stdin,
             stdout,
@@ -577,7 +549,7 @@ impl Containers {
         if expected.stdin && !rec.config.stdin {
             tracing::info!(container = %rec.id, "attach with stdin to a container without stdin: input is dropped");
         }
-        let paths = crate::shim_client::ShimPaths::new(&self.state_dir, &rec.id);
+        let paths = berth_proto::paths::ShimPaths::new(&self.state_dir, &rec.id);
         let mut client = match crate::shim_client::connect(&paths.socket).await {
             Ok(c) => c,
             Err(e) => {

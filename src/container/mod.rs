@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_shim_api::v1 as shim;
+use berth_proto::args::StdinMode;
+use berth_proto::exit::ExitRecord;
+use berth_proto::paths::ShimPaths;
+use berth_proto::v1 as shim;
 use k8s_cri::v1::{ContainerConfig, ContainerFilter};
 use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
@@ -26,7 +29,7 @@ use crate::ids::new_id;
 use crate::image::Images;
 use crate::registry::{LookupError, NameTaken, Record, Registry, id_matches, labels_match};
 use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes};
-use crate::shim_client::{self, ShimError, ShimPaths};
+use crate::shim_client::{self, ShimError};
 use crate::store::{CONTAINERS, Change, Store, StoreError};
 
 /// Errors of container operations.
@@ -444,8 +447,8 @@ impl Containers {
             .unwrap_or_else(|| PathBuf::from("/dev/null"));
         let stdin = match (rec.config.stdin, rec.config.stdin_once) {
             (false, _) => None,
-            (true, false) => Some("open"),
-            (true, true) => Some("once"),
+            (true, false) => Some(StdinMode::Open),
+            (true, true) => Some(StdinMode::Once),
         };
         let t = std::time::Instant::now();
         rec.pid =
@@ -665,7 +668,7 @@ impl Containers {
                 // The shim is gone: its exit file, if any, has the truth; else it died with
                 // the node (reboot) or was killed, and the container is reported exited.
                 rec.state = ContainerState::Exited;
-                match shim_client::read_exit_file(&paths.exit_file) {
+                match ExitRecord::read(&paths.exit_file) {
                     Some(x) => {
                         rec.exit_code = x.exit_code;
                         rec.finished_at = x.finished_at;

@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use berth_shim_api::v1 as shim;
+use berth_proto::paths::ShimPaths;
+use berth_proto::v1 as shim;
 use k8s_cri::v1::LinuxContainerResources;
 use oci_spec::runtime::Spec;
 
 use super::{ContainerError, ContainerRecord, ContainerState, Containers, write_atomic};
-use crate::shim_client::{self, ShimError, ShimPaths};
+use crate::shim_client::{self, ShimError};
 
 /// One container's readings.
 #[derive(Debug, Clone)]

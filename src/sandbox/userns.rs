@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use berth_proto::args::{IdMap, PodUsernsArgs};
 use k8s_cri::v1::{IdMapping, NamespaceMode, NamespaceOption, UserNamespace};
 
 /// One mapping range: container ids `container..container+size` are host ids `host..`.
@@ -19,12 +20,17 @@ pub struct IdRange {
     pub size: u32,
 }
 
-impl IdRange {
-    /// `C:H:L` for `berth-shim pod-userns`.
-    pub fn arg(&self) -> String {
-        format!("{}:{}:{}", self.container, self.host, self.size)
+impl From<IdRange> for IdMap {
+    fn from(r: IdRange) -> IdMap {
+        IdMap {
+            container: r.container,
+            host: r.host,
+            size: r.size,
+        }
     }
+}
 
+impl IdRange {
     /// The OCI `linux.uidMappings` entry.
     pub fn oci(&self) -> serde_json::Value {
         serde_json::json!({"containerID": self.container, "hostID": self.host, "size": self.size})
@@ -127,20 +133,15 @@ pub async fn pin(
     namespaces: &[&str],
     hostname: Option<&str>,
 ) -> std::io::Result<()> {
-    let mut cmd = tokio::process::Command::new(shim);
-    cmd.arg("pod-userns")
-        .arg("--uid-map")
-        .arg(maps.uid.arg())
-        .arg("--gid-map")
-        .arg(maps.gid.arg())
-        .arg("--dir")
-        .arg(dir)
-        .arg("--ns")
-        .arg(namespaces.join(","));
-    if let Some(h) = hostname {
-        cmd.arg("--hostname").arg(h);
-    }
-    let out = cmd
+    let args = PodUsernsArgs {
+        uid_map: maps.uid.into(),
+        gid_map: maps.gid.into(),
+        dir: dir.to_path_buf(),
+        namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+        hostname: hostname.map(str::to_string),
+    };
+    let out = tokio::process::Command::new(shim)
+        .args(args.to_args())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -349,6 +350,6 @@ mod tests {
         assert_eq!(r.host_of(65536), None);
         assert_eq!(r.container_of(100005), Some(5));
         assert_eq!(r.container_of(99999), None);
-        assert_eq!(r.arg(), "0:100000:65536");
+        assert_eq!(IdMap::from(r).to_string(), "0:100000:65536");
     }
 }

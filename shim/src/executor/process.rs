@@ -16,8 +16,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -25,10 +24,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sched::{CloneFlags, setns, unshare};
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
-};
+use nix::sys::socket::{AddressFamily, MsgFlags, SockFlag, SockType, socketpair};
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::{
@@ -409,32 +405,7 @@ pub enum Report {
 /// Read one report from the init (blocking).
 pub fn recv_report(sock: BorrowedFd<'_>) -> nix::Result<Report> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let (n, fd) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(msg) => {
-                let mut fd = None;
-                for c in msg.cmsgs()? {
-                    if let ControlMessageOwned::ScmRights(fds) = c {
-                        for raw in fds {
-                            // SAFETY: the kernel just installed this descriptor for us; we own it.
-                            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                            fd.get_or_insert(owned);
-                        }
-                    }
-                }
-                break (msg.bytes, fd);
-            }
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    };
+    let (n, fd) = berth_sys::console::recv_fd(sock, &mut buf).map_err(errno)?;
     Ok(parse_report(&buf[..n], fd))
 }
 
@@ -455,20 +426,12 @@ pub(crate) fn send_msg(
     msg: &[u8],
     fd: Option<BorrowedFd<'_>>,
 ) -> nix::Result<()> {
-    let iov = [IoSlice::new(msg)];
-    let fds = fd.map(|f| [f.as_raw_fd()]);
-    let cmsgs: Vec<ControlMessage<'_>> = fds
-        .as_ref()
-        .map(|f| ControlMessage::ScmRights(f))
-        .into_iter()
-        .collect();
-    loop {
-        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
-            Ok(_) => return Ok(()),
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    berth_sys::console::send_fd(sock, msg, fd).map_err(errno)
+}
+
+/// The errno of an OS error (berth-sys reports only those).
+fn errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Let the init exec (the Start RPC). Fails when the init is gone.
@@ -674,16 +637,9 @@ pub(crate) fn open_tty(process: &Process) -> Result<OwnedFd> {
     // SAFETY: `raw` is a descriptor the kernel just returned to us, owned by nobody else.
     let slave = unsafe { OwnedFd::from_raw_fd(raw) };
     if let Some(size) = process.console_size() {
-        let ws = libc::winsize {
-            ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
-            ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads one winsize struct from a valid pointer.
-        if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
-            return Err(nix::Error::last()).ctx(|| "setting the console size");
-        }
+        berth_sys::console::set_window_size(slave.as_fd(), size.width(), size.height())
+            .map_err(errno)
+            .ctx(|| "setting the console size")?;
     }
     // The user owns its terminal, as a login would.
     nix::unistd::fchown(

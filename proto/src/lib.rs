@@ -1,0 +1,22 @@
+//! The one contract between berthd and berth-shim, written once for both sides (as conmon-rs's
+//! `common` crate is for its daemon and monitor):
+//!
+//! - [`v1`]: the Shim gRPC API, generated from `proto/shim.proto`;
+//! - [`args`]: every `berth-shim` command line as a type berthd builds and the shim parses;
+//! - [`handshake`]: the one line a starting shim (or pod init) answers on its stdout pipe;
+//! - [`exit`]: the exit record the shim leaves for berthd when the container's init exits;
+//! - [`paths`]: where a container's shim keeps its socket and exit record.
+//!
+//! A shim outlives the berthd that started it, so every wire format here stays readable by the
+//! other side's older and newer versions: flags, handshake text and JSON field names only grow.
+
+pub mod args;
+pub mod exit;
+pub mod handshake;
+pub mod paths;
+
+/// `berth.shim.v1`: messages, client and server.
+#[allow(clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("berth.shim.v1");
+}
