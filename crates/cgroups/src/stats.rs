@@ -1,5 +1,5 @@
 //! A cgroup's readings, filled in by the controllers that have them (see
-//! [`Controller::stats`](crate::Controller::stats)).
+//! [`Controller::stats`](crate::controller::Controller::stats)).
 
 /// A cgroup's CPU and memory readings; bytes, and nanoseconds of CPU time.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

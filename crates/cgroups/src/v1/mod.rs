@@ -20,6 +20,7 @@ use oci_spec::runtime::LinuxResources;
 use crate::common::mkdir_all;
 use crate::controller::Controller;
 use crate::error::{Error, Result};
+use crate::layout::CGROUP_ROOT;
 use crate::stats::Stats;
 
 pub use devices::v1_device_rule;
@@ -61,7 +62,7 @@ pub struct V1Mount {
 }
 
 /// The v1 hierarchies among `mounts` (the process's mountinfo), one mount each (the one under
-/// [`CGROUP_ROOT`](crate::CGROUP_ROOT) when a hierarchy is mounted twice); named hierarchies
+/// [`CGROUP_ROOT`] when a hierarchy is mounted twice); named hierarchies
 /// (`name=systemd`) are left out.
 pub fn hierarchies(mounts: &[MountInfo]) -> Vec<V1Mount> {
     let mut found: Vec<((u32, u32), V1Mount)> = Vec::new();
@@ -82,8 +83,8 @@ pub fn hierarchies(mounts: &[MountInfo]) -> Vec<V1Mount> {
         };
         match found.iter_mut().find(|(d, _)| *d == dev) {
             Some((_, m)) => {
-                if !m.mountpoint.starts_with(crate::CGROUP_ROOT)
-                    && mount.mountpoint.starts_with(crate::CGROUP_ROOT)
+                if !m.mountpoint.starts_with(CGROUP_ROOT)
+                    && mount.mountpoint.starts_with(CGROUP_ROOT)
                 {
                     *m = mount;
                 }
