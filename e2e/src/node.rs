@@ -259,11 +259,10 @@ pub fn children_of(parent: i32) -> Vec<i32> {
 
 /// Mount points at or under `dir` (from /proc/self/mountinfo), deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+    let mut out: Vec<PathBuf> = berth_sys::mountinfo::read_self()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.mount_point)
         .filter(|m| m.starts_with(dir))
         .collect();
     out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));

@@ -32,10 +32,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
 use tonic::{Request, Response, Status};
 
-use crate::executor::cgroup::{self, Cgroup};
 use crate::executor::process::{self, Report};
 use crate::executor::{InitProcess, PidNamespace};
 use crate::io::{LogFile, async_reader, pump};
+use berth_cgroups::{self as cgroup, Cgroup};
 
 /// How long a stopped container's stdio may stay open (held by a process outside its own PID
 /// namespace) before the shim reports it STOPPED anyway.

@@ -837,13 +837,7 @@ fn common_ancestor(paths: &[PathBuf]) -> Option<PathBuf> {
 }
 
 fn is_mountpoint(p: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = p.display().to_string();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| m == want)
+    berth_sys::mountinfo::read_self().is_ok_and(|mounts| mounts.iter().any(|m| m.mount_point == p))
 }
 
 /// Temp file, fsync, rename, fsync the directory.

@@ -612,62 +612,29 @@ fn mounts(
 /// refuse it otherwise, as containerd and runc do, rather than start a container whose mounts
 /// silently never propagate.
 fn ensure_propagates(source: &Path, bidirectional: bool) -> Result<(), SpecError> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
+    let mounts = berth_sys::mountinfo::read_self()
         .map_err(|e| SpecError::Invalid(format!("reading /proc/self/mountinfo: {e}")))?;
     let real = std::fs::canonicalize(source)
         .map_err(|e| SpecError::Invalid(format!("mount source {}: {e}", source.display())))?;
-    let Some((mount_point, optional)) = mount_holding(&info, &real) else {
+    let Some(holder) = berth_sys::mountinfo::mount_holding(&mounts, &real) else {
         return Err(SpecError::Invalid(format!(
             "no mount holds {}",
             real.display()
         )));
     };
-    let shared = optional.iter().any(|f| f.starts_with("shared:"));
-    let slave = optional.iter().any(|f| f.starts_with("master:"));
-    if shared || (!bidirectional && slave) {
+    if holder.is_shared() || (!bidirectional && holder.is_slave()) {
         return Ok(());
     }
     Err(SpecError::Invalid(format!(
         "path {} is mounted on {} but it is not a {} mount",
         source.display(),
-        mount_point.display(),
+        holder.mount_point.display(),
         if bidirectional {
             "shared"
         } else {
             "shared or slave"
         }
     )))
-}
-
-/// The mount point (the last, i.e. topmost, of the longest matching ones) holding `path` in a
-/// mountinfo text, with its optional fields (`shared:N`, `master:N`, ...).
-fn mount_holding(mountinfo: &str, path: &Path) -> Option<(PathBuf, Vec<String>)> {
-    let mut best: Option<(PathBuf, Vec<String>)> = None;
-    for line in mountinfo.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(point) = fields
-            .get(4)
-            .map(|m| PathBuf::from(berth_sys::mountinfo::unescape_mountinfo(m)))
-        else {
-            continue;
-        };
-        if !path.starts_with(&point) {
-            continue;
-        }
-        let optional: Vec<String> = fields
-            .iter()
-            .skip(6)
-            .take_while(|f| **f != "-")
-            .map(|f| f.to_string())
-            .collect();
-        let longer = best
-            .as_ref()
-            .is_none_or(|(b, _)| point.components().count() >= b.components().count());
-        if longer {
-            best = Some((point, optional));
-        }
-    }
-    best
 }
 
 /// Devices from the request, and the device cgroup rules: deny all, allow containerd's
@@ -1191,10 +1158,11 @@ mod tests {
         // Propagating binds: rslave / rshared, and the root's propagation to match, when the
         // source's mount on this host allows it; a precise refusal otherwise (the e2e suite
         // makes shared and private mounts of its own to see both).
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let (_, optional) = mount_holding(&info, &host.path().canonicalize().unwrap()).unwrap();
-        let shared = optional.iter().any(|f| f.starts_with("shared:"));
-        let slave = optional.iter().any(|f| f.starts_with("master:"));
+        let mounts = berth_sys::mountinfo::read_self().unwrap();
+        let holder =
+            berth_sys::mountinfo::mount_holding(&mounts, &host.path().canonicalize().unwrap())
+                .unwrap();
+        let (shared, slave) = (holder.is_shared(), holder.is_slave());
         for (mode, option, root, allowed) in [
             (
                 MountPropagation::PropagationHostToContainer,
@@ -1272,30 +1240,5 @@ mod tests {
             build_with(&relative, json!({}), &sb),
             Err(SpecError::Invalid(_))
         ));
-    }
-
-    #[test]
-    fn the_mount_holding_a_path() {
-        let info = "\
-22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-30 22 0:25 / /tmp rw,nosuid shared:5 - tmpfs tmpfs rw
-31 30 0:26 / /tmp/p\\040q rw master:7 - tmpfs tmpfs rw
-32 30 0:27 / /tmp/priv rw - tmpfs tmpfs rw
-33 30 0:28 / /tmp/priv rw shared:9 master:3 - tmpfs tmpfs rw
-";
-        let at = |p: &str| mount_holding(info, Path::new(p)).unwrap();
-        assert_eq!(at("/etc/x"), (PathBuf::from("/"), vec!["shared:1".into()]));
-        assert_eq!(
-            at("/tmp/a"),
-            (PathBuf::from("/tmp"), vec!["shared:5".into()])
-        );
-        assert_eq!(at("/tmp/p q/r").0, PathBuf::from("/tmp/p q"));
-        assert_eq!(at("/tmp/p q/r").1, vec!["master:7".to_string()]);
-        // Stacked mounts: the topmost (last) one counts.
-        assert_eq!(
-            at("/tmp/priv/x").1,
-            vec!["shared:9".to_string(), "master:3".into()]
-        );
-        assert_eq!(at("/tmp/private").0, PathBuf::from("/tmp"));
     }
 }

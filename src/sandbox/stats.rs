@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use berth_shim::executor::cgroup::{Cgroup, Stats};
+use berth_cgroups::{Cgroup, Stats};
 
 /// One interface's counters (from the namespace's /proc/net/dev).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -25,9 +25,10 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Mount};
 
-use super::cgroup::{Cgroup, V1Cgroup, V2Cgroup};
 use super::{Container, Context, Error, Result};
+use berth_cgroups::{Cgroup, V1Cgroup, V2Cgroup};
 use berth_sys::mount_api::{MountAttr, mount_attr, mount_setattr};
+use berth_sys::mountinfo;
 
 /// Parsed `mounts[].options`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -297,35 +298,12 @@ pub fn prepare(c: &Container, cgroup: Option<&Cgroup>) -> Result<()> {
 
 /// pivot_root refuses a new root whose parent mount is shared: make that one private.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let info = fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo")?;
-    let mut best: Option<(PathBuf, bool)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(mount_point) = fields
-            .get(4)
-            .map(|m| PathBuf::from(berth_sys::mountinfo::unescape_mountinfo(m)))
-        else {
-            continue;
-        };
-        if !rootfs.starts_with(&mount_point) {
-            continue;
-        }
-        let shared = fields
-            .iter()
-            .skip(6)
-            .take_while(|f| **f != "-")
-            .any(|f| f.starts_with("shared:"));
-        // Later lines stack on top of earlier ones at the same mount point.
-        let longer = best
-            .as_ref()
-            .is_none_or(|(b, _)| mount_point.as_os_str().len() >= b.as_os_str().len());
-        if longer {
-            best = Some((mount_point, shared));
-        }
-    }
-    if let Some((mount_point, true)) = best {
-        mount(NONE, &mount_point, NONE, MsFlags::MS_PRIVATE, NONE)
-            .ctx(|| format!("making {} private", mount_point.display()))?;
+    let mounts = mountinfo::read_self().ctx(|| "reading /proc/self/mountinfo")?;
+    if let Some(m) = mountinfo::mount_holding(&mounts, rootfs)
+        && m.is_shared()
+    {
+        mount(NONE, &m.mount_point, NONE, MsFlags::MS_PRIVATE, NONE)
+            .ctx(|| format!("making {} private", m.mount_point.display()))?;
     }
     Ok(())
 }

@@ -1,0 +1,31 @@
+//! A container's cgroup with the cgroupfs driver, v1 and v2: what berth-shim creates, limits,
+//! reads and removes, and what berthd reads for pod stats.
+//!
+//! - [`Layout`] ([`layout`]): how the host mounts cgroups, detected once from
+//!   `/sys/fs/cgroup`'s statfs magic: cgroup2 → unified; tmpfs with a cgroup2 `unified/` →
+//!   hybrid (v1 controllers plus a controller-less v2 tree); anything else → legacy.
+//! - [`Cgroup`] ([`cgroup`]): one container's cgroup, `linux.cgroupsPath` under every hierarchy
+//!   root: create, join, apply `linux.resources`, stats, the OOM-kill counter, kill, destroy.
+//! - [`Controller`] ([`controller`]): one controller's part of `linux.resources` and its
+//!   readings. Each lives in one file, [`v1`]`/<name>.rs` or [`v2`]`/<name>.rs`, and is listed
+//!   once in that version's `CONTROLLERS`, in the order they are written.
+//!
+//! Not here: v2 device rules (they need an eBPF program: logged and skipped), blockIO, network
+//! and rdma resources (logged and skipped), relative cgroupsPaths (refused), the systemd driver.
+
+pub mod cgroup;
+mod common;
+pub mod controller;
+pub mod error;
+pub mod layout;
+pub mod stats;
+pub mod v1;
+pub mod v2;
+
+pub use cgroup::{Cgroup, DESTROY_TIMEOUT, relative_cgroup_path};
+pub use controller::Controller;
+pub use error::{Error, Result};
+pub use layout::{CGROUP_ROOT, Layout, host_layout};
+pub use stats::Stats;
+pub use v1::{V1Cgroup, V1Dir, V1Mount};
+pub use v2::V2Cgroup;
