@@ -7,6 +7,8 @@ pub mod exec;
 pub mod resources;
 pub mod seccomp;
 pub mod spec;
+#[cfg(test)]
+mod spec_golden;
 pub mod user;
 
 use std::collections::HashMap;
