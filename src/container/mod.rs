@@ -5,8 +5,6 @@
 pub mod exec;
 pub mod resources;
 pub mod spec;
-#[cfg(test)]
-mod spec_golden;
 pub mod user;
 
 use std::collections::HashMap;

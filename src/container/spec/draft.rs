@@ -31,8 +31,8 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// A read-write `rootfs`, and nothing else.
-    pub fn new() -> Result<Self, SpecError> {
+    /// The root `rootfs` (read-only or not), and nothing else.
+    pub fn new(readonly_root: bool) -> Result<Self, SpecError> {
         let mut process = ProcessBuilder::default().build()?;
         process.set_args(None);
         process.set_env(None);
@@ -48,7 +48,7 @@ impl Draft {
         Ok(Draft {
             root: RootBuilder::default()
                 .path("rootfs")
-                .readonly(false)
+                .readonly(readonly_root)
                 .build()?,
             process,
             mounts: Vec::new(),

@@ -43,12 +43,10 @@ const STEPS: &[Step] = &[
     process::with_terminal,
     capabilities::with_capabilities,
     process::with_no_new_privileges,
-    process::with_oom_score_adj,
     mounts::with_mounts,
     devices::with_devices,
     linux::with_masked_paths,
     namespaces::with_namespaces,
-    resources::with_resources,
     linux::with_sysctls,
     linux::with_cgroups_path,
     seccomp::with_seccomp,
@@ -56,14 +54,16 @@ const STEPS: &[Step] = &[
     apparmor::with_apparmor,
     annotations::with_annotations,
     namespaces::with_hostname,
+    // Numbers out of OCI's range are refused after every other check.
+    process::with_oom_score_adj,
+    resources::with_resources,
 ];
 
 /// Build the OCI spec. Missing host paths of bind mounts are created as directories
 /// (containerd does the same), so this is the create step, not a pure function.
 pub fn build(input: &SpecInput<'_>) -> Result<Spec, SpecError> {
     let req = Request::new(input)?;
-    let mut draft = Draft::new()?;
-    draft.root.set_readonly(Some(req.sec.readonly_rootfs));
+    let mut draft = Draft::new(req.sec.readonly_rootfs)?;
     for step in STEPS {
         step(&req, &mut draft)?;
     }
