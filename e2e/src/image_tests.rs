@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
+use crate::http::{HttpResponse, basic_auth_value, http_request};
 use crate::images::*;
-use crate::registry::{HttpResponse, Registry, RegistryOpts, basic_auth_value, http_request};
+use crate::registry::{Registry, RegistryOpts};
 use crate::token::{TokenAuthOpts, TokenServer, decode_jwt};
 
 /// One parsed tar entry: (name bytes, type, mode, uid, gid, mtime, link name, size,

@@ -23,7 +23,8 @@ use oci_client::{Client, Reference};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::registry::{Registry, install_crypto_provider};
+use crate::http::install_crypto_provider;
+use crate::registry::Registry;
 
 /// Source of the busybox binary (Debian package busybox-static).
 pub const BUSYBOX_BIN: &str = "/bin/busybox";

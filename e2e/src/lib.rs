@@ -3,10 +3,12 @@
 
 pub mod cri;
 pub mod critest_images;
+pub mod http;
 pub mod images;
 pub mod netns;
 pub mod node;
 pub mod peer;
+pub mod pki;
 pub mod registry;
 pub mod spdy;
 pub mod token;

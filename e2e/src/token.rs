@@ -37,7 +37,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::registry::{base64, basic_auth_value, openssl};
+use crate::http::{base64, basic_auth_value};
+use crate::pki::openssl;
 
 /// Lifetime of issued tokens (`exp - iat`, and `expires_in` of the response).
 pub const TOKEN_LIFETIME_SECS: u64 = 300;
@@ -628,7 +629,7 @@ fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::http_request;
+    use crate::http::http_request;
 
     #[test]
     fn rfc3339_dates() {

@@ -2,10 +2,8 @@
 //! of the image's snapshots plus a fresh writable layer), one berth-shim per container, and the
 //! lifecycle kubelet drives: create, start, stop, remove, status, list.
 
-pub mod apparmor;
 pub mod exec;
 pub mod resources;
-pub mod seccomp;
 pub mod spec;
 pub mod user;
 

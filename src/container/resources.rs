@@ -75,11 +75,14 @@ impl Containers {
                 rec.id, rec.state
             )));
         }
-        let mut update = super::spec::linux_resources(resources, Vec::new());
-        if let Some(obj) = update.as_object_mut() {
-            // Device rules are the container's, not part of an update.
-            obj.remove("devices");
-        }
+        // Device rules are the container's, not part of an update.
+        let update =
+            serde_json::to_value(super::spec::linux_resources(resources)?).map_err(|e| {
+                ContainerError::Io(IoError::new(
+                    "encoding the resources",
+                    std::io::Error::other(e),
+                ))
+            })?;
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
         let mut c = shim_client::connect(&paths.socket).await?;
         c.update(shim::UpdateRequest {

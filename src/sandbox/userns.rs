@@ -31,11 +31,6 @@ impl From<IdRange> for IdMap {
 }
 
 impl IdRange {
-    /// The OCI `linux.uidMappings` entry.
-    pub fn oci(&self) -> serde_json::Value {
-        serde_json::json!({"containerID": self.container, "hostID": self.host, "size": self.size})
-    }
-
     /// The container id of host id `id`, if mapped.
     pub fn container_of(&self, id: u32) -> Option<u32> {
         let offset = id.checked_sub(self.host)?;

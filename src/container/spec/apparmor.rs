@@ -14,7 +14,9 @@
 use k8s_cri::v1::LinuxContainerSecurityContext;
 use k8s_cri::v1::security_profile::ProfileType;
 
-use super::spec::SpecError;
+use super::draft::Draft;
+use super::error::SpecError;
+use super::request::Request;
 
 const ENABLED: &str = "/sys/module/apparmor/parameters/enabled";
 const PROFILES: &str = "/sys/kernel/security/apparmor/profiles";
@@ -75,6 +77,14 @@ fn loaded(profiles: &str, name: &str) -> bool {
         .lines()
         .filter_map(|l| l.rsplit_once(" ("))
         .any(|(n, _)| n == name)
+}
+
+/// `process.apparmorProfile`, when the request names a profile.
+pub fn with_apparmor(req: &Request<'_>, draft: &mut Draft) -> Result<(), SpecError> {
+    if let Some(profile) = profile(&req.sec)? {
+        draft.process.set_apparmor_profile(Some(profile));
+    }
+    Ok(())
 }
 
 /// The profile for `process.apparmorProfile`, or None.

@@ -21,14 +21,21 @@ use std::path::Path;
 
 use k8s_cri::v1::LinuxContainerSecurityContext;
 use k8s_cri::v1::security_profile::ProfileType;
-use oci_spec::runtime::{Arch, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompFilterFlag, LinuxSeccompOperator, LinuxSyscallBuilder,
+};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::de::IntoDeserializer;
 
-use super::spec::SpecError;
+use super::capabilities;
+use super::draft::Draft;
+use super::error::SpecError;
+use super::request::Request;
 
-/// The RuntimeDefault profile, in Docker's format.
-const DEFAULT_PROFILE: &str = include_str!("seccomp_default.json");
+/// The RuntimeDefault profile, in Docker's format. (It stays beside `container/`: the shim's
+/// tests read the same file.)
+const DEFAULT_PROFILE: &str = include_str!("../seccomp_default.json");
 
 /// A seccomp profile file: OCI's `linux.seccomp`, or Docker's format.
 #[derive(Debug, Deserialize)]
@@ -91,12 +98,21 @@ struct Target<'a> {
     kernel: fn() -> Result<(u32, u32), String>,
 }
 
+/// `linux.seccomp`, for the container's final capability set.
+pub fn with_seccomp(req: &Request<'_>, draft: &mut Draft) -> Result<(), SpecError> {
+    let caps = capabilities::resolve(&req.sec)?;
+    if let Some(profile) = profile(&req.sec, &caps)? {
+        draft.linux.set_seccomp(Some(profile));
+    }
+    Ok(())
+}
+
 /// The OCI `linux.seccomp` for a container with the final capability set `caps`, or `None`
 /// for no filter.
 pub fn profile(
     sec: &LinuxContainerSecurityContext,
     caps: &[String],
-) -> Result<Option<Value>, SpecError> {
+) -> Result<Option<LinuxSeccomp>, SpecError> {
     if sec.privileged {
         return Ok(None);
     }
@@ -193,33 +209,28 @@ fn parse_version(v: &str) -> Result<(u32, u32), String> {
     }
 }
 
-fn known<T: std::str::FromStr>(what: &str, s: &str) -> Result<(), String> {
-    s.parse::<T>()
-        .map(|_| ())
-        .map_err(|_| format!("unknown {what} {s:?}"))
+/// One of oci-spec's names (`SCMP_ACT_ERRNO`, `SCMP_CMP_EQ`, ...).
+fn known<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, String> {
+    s.parse::<T>().map_err(|_| format!("unknown {what} {s:?}"))
 }
 
-fn cap_name(c: &str) -> String {
-    let up = c.to_ascii_uppercase();
-    if up.starts_with("CAP_") {
-        up
-    } else {
-        format!("CAP_{up}")
-    }
+/// An architecture by its OCI name, parsed as config.json is (oci-spec's serde names).
+fn arch(name: &str) -> Result<Arch, String> {
+    Arch::deserialize(name.into_deserializer())
+        .map_err(|_: serde::de::value::Error| format!("unknown architecture {name:?}"))
 }
 
 /// Parse a profile file and resolve it for `target` into OCI `linux.seccomp`.
-fn convert(text: &str, target: &Target<'_>) -> Result<Value, String> {
+fn convert(text: &str, target: &Target<'_>) -> Result<LinuxSeccomp, String> {
     let p: ProfileFile =
         serde_json::from_str(text).map_err(|e| format!("not a seccomp profile: {e}"))?;
-    known::<LinuxSeccompAction>("defaultAction", &p.default_action)?;
-    if p.default_action == "SCMP_ACT_NOTIFY" || p.listener_path.is_some() {
+    let default_action = known::<LinuxSeccompAction>("defaultAction", &p.default_action)?;
+    if default_action == LinuxSeccompAction::ScmpActNotify || p.listener_path.is_some() {
         return Err("seccomp user notification (SCMP_ACT_NOTIFY) is not supported".into());
     }
-    let mut out = Map::new();
-    out.insert("defaultAction".into(), json!(p.default_action));
+    let mut out = LinuxSeccompBuilder::default().default_action(default_action);
     if let Some(e) = p.default_errno_ret {
-        out.insert("defaultErrnoRet".into(), json!(e));
+        out = out.default_errno_ret(e);
     }
 
     let listed = p.architectures.unwrap_or_default();
@@ -232,22 +243,24 @@ fn convert(text: &str, target: &Target<'_>) -> Result<Value, String> {
         arches.push(m.architecture.clone());
         arches.extend(m.sub_architectures.iter().flatten().cloned());
     }
-    for a in &arches {
-        serde_json::from_value::<Arch>(json!(a))
-            .map_err(|_| format!("unknown architecture {a:?}"))?;
-    }
+    let arches = arches
+        .iter()
+        .map(|a| arch(a))
+        .collect::<Result<Vec<_>, _>>()?;
     if !arches.is_empty() {
-        out.insert("architectures".into(), json!(arches));
+        out = out.architectures(arches);
     }
-    let flags = p.flags.unwrap_or_default();
-    for f in &flags {
-        known::<LinuxSeccompFilterFlag>("flag", f)?;
-    }
+    let flags = p
+        .flags
+        .unwrap_or_default()
+        .iter()
+        .map(|f| known::<LinuxSeccompFilterFlag>("flag", f))
+        .collect::<Result<Vec<_>, _>>()?;
     if !flags.is_empty() {
-        out.insert("flags".into(), json!(flags));
+        out = out.flags(flags);
     }
     if let Some(m) = p.listener_metadata {
-        out.insert("listenerMetadata".into(), json!(m));
+        out = out.listener_metadata(m);
     }
 
     let mut syscalls = Vec::new();
@@ -266,17 +279,15 @@ fn convert(text: &str, target: &Target<'_>) -> Result<Value, String> {
         if names.is_empty() {
             return Err(err("no syscall names".into()));
         }
-        known::<LinuxSeccompAction>("action", &rule.action).map_err(err)?;
-        if rule.action == "SCMP_ACT_NOTIFY" {
+        let action = known::<LinuxSeccompAction>("action", &rule.action).map_err(err)?;
+        if action == LinuxSeccompAction::ScmpActNotify {
             return Err(err(
                 "seccomp user notification (SCMP_ACT_NOTIFY) is not supported".into(),
             ));
         }
-        let mut call = Map::new();
-        call.insert("names".into(), json!(names));
-        call.insert("action".into(), json!(rule.action));
+        let mut call = LinuxSyscallBuilder::default().names(names).action(action);
         if let Some(e) = rule.errno_ret {
-            call.insert("errnoRet".into(), json!(e));
+            call = call.errno_ret(e);
         }
         let args = rule.args.unwrap_or_default();
         if !args.is_empty() {
@@ -285,19 +296,21 @@ fn convert(text: &str, target: &Target<'_>) -> Result<Value, String> {
                 if a.index > 5 {
                     return Err(err(format!("argument index {} is not 0 to 5", a.index)));
                 }
-                known::<LinuxSeccompOperator>("operator", &a.op).map_err(err)?;
-                let mut arg = json!({"index": a.index, "value": a.value, "op": a.op});
+                let op = known::<LinuxSeccompOperator>("operator", &a.op).map_err(err)?;
+                let mut arg = LinuxSeccompArgBuilder::default()
+                    .index(a.index as usize)
+                    .value(a.value)
+                    .op(op);
                 if let Some(v2) = a.value_two {
-                    arg["valueTwo"] = json!(v2);
+                    arg = arg.value_two(v2);
                 }
-                out_args.push(arg);
+                out_args.push(arg.build().map_err(|e| err(e.to_string()))?);
             }
-            call.insert("args".into(), Value::Array(out_args));
+            call = call.args(out_args);
         }
-        syscalls.push(Value::Object(call));
+        syscalls.push(call.build().map_err(|e| err(e.to_string()))?);
     }
-    out.insert("syscalls".into(), Value::Array(syscalls));
-    Ok(Value::Object(out))
+    out.syscalls(syscalls).build().map_err(|e| e.to_string())
 }
 
 /// Whether a rule's `includes` hold and its `excludes` do not (Docker's semantics: every
@@ -307,7 +320,7 @@ fn applies(
     excludes: Option<&Condition>,
     target: &Target<'_>,
 ) -> Result<bool, String> {
-    let has_cap = |c: &String| target.caps.contains(&cap_name(c));
+    let has_cap = |c: &String| target.caps.contains(&capabilities::cap_name(c));
     let kernel_at_least = |min: &str| -> Result<bool, String> {
         let want = parse_version(min).map_err(|e| format!("minKernel: {e}"))?;
         Ok((target.kernel)()? >= want)
@@ -344,13 +357,22 @@ fn applies(
 mod tests {
     use super::*;
     use k8s_cri::v1::SecurityProfile;
+    use serde_json::{Value, json};
 
     fn caps(extra: &[&str]) -> Vec<String> {
-        super::super::spec::DEFAULT_CAPABILITIES
+        super::super::capabilities::DEFAULT_CAPABILITIES
             .iter()
             .chain(extra)
             .map(|s| s.to_string())
             .collect()
+    }
+
+    /// The profile as config.json holds it.
+    fn json_profile(
+        sec: &LinuxContainerSecurityContext,
+        caps: &[String],
+    ) -> Result<Option<Value>, SpecError> {
+        profile(sec, caps).map(|p| p.map(|p| serde_json::to_value(p).unwrap()))
     }
 
     fn with(profile_type: ProfileType, localhost_ref: &str) -> LinuxContainerSecurityContext {
@@ -364,7 +386,7 @@ mod tests {
     }
 
     fn default_for(caps: &[String]) -> Value {
-        profile(&with(ProfileType::RuntimeDefault, ""), caps)
+        json_profile(&with(ProfileType::RuntimeDefault, ""), caps)
             .unwrap()
             .unwrap()
     }
@@ -502,39 +524,39 @@ mod tests {
     fn unset_unconfined_and_privileged_have_none() {
         let c = caps(&[]);
         assert_eq!(
-            profile(&LinuxContainerSecurityContext::default(), &c).unwrap(),
+            json_profile(&LinuxContainerSecurityContext::default(), &c).unwrap(),
             None
         );
         assert_eq!(
-            profile(&with(ProfileType::Unconfined, ""), &c).unwrap(),
+            json_profile(&with(ProfileType::Unconfined, ""), &c).unwrap(),
             None
         );
         let mut privileged = with(ProfileType::RuntimeDefault, "");
         privileged.privileged = true;
-        assert_eq!(profile(&privileged, &c).unwrap(), None);
+        assert_eq!(json_profile(&privileged, &c).unwrap(), None);
         // The deprecated path field.
         let path = |p: &str| LinuxContainerSecurityContext {
             seccomp_profile_path: p.into(),
             ..Default::default()
         };
-        assert_eq!(profile(&path("unconfined"), &c).unwrap(), None);
+        assert_eq!(json_profile(&path("unconfined"), &c).unwrap(), None);
         assert_eq!(
-            profile(&path("runtime/default"), &c).unwrap(),
+            json_profile(&path("runtime/default"), &c).unwrap(),
             Some(default_for(&c))
         );
         assert_eq!(
-            profile(&path("docker/default"), &c).unwrap(),
+            json_profile(&path("docker/default"), &c).unwrap(),
             Some(default_for(&c))
         );
         assert!(matches!(
-            profile(&path("strict"), &c),
+            json_profile(&path("strict"), &c),
             Err(SpecError::Invalid(_))
         ));
         // localhost_ref only with Localhost; unknown types.
-        assert!(profile(&with(ProfileType::RuntimeDefault, "/x.json"), &c).is_err());
+        assert!(json_profile(&with(ProfileType::RuntimeDefault, "/x.json"), &c).is_err());
         let mut unknown = with(ProfileType::RuntimeDefault, "");
         unknown.seccomp.as_mut().unwrap().profile_type = 9;
-        assert!(profile(&unknown, &c).is_err());
+        assert!(json_profile(&unknown, &c).is_err());
     }
 
     #[test]
@@ -553,7 +575,7 @@ mod tests {
                               "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_EQ"}]}]}"#,
         )
         .unwrap();
-        let p = profile(&with(ProfileType::Localhost, oci.to_str().unwrap()), &c)
+        let p = json_profile(&with(ProfileType::Localhost, oci.to_str().unwrap()), &c)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -569,7 +591,7 @@ mod tests {
             seccomp_profile_path: format!("localhost/{}", oci.display()),
             ..Default::default()
         };
-        assert_eq!(profile(&old, &c).unwrap(), Some(p));
+        assert_eq!(json_profile(&old, &c).unwrap(), Some(p));
 
         // Docker format: archMap, includes and excludes resolved.
         let docker = dir.path().join("docker.json");
@@ -586,7 +608,7 @@ mod tests {
                              {"names": ["riscv_flush_icache"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["riscv64"]}}]}"#,
         )
         .unwrap();
-        let p = profile(&with(ProfileType::Localhost, docker.to_str().unwrap()), &c)
+        let p = json_profile(&with(ProfileType::Localhost, docker.to_str().unwrap()), &c)
             .unwrap()
             .unwrap();
         let names: Vec<&Value> = p["syscalls"]
@@ -602,7 +624,7 @@ mod tests {
             );
         }
         assert_eq!(names, vec![&json!(["read"]), &json!(["futex"])]);
-        let p = profile(
+        let p = json_profile(
             &with(ProfileType::Localhost, docker.to_str().unwrap()),
             &caps(&["CAP_SYS_ADMIN"]),
         )
@@ -615,7 +637,7 @@ mod tests {
     fn bad_localhost_profiles_are_invalid_arguments() {
         let dir = tempfile::tempdir().unwrap();
         let c = caps(&[]);
-        let err = |path: &str| match profile(&with(ProfileType::Localhost, path), &c) {
+        let err = |path: &str| match json_profile(&with(ProfileType::Localhost, path), &c) {
             Err(SpecError::Invalid(m)) => m,
             other => panic!("{path}: {other:?}"),
         };
