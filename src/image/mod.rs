@@ -5,7 +5,7 @@ pub mod hosts;
 pub mod pull;
 pub mod reference;
 
-use crate::error::{DomainError, IoError, Kind};
+use crate::error::{DomainError, IoContext, IoError, Kind};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -153,18 +153,14 @@ impl Images {
         config: ImageConfig,
         extra_roots: ExtraRoots,
     ) -> Result<Images, ImageError> {
-        let io = |context: &str| {
-            let context = context.to_string();
-            move |source| ImageError::Io(IoError::new(context, source))
-        };
         let snaps: Vec<SnapshotRecord> = store
             .load::<SnapshotRecord>(SNAPSHOTS)?
             .into_iter()
             .map(|(_, r)| r)
             .collect();
         let snapshots =
-            Snapshotter::open(&root.join("snapshots"), snaps).map_err(io("opening snapshots"))?;
-        let content = ContentStore::open(root).map_err(io("opening the content store"))?;
+            Snapshotter::open(&root.join("snapshots"), snaps).context("opening snapshots")?;
+        let content = ContentStore::open(root).context("opening the content store")?;
         let mut index = Index::default();
         for (_, rec) in store.load::<ImageRecord>(IMAGES)? {
             index.insert(rec);
@@ -297,10 +293,7 @@ impl Images {
         for s in &dead {
             self.snapshots.forget(&s.chain_id);
         }
-        let blobs = self
-            .content
-            .list()
-            .map_err(|source| ImageError::Io(IoError::new("listing the content store", source)))?;
+        let blobs = self.content.list().context("listing the content store")?;
         let dead_blobs: Vec<String> = blobs
             .into_iter()
             .filter(|b| !live_blobs.contains(b))

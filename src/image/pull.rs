@@ -2,7 +2,7 @@
 //! index, then download every layer in parallel, each one decompressed, verified and unpacked
 //! while it streams.
 
-use crate::error::IoError;
+use crate::error::{IoContext, IoError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -322,18 +322,17 @@ impl Images {
             r?;
         }
 
-        let io = |what: String| move |source| ImageError::Io(IoError::new(what, source));
         if top_digest != manifest_digest {
             self.content
                 .write_verified(&top_digest, &top_bytes)
-                .map_err(io(format!("storing index {top_digest}")))?;
+                .context(format!("storing index {top_digest}"))?;
         }
         self.content
             .write_verified(&manifest_digest, &manifest_bytes)
-            .map_err(io(format!("storing manifest {manifest_digest}")))?;
+            .context(format!("storing manifest {manifest_digest}"))?;
         self.content
             .write_verified(&config_desc.digest, &config_bytes)
-            .map_err(io(format!("storing config {}", config_desc.digest)))?;
+            .context(format!("storing config {}", config_desc.digest))?;
         blobs.push(config_desc.digest.clone());
         blobs.extend(layers.iter().map(|l| l.digest.clone()));
         // As containerd counts it: every blob of the image (index, manifest, config, layers).
@@ -365,12 +364,11 @@ impl Images {
     ) -> Result<Remote, ImageError> {
         let mut certs = Vec::new();
         for f in &host.ca_files {
-            let data = std::fs::read(f).map_err(|source| {
-                ImageError::Io(IoError::new(
-                    format!("reading CA file {} for {}", f.display(), host.url()),
-                    source,
-                ))
-            })?;
+            let data = std::fs::read(f).context(format!(
+                "reading CA file {} for {}",
+                f.display(),
+                host.url()
+            ))?;
             certs.push(Certificate {
                 encoding: CertificateEncoding::Pem,
                 data,
@@ -480,9 +478,10 @@ impl Images {
         parent: Option<String>,
     ) -> Result<(), ImageError> {
         let started = Instant::now();
-        let (id, fs) = self.snapshots.allocate().map_err(|source| {
-            ImageError::Io(IoError::new("creating a snapshot directory", source))
-        })?;
+        let (id, fs) = self
+            .snapshots
+            .allocate()
+            .context("creating a snapshot directory")?;
         let ingest = self.content.ingest_path();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let worker = {

@@ -5,7 +5,7 @@ pub mod namespaces;
 pub mod stats;
 pub mod userns;
 
-use crate::error::{DomainError, IoError, Kind};
+use crate::error::{DomainError, IoContext, IoError, Kind};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -191,12 +191,7 @@ impl Sandboxes {
         network: SandboxSettings,
     ) -> Result<Sandboxes, SandboxError> {
         let ns_dir = state_dir.join("ns");
-        std::fs::create_dir_all(&ns_dir).map_err(|source| {
-            SandboxError::Io(IoError::new(
-                format!("creating {}", ns_dir.display()),
-                source,
-            ))
-        })?;
+        std::fs::create_dir_all(&ns_dir).context(format!("creating {}", ns_dir.display()))?;
         let mut records = Vec::new();
         let mut changes = Vec::new();
         for (_, mut rec) in store.load::<SandboxRecord>(SANDBOXES)? {
@@ -262,8 +257,7 @@ impl Sandboxes {
         // Reserve the name (briefly locked); the slow part runs unlocked, so pods start in
         // parallel.
         let key = SandboxRecord::name_key(&config);
-        let id = new_id()
-            .map_err(|source| SandboxError::Io(IoError::new("generating a sandbox id", source)))?;
+        let id = new_id().context("generating a sandbox id")?;
         {
             let _l = self.lifecycle.lock().await;
             if let Err(NameTaken(existing)) = self.registry.reserve(&key, &id) {
@@ -328,9 +322,7 @@ impl Sandboxes {
         let hostname = rec.hostname();
         let t = std::time::Instant::now();
         let dir = self.ns_dir.join(&rec.id);
-        std::fs::create_dir_all(&dir).map_err(|source| {
-            SandboxError::Io(IoError::new(format!("creating {}", dir.display()), source))
-        })?;
+        std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
         let kinds = own_namespaces(ns);
         let set_hostname = (!given.is_empty()).then_some(given.as_str());
         rec.pins = match userns::from_options(ns).map_err(SandboxError::InvalidArgument)? {
@@ -384,31 +376,23 @@ impl Sandboxes {
 
         if ns.ipc != NamespaceMode::Node as i32 {
             let shm = self.shm_dir.join(&rec.id);
-            mount_pod_shm(&shm).map_err(|source| {
-                SandboxError::Io(IoError::new(
-                    format!("mounting the pod's /dev/shm at {}", shm.display()),
-                    source,
-                ))
-            })?;
+            mount_pod_shm(&shm)
+                .context(format!("mounting the pod's /dev/shm at {}", shm.display()))?;
             rec.shm = Some(shm);
         }
 
         let etc = self.files_dir.join(&rec.id);
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |source| SandboxError::Io(IoError::new(what, source))
-        };
         let hosts = if own_network {
             files::hosts(&hostname, &rec.ips)
         } else {
-            std::fs::read_to_string(files::HOST_HOSTS).map_err(io("reading /etc/hosts"))?
+            std::fs::read_to_string(files::HOST_HOSTS).context("reading /etc/hosts")?
         };
         let resolv = match files::resolv_conf(rec.config.dns_config.as_ref()) {
             Some(r) => r,
             None => std::fs::read_to_string(files::HOST_RESOLV_CONF).unwrap_or_default(),
         };
         files::write_all(&etc, &hostname, &hosts, &resolv)
-            .map_err(io(&format!("writing the pod files in {}", etc.display())))?;
+            .context(format!("writing the pod files in {}", etc.display()))?;
         rec.etc_dir = Some(etc);
         self.store
             .apply(vec![Change::put(SANDBOXES, &rec.id, &*rec)?])?;
@@ -427,18 +411,14 @@ impl Sandboxes {
         let pid_pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
         kill_pod_init(rec.pod_init_pid, &pid_pin);
         let shm = self.shm_dir.join(&rec.id);
-        unmount_pod_shm(&shm).map_err(|source| {
-            SandboxError::Io(IoError::new(
-                format!("unmounting the pod's /dev/shm at {}", shm.display()),
-                source,
-            ))
-        })?;
-        release_dir(&self.ns_dir.join(&rec.id)).map_err(|source| {
-            SandboxError::Io(IoError::new(
-                format!("releasing the namespaces of pod sandbox {}", rec.id),
-                source,
-            ))
-        })?;
+        unmount_pod_shm(&shm).context(format!(
+            "unmounting the pod's /dev/shm at {}",
+            shm.display()
+        ))?;
+        release_dir(&self.ns_dir.join(&rec.id)).context(format!(
+            "releasing the namespaces of pod sandbox {}",
+            rec.id
+        ))?;
         Ok(())
     }
 
@@ -454,12 +434,11 @@ impl Sandboxes {
         for &kind in kinds {
             let p = dir.join(kind.name());
             let hostname = hostname.filter(|_| kind == NsKind::Uts);
-            namespaces::pin_new(kind, &p, hostname).map_err(|source| {
-                SandboxError::Io(IoError::new(
-                    format!("pinning the {} namespace at {}", kind.name(), p.display()),
-                    source,
-                ))
-            })?;
+            namespaces::pin_new(kind, &p, hostname).context(format!(
+                "pinning the {} namespace at {}",
+                kind.name(),
+                p.display()
+            ))?;
             pins.push((kind.name().to_string(), p));
         }
         Ok(pins)
@@ -482,12 +461,10 @@ impl Sandboxes {
         let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
         userns::pin(&self.network.shim_binary, dir, maps, &names, hostname)
             .await
-            .map_err(|source| {
-                SandboxError::Io(IoError::new(
-                    format!("creating the pod's user namespace in {}", dir.display()),
-                    source,
-                ))
-            })?;
+            .context(format!(
+                "creating the pod's user namespace in {}",
+                dir.display()
+            ))?;
         Ok(std::iter::once(&NsKind::User)
             .chain(kinds)
             .map(|k| (k.name().to_string(), dir.join(k.name())))
@@ -523,9 +500,7 @@ impl Sandboxes {
         self.stop(&rec.id).await?;
         let _l = self.lifecycle.lock().await;
         let etc = self.files_dir.join(&rec.id);
-        crate::snapshot::remove_tree(&etc).map_err(|source| {
-            SandboxError::Io(IoError::new(format!("removing {}", etc.display()), source))
-        })?;
+        crate::snapshot::remove_tree(&etc).context(format!("removing {}", etc.display()))?;
         self.store.apply(vec![Change::delete(SANDBOXES, &rec.id)])?;
         self.registry.remove(&rec.id);
         tracing::info!(sandbox = %rec.id, "pod sandbox removed");
