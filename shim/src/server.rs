@@ -195,7 +195,7 @@ pub async fn serve(
         exit_file: opts.exit_file,
         io_closed,
         shutdown: Mutex::new(Some(shutdown_tx)),
-        cgroup: init.cgroup.keep(),
+        cgroup: init.cgroup.map(|cg| cg.keep()),
         stdin: tokio::sync::Mutex::new(stdin),
         stdin_once: opts.stdin_once,
         console: parts.console,

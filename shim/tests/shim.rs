@@ -1228,7 +1228,7 @@ async fn a_failed_create_removes_its_cgroup() {
     assert!(cg.existing().is_empty(), "{:?}", cg.existing());
 }
 
-/// berthd's RuntimeDefault profile (`src/container/seccomp_default.json`, Docker's format)
+/// berthd's RuntimeDefault profile (`src/container/spec/seccomp_default.json`, Docker's format)
 /// resolved the way berthd resolves it for a container of this machine with `caps`: the
 /// `includes`/`excludes` conditions evaluated, the architectures of the host's entry.
 fn default_seccomp(caps: &[&str]) -> Value {
@@ -1240,8 +1240,10 @@ fn default_seccomp(caps: &[&str]) -> Value {
             vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
         )
     };
-    let p: Value =
-        serde_json::from_str(include_str!("../../src/container/seccomp_default.json")).unwrap();
+    let p: Value = serde_json::from_str(include_str!(
+        "../../src/container/spec/seccomp_default.json"
+    ))
+    .unwrap();
     let list = |v: &Value| -> Vec<String> {
         v.as_array()
             .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())

@@ -1,6 +1,7 @@
-//! Containers: the CRI container config turned into an OCI runtime spec, the rootfs (an overlay
-//! of the image's snapshots plus a fresh writable layer), one berth-shim per container, and the
-//! lifecycle kubelet drives: create, start, stop, remove, status, list.
+//! Containers: the CRI container config turned into an OCI runtime spec, the rootfs (the mount
+//! the snapshotter returns for the image's snapshots plus a fresh writable layer, mounted at
+//! `<bundle>/rootfs`), one berth-shim per container, and the lifecycle kubelet drives: create,
+//! start, stop, remove, status, list.
 
 pub mod exec;
 pub mod resources;
@@ -19,7 +20,6 @@ use berth_proto::exit::ExitRecord;
 use berth_proto::paths::ShimPaths;
 use berth_proto::v1 as shim;
 use k8s_cri::v1::{ContainerConfig, ContainerFilter};
-use nix::mount::{MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::events::{EventKind, Events};
@@ -28,6 +28,7 @@ use crate::image::Images;
 use crate::registry::{LookupError, NameTaken, Record, Registry, id_matches, labels_match};
 use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes};
 use crate::shim_client::{self, ShimError};
+use crate::snapshot::{self, ActiveSnapshot, MountError, PrepareError, Remap};
 use crate::store::{CONTAINERS, Change, Store, StoreError};
 
 /// Errors of container operations.
@@ -68,6 +69,15 @@ impl DomainError for ContainerError {
             ContainerError::Io(_) | ContainerError::Store(_) | ContainerError::ExecFailed(_) => {
                 Kind::Internal
             }
+        }
+    }
+}
+
+impl From<MountError> for ContainerError {
+    fn from(e: MountError) -> ContainerError {
+        match e {
+            MountError::Unsupported(m) => ContainerError::FailedPrecondition(m),
+            MountError::Io(e) => ContainerError::Io(e),
         }
     }
 }
@@ -375,31 +385,33 @@ impl Containers {
         let t = std::time::Instant::now();
         let bundle = self.bundle(&rec.id);
         let rootfs = bundle.join("rootfs");
-        let upper = bundle.join("rw/upper");
-        let work = bundle.join("rw/work");
-        for d in [&rootfs, &upper, &work] {
-            std::fs::create_dir_all(d).context(format!("creating {}", d.display()))?;
-        }
-        let mut lowers = Vec::new();
-        for chain in image.layers.iter().rev() {
-            let snap = images.snapshots.get(chain).ok_or_else(|| {
-                ContainerError::FailedPrecondition(format!(
-                    "layer {chain} of image {} is missing; pull the image again",
-                    image.id
-                ))
-            })?;
-            lowers.push(images.snapshots.fs_path(snap.id));
-        }
-        match crate::sandbox::userns::from_options(&sandbox.namespace_options())
+        std::fs::create_dir_all(&rootfs).context(format!("creating {}", rootfs.display()))?;
+        // A user-namespaced pod's container sees the image as the pod's root (containerd's way,
+        // no chown copy).
+        let remap = crate::sandbox::userns::from_options(&sandbox.namespace_options())
             .ok()
             .flatten()
             .zip(sandbox.pin(crate::sandbox::namespaces::NsKind::User))
-        {
-            Some((maps, pin)) => {
-                mount_idmapped_overlay(&rootfs, &lowers, &upper, &work, &bundle, &maps, pin)?
-            }
-            None => mount_overlay(&rootfs, &lowers, &upper, &work)?,
-        }
+            .map(|(maps, pin)| Remap {
+                userns: pin.to_path_buf(),
+                root_uid: maps.uid.host_of(0),
+                root_gid: maps.gid.host_of(0),
+            });
+        let mount = images
+            .snapshots
+            .prepare(
+                &ActiveSnapshot::in_bundle(&bundle),
+                &image.layers,
+                remap.as_ref(),
+            )
+            .map_err(|e| match e {
+                PrepareError::MissingLayer(chain) => ContainerError::FailedPrecondition(format!(
+                    "layer {chain} of image {} is missing; pull the image again",
+                    image.id
+                )),
+                PrepareError::Io(e) => ContainerError::Io(e),
+            })?;
+        mount.mount(&rootfs)?;
         crate::metrics::phase("container_rootfs", t);
         let t = std::time::Instant::now();
         let image_config: serde_json::Value =
@@ -464,12 +476,8 @@ impl Containers {
             let _ = c.shutdown(shim::ShutdownRequest { force: true }).await;
         }
         let bundle = self.bundle(id);
-        let rootfs = bundle.join("rootfs");
-        if is_mountpoint(&rootfs) {
-            nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH)
-                .map_err(std::io::Error::from)
-                .context(format!("unmounting {}", rootfs.display()))?;
-        }
+        snapshot::mount::unmount(&bundle.join("rootfs"))?;
+        ActiveSnapshot::in_bundle(&bundle).remove()?;
         crate::snapshot::remove_tree(&bundle).context(format!("removing {}", bundle.display()))?;
         crate::snapshot::remove_tree(&paths.dir)
             .context(format!("removing {}", paths.dir.display()))?;
@@ -729,113 +737,6 @@ pub fn cri_state(s: ContainerState) -> i32 {
         ContainerState::Exited => C::ContainerExited as i32,
         ContainerState::Unknown => C::ContainerUnknown as i32,
     }
-}
-
-fn mount_overlay(
-    target: &Path,
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-) -> Result<(), ContainerError> {
-    let lower = lowers
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let opts = format!(
-        "lowerdir={lower},upperdir={},workdir={}",
-        upper.display(),
-        work.display()
-    );
-    nix::mount::mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(opts.as_str()),
-    )
-    .map_err(std::io::Error::from)
-    .context(format!(
-        "mounting the rootfs overlay at {}",
-        target.display()
-    ))
-    .map_err(ContainerError::from)
-}
-
-/// The rootfs of a user-namespaced pod's container (containerd's way, no chown copy): the
-/// image layers go into the overlay through one idmapped, read-only clone of the directory
-/// holding them, so the pod's root owns what the image's root owns; the upper layer's root is
-/// chowned to the pod's root (host ids), which copies-up and new files then belong to. The
-/// overlay keeps its own references to the layers, so the clone is detached right after.
-fn mount_idmapped_overlay(
-    target: &Path,
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    bundle: &Path,
-    maps: &crate::sandbox::userns::PodUserns,
-    userns_pin: &Path,
-) -> Result<(), ContainerError> {
-    use berth_sys::mount_api;
-    use std::os::fd::AsFd;
-    let common = common_ancestor(lowers).ok_or_else(|| {
-        ContainerError::FailedPrecondition("the image has no layers to mount".into())
-    })?;
-    let userns =
-        std::fs::File::open(userns_pin).context(format!("opening {}", userns_pin.display()))?;
-    let layers = bundle.join("idmapped-layers");
-    std::fs::create_dir_all(&layers).context(format!("creating {}", layers.display()))?;
-    let attach = || -> std::io::Result<()> {
-        let tree = mount_api::open_tree_clone(&common, true)?;
-        mount_api::idmap(
-            tree.as_fd(),
-            userns.as_fd(),
-            true,
-            mount_api::mount_attr::RDONLY,
-        )?;
-        mount_api::move_mount(tree.as_fd(), &layers)
-    };
-    if let Err(e) = attach() {
-        let _ = std::fs::remove_dir(&layers);
-        return Err(ContainerError::FailedPrecondition(format!(
-            "idmapping the image layers under {} for the pod's user namespace: {e} (the \
-             filesystem may not support idmapped mounts on this kernel)",
-            common.display()
-        )));
-    }
-    let mapped: Vec<PathBuf> = lowers
-        .iter()
-        .map(|l| layers.join(l.strip_prefix(&common).unwrap_or(l)))
-        .collect();
-    let (uid, gid) = (maps.uid.host_of(0), maps.gid.host_of(0));
-    let result = nix::unistd::chown(
-        upper,
-        uid.map(nix::unistd::Uid::from_raw),
-        gid.map(nix::unistd::Gid::from_raw),
-    )
-    .map_err(std::io::Error::from)
-    .context(format!("chown {}", upper.display()))
-    .map_err(ContainerError::from)
-    .and_then(|()| mount_overlay(target, &mapped, upper, work));
-    let _ = nix::mount::umount2(&layers, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir(&layers);
-    result
-}
-
-/// The deepest directory every path is under.
-fn common_ancestor(paths: &[PathBuf]) -> Option<PathBuf> {
-    let first = paths.first()?.parent()?.to_path_buf();
-    let mut common = first;
-    for p in &paths[1..] {
-        while !p.starts_with(&common) {
-            common = common.parent()?.to_path_buf();
-        }
-    }
-    Some(common)
-}
-
-fn is_mountpoint(p: &Path) -> bool {
-    berth_sys::mountinfo::read_self().is_ok_and(|mounts| mounts.iter().any(|m| m.mount_point == p))
 }
 
 /// Temp file, fsync, rename, fsync the directory.

@@ -1,8 +1,16 @@
 //! Unpacked image layers: one overlayfs lower dir per layer at `snapshots/<n>/fs`, keyed by the
-//! layer's chain id so images that share a base share its directories.
+//! layer's chain id so images that share a base share its directories; and, as containerd's
+//! snapshotter, a container's view of them: [`Snapshotter::prepare`] makes the container's
+//! writable layer ([`active`]) and returns the [`Mount`] that shows the image under it, which the
+//! container mounts at its rootfs ([`mount`]) and later unmounts before removing the layer.
 
+pub mod active;
 pub mod apply;
+pub mod mount;
 pub mod unpack;
+
+pub use active::ActiveSnapshot;
+pub use mount::{IdmappedLayers, Mount, MountError};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::error::IoError;
 
 /// One committed, fully unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +44,27 @@ pub struct Snapshotter {
     dir: PathBuf,
     next_id: AtomicU64,
     records: RwLock<HashMap<String, SnapshotRecord>>,
+}
+
+/// A user-namespaced pod's mapping, as a container's snapshot needs it (containerd's remap
+/// labels).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remap {
+    /// The pod's pinned user namespace: the layers are seen through its mapping.
+    pub userns: PathBuf,
+    /// The host uid and gid of the pod's root, which owns the writable layer (None: unmapped).
+    pub root_uid: Option<u32>,
+    pub root_gid: Option<u32>,
+}
+
+/// Errors preparing a container's snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// A layer is not (or no longer) committed: the image must be pulled again.
+    #[error("layer {0} is missing")]
+    MissingLayer(String),
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Chain ids per the OCI image spec: `C0 = D0`, `Cn = sha256(Cn-1 + " " + Dn)`.
@@ -127,6 +158,34 @@ impl Snapshotter {
         write(&self.records).remove(chain_id)
     }
 
+    /// containerd's `Prepare`: make `active`, a writable layer over the committed layers
+    /// `chain_ids` (base first), and return the mount that shows them as one tree; with
+    /// `remap`, as a user-namespaced pod's root sees them.
+    pub fn prepare(
+        &self,
+        active: &ActiveSnapshot,
+        chain_ids: &[String],
+        remap: Option<&Remap>,
+    ) -> Result<Mount, PrepareError> {
+        let mut lowers = Vec::with_capacity(chain_ids.len());
+        for chain in chain_ids.iter().rev() {
+            let snap = self
+                .get(chain)
+                .ok_or_else(|| PrepareError::MissingLayer(chain.clone()))?;
+            lowers.push(self.fs_path(snap.id));
+        }
+        active.create(remap.map_or((None, None), |r| (r.root_uid, r.root_gid)))?;
+        Ok(Mount {
+            lowers,
+            upper: active.upper(),
+            work: active.work(),
+            idmap: remap.map(|r| IdmappedLayers {
+                userns: r.userns.clone(),
+                staging: active.idmap_staging(),
+            }),
+        })
+    }
+
     /// Bytes and inodes used by all committed snapshots.
     pub fn usage(&self) -> (u64, u64) {
         read(&self.records)
@@ -191,5 +250,56 @@ mod tests {
         assert_eq!(id, 8);
         assert!(fs.is_dir());
         assert_eq!(s.usage(), (10, 2));
+    }
+
+    #[test]
+    fn prepare_stacks_the_layers_under_a_writable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = |n: u64, parent: Option<&str>| SnapshotRecord {
+            chain_id: format!("sha256:{n}"),
+            id: n,
+            parent: parent.map(String::from),
+            diff_id: format!("sha256:{n}"),
+            bytes: 0,
+            inodes: 0,
+        };
+        let s = Snapshotter::open(
+            &dir.path().join("snapshots"),
+            vec![rec(1, None), rec(2, Some("sha256:1"))],
+        )
+        .unwrap();
+        let bundle = dir.path().join("containers/c1");
+        let active = ActiveSnapshot::in_bundle(&bundle);
+        let chains = ["sha256:1".to_string(), "sha256:2".to_string()];
+        let m = s.prepare(&active, &chains, None).unwrap();
+        assert_eq!(m.lowers, vec![s.fs_path(2), s.fs_path(1)]);
+        assert_eq!(m.upper, bundle.join("rw/upper"));
+        assert_eq!(m.work, bundle.join("rw/work"));
+        assert!(m.upper.is_dir() && m.work.is_dir());
+        assert_eq!(m.idmap, None);
+
+        let remap = Remap {
+            userns: "/run/pin/user".into(),
+            root_uid: None,
+            root_gid: None,
+        };
+        let m = s.prepare(&active, &chains, Some(&remap)).unwrap();
+        assert_eq!(
+            m.idmap,
+            Some(IdmappedLayers {
+                userns: "/run/pin/user".into(),
+                staging: bundle.join("idmapped-layers"),
+            })
+        );
+
+        let other = ActiveSnapshot::in_bundle(&dir.path().join("containers/c2"));
+        let err = s
+            .prepare(&other, &["sha256:9".to_string()], None)
+            .unwrap_err();
+        assert!(
+            matches!(&err, PrepareError::MissingLayer(c) if c == "sha256:9"),
+            "{err}"
+        );
+        assert!(!dir.path().join("containers/c2").exists());
     }
 }

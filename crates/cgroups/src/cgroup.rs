@@ -6,6 +6,9 @@
 //! [`Cgroup::apply`] writes `linux.resources`; [`Cgroup::join`] moves the caller in;
 //! [`Cgroup::oom_kill_count`] reads the kernel's OOM-kill counter; [`Cgroup::destroy`] kills
 //! what is left and removes the leaf (never its parents, which other containers may share).
+//!
+//! [`CreatedCgroup`] holds a cgroup while its container is being created: a container that
+//! fails to be created leaves no cgroup behind.
 
 use std::fs;
 use std::io;
@@ -208,6 +211,49 @@ impl Cgroup {
     }
 }
 
+/// A cgroup [`CreatedCgroup::create`] made: destroyed (with [`DESTROY_TIMEOUT`]) on drop unless
+/// [`kept`](CreatedCgroup::keep).
+#[derive(Debug)]
+pub struct CreatedCgroup {
+    cgroup: Cgroup,
+    kept: bool,
+}
+
+impl CreatedCgroup {
+    /// Create `cgroup` (see [`Cgroup::create`]); if that fails, whatever part was made goes
+    /// again (the leaves only: parents may be shared).
+    pub fn create(mut cgroup: Cgroup) -> Result<CreatedCgroup> {
+        if let Err(e) = cgroup.create() {
+            let _ = cgroup.remove();
+            return Err(e);
+        }
+        Ok(CreatedCgroup {
+            cgroup,
+            kept: false,
+        })
+    }
+
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
+    }
+
+    /// The container exists: its cgroup outlives this guard (its owner removes it at the end).
+    pub fn keep(mut self) -> Cgroup {
+        self.kept = true;
+        self.cgroup.clone()
+    }
+}
+
+impl Drop for CreatedCgroup {
+    fn drop(&mut self) {
+        if !self.kept
+            && let Err(e) = self.cgroup.destroy(DESTROY_TIMEOUT)
+        {
+            tracing::warn!("removing the cgroup of a container not created: {e}");
+        }
+    }
+}
+
 /// `linux.cgroupsPath` as a path relative to a hierarchy root: absolute, plain components.
 pub fn relative_cgroup_path(path: &Path) -> Result<PathBuf> {
     let bad = |why: &str| {
@@ -305,5 +351,24 @@ mod tests {
         assert!(d.path().join("berth").is_dir());
         cg.remove().unwrap();
         cg.destroy(Duration::from_millis(10)).unwrap();
+    }
+
+    #[test]
+    fn a_created_cgroup_goes_unless_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let leaf = d.path().join("berth/c1");
+        let created =
+            CreatedCgroup::create(Cgroup::v2(d.path(), Path::new("/berth/c1")).unwrap()).unwrap();
+        assert_eq!(created.cgroup().dirs(), vec![leaf.as_path()]);
+        assert!(leaf.is_dir());
+        drop(created);
+        assert!(!leaf.exists());
+        assert!(d.path().join("berth").is_dir());
+
+        let created =
+            CreatedCgroup::create(Cgroup::v2(d.path(), Path::new("/berth/c1")).unwrap()).unwrap();
+        let kept = created.keep();
+        assert!(leaf.is_dir());
+        kept.remove().unwrap();
     }
 }

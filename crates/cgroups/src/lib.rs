@@ -5,7 +5,8 @@
 //!   `/sys/fs/cgroup`'s statfs magic: cgroup2 → unified; tmpfs with a cgroup2 `unified/` →
 //!   hybrid (v1 controllers plus a controller-less v2 tree); anything else → legacy.
 //! - [`Cgroup`] ([`cgroup`]): one container's cgroup, `linux.cgroupsPath` under every hierarchy
-//!   root: create, join, apply `linux.resources`, stats, the OOM-kill counter, kill, destroy.
+//!   root: create, join, apply `linux.resources`, stats, the OOM-kill counter, kill, destroy;
+//!   [`CreatedCgroup`] removes it again if its container is not created after all.
 //! - [`Controller`] ([`controller`]): one controller's part of `linux.resources` and its
 //!   readings. Each lives in one file, [`v1`]`/<name>.rs` or [`v2`]`/<name>.rs`, and is listed
 //!   once in that version's `CONTROLLERS`, in the order they are written.
@@ -22,7 +23,7 @@ pub mod stats;
 pub mod v1;
 pub mod v2;
 
-pub use cgroup::{Cgroup, DESTROY_TIMEOUT, relative_cgroup_path};
+pub use cgroup::{Cgroup, CreatedCgroup, DESTROY_TIMEOUT, relative_cgroup_path};
 pub use controller::Controller;
 pub use error::{Error, Result};
 pub use layout::{CGROUP_ROOT, Layout, host_layout};

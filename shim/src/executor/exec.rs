@@ -36,7 +36,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::process::{ExecPlan, check_single_threaded, clone_flag};
-use super::{Container, Context, Error, Result, cgroup, privileges, security};
+use super::{Container, Context, Error, Result, privileges, security};
 
 /// What to run, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +220,7 @@ fn launch(c: &Container, p: Prepared) -> Result<Outcome> {
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
     {
-        cgroup::Cgroup::for_host(path)?.join()?;
+        berth_cgroups::Cgroup::for_host(path)?.join()?;
     }
     if let Some(ns) = &p.pid_ns {
         setns(ns, CloneFlags::CLONE_NEWPID).ctx(|| "joining the container's PID namespace")?;

@@ -15,7 +15,6 @@
 //!
 //! Not yet here: user namespaces (refused).
 
-pub mod cgroup;
 pub mod exec;
 pub(crate) mod privileges;
 pub mod process;
@@ -58,6 +57,21 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<berth_cgroups::Error> for Error {
+    fn from(e: berth_cgroups::Error) -> Error {
+        use berth_cgroups::Error as E;
+        match e {
+            E::InvalidSpec(m) => Error::InvalidSpec(m),
+            E::Unsupported(m) => Error::Unsupported(m),
+            E::Io { context, source } => Error::Io {
+                context: format!("cgroup: {context}"),
+                source,
+            },
+            e @ E::Busy(_) => Error::Init(format!("cgroup: {e}")),
+        }
+    }
+}
 
 /// Attach a description of what was being done to a system error.
 pub(crate) trait Context<T> {

@@ -33,8 +33,9 @@ use nix::unistd::{
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use super::privileges;
-use super::{Container, Context, Error, Result, cgroup, rootfs, security};
+use super::{Container, Context, Error, Result, rootfs, security};
 use crate::io::Stdio;
+use berth_cgroups::{Cgroup, CreatedCgroup};
 
 /// What the init sends when it is set up and waiting.
 pub const READY: &[u8] = b"ready";
@@ -65,8 +66,9 @@ pub struct InitProcess {
     /// The shim's ends of the container's stdio.
     pub stdio: Stdio,
     pub pid_ns: PidNamespace,
-    /// The container's cgroup (removed again if dropped before the shim keeps it).
-    pub cgroup: cgroup::CreatedCgroup,
+    /// The container's cgroup (removed again if dropped before the shim keeps it); None when
+    /// the spec names none.
+    pub cgroup: Option<CreatedCgroup>,
 }
 
 /// The kernel's flag for a namespace type.
@@ -223,7 +225,7 @@ pub fn create(
         .ok_or_else(|| Error::InvalidSpec("process is not set".into()))?;
     let mut plan = ExecPlan::new(process)?;
     plan.seccomp = super::seccomp::Filter::for_container(c)?;
-    let cgroup = cgroup::setup(c)?;
+    let cgroup = create_cgroup(c)?;
 
     // Namespaces to join are opened here, in the host's mount namespace.
     let mut joins = Vec::new();
@@ -291,7 +293,14 @@ pub fn create(
             drop(shim_sock);
             drop(shim_stdio);
             drop(restore);
-            child_main(c, child_sock, child_stdio, joins, plan, cgroup.cgroup())
+            child_main(
+                c,
+                child_sock,
+                child_stdio,
+                joins,
+                plan,
+                cgroup.as_ref().map(CreatedCgroup::cgroup),
+            )
         }
         ForkResult::Parent { child } => child,
     };
@@ -330,7 +339,7 @@ pub fn create(
     };
 
     // Set up and not yet running the container's code: now the limits (runc's order).
-    if let Err(e) = cgroup.apply(c) {
+    if let Err(e) = apply_resources(c, cgroup.as_ref()) {
         kill_and_reap(child);
         return Err(e);
     }
@@ -356,6 +365,39 @@ pub fn create(
         pid_ns,
         cgroup,
     })
+}
+
+/// Create the cgroup `linux.cgroupsPath` names (None: the spec names none, the container runs
+/// in the shim's cgroups).
+///
+/// The init joins it itself, first thing after the fork, before it creates namespaces or runs
+/// anything of the container; the resources are applied by the shim once the init reports it
+/// is set up and before it may exec (runc's order: the rootfs setup may mknod and open devices
+/// the device rules would refuse).
+fn create_cgroup(c: &Container) -> Result<Option<CreatedCgroup>> {
+    let Some(path) = c
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().as_ref())
+    else {
+        tracing::info!("no linux.cgroupsPath: the container gets no cgroup of its own");
+        return Ok(None);
+    };
+    Ok(Some(CreatedCgroup::create(Cgroup::for_host(path)?)?))
+}
+
+/// Apply the container's `linux.resources` to its cgroup.
+fn apply_resources(c: &Container, cgroup: Option<&CreatedCgroup>) -> Result<()> {
+    if let (Some(cg), Some(r)) = (
+        cgroup,
+        c.spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
+    ) {
+        cg.cgroup()
+            .apply(r)
+            .map_err(|e| e.context("applying linux.resources"))?;
+    }
+    Ok(())
 }
 
 /// Point the shim's next child at the container's PID namespace; returns the namespace to go
@@ -446,7 +488,7 @@ fn child_main(
     stdio: ChildStdio,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     plan: ExecPlan,
-    cgroup: Option<&cgroup::Cgroup>,
+    cgroup: Option<&Cgroup>,
 ) -> ! {
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         init_child(c, &sock, stdio, joins, &plan, cgroup)
@@ -472,7 +514,7 @@ fn init_child(
     stdio: ChildStdio,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     plan: &ExecPlan,
-    cgroup: Option<&cgroup::Cgroup>,
+    cgroup: Option<&Cgroup>,
 ) -> Result<Infallible> {
     // Into the container's cgroup before anything else (and before a cgroup namespace).
     if let Some(cg) = cgroup {

@@ -35,7 +35,7 @@ use super::request::Request;
 
 /// The RuntimeDefault profile, in Docker's format. (It stays beside `container/`: the shim's
 /// tests read the same file.)
-const DEFAULT_PROFILE: &str = include_str!("../seccomp_default.json");
+const DEFAULT_PROFILE: &str = include_str!("seccomp_default.json");
 
 /// A seccomp profile file: OCI's `linux.seccomp`, or Docker's format.
 #[derive(Debug, Deserialize)]
