@@ -154,7 +154,8 @@ impl Containers {
                 let du = now.1.checked_sub(before.1)? as u128;
                 u64::try_from(du * 1_000_000_000 / dt).ok()
             });
-            let layer_dir = self.bundle(&record.id).join("rw/upper");
+            let layer_dir =
+                crate::snapshot::ActiveSnapshot::in_bundle(&self.bundle(&record.id)).upper();
             let dir = layer_dir.clone();
             let (layer_bytes, layer_inodes) =
                 tokio::task::spawn_blocking(move || disk_usage(&dir).unwrap_or((0, 0)))
