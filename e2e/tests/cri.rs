@@ -798,6 +798,8 @@ fn whiteouts_hardlinks_devices(env: &Env) {
     });
 }
 
+// lgetxattr(2) through libc.
+#[allow(unsafe_code)]
 fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let c_name = std::ffi::CString::new(name).unwrap();
