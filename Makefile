@@ -58,27 +58,30 @@ unit: build
 	$(CARGO) test -p berth-shim
 
 # The test bed's own tests start registries: run them in a private network namespace.
+# The suites share one harness (e2e/tests/e2e/main.rs) and are picked by their name prefix:
+# each runs in a process (and so a network namespace) of its own.
 e2e: build
 	$(CARGO) test -p berth-e2e --no-run
 	unshare --net -- sh -c 'ip link set lo up && exec $(CARGO) test --offline -p berth-e2e --lib'
-	$(CARGO) test -p berth-e2e --test cri -- --test-threads=2
-	$(CARGO) test -p berth-e2e --test resources -- --test-threads=2
-	$(CARGO) test -p berth-e2e --test network -- --test-threads=1
-	$(CARGO) test -p berth-e2e --test streaming -- --test-threads=2
+	$(CARGO) test -p berth-e2e --test e2e -- cri:: --test-threads=2
+	$(CARGO) test -p berth-e2e --test e2e -- resources:: --test-threads=2
+	$(CARGO) test -p berth-e2e --test e2e -- network:: --test-threads=1
+	$(CARGO) test -p berth-e2e --test e2e -- streaming:: --test-threads=2
 
-# The e2e test binary CG2VM_TEST (harness=false) run on a pure cgroup v2 kernel in a throwaway VM
-# (e2e/cg2vm): built here, run there from the shared tree; berthd and berth-shim are found next
-# to it. CG2VM_ARGS go to the test binary (e.g. a test name and --exact).
-CG2VM_TEST ?= resources
+# The e2e harness (e2e/tests/e2e/main.rs, harness=false) run on a pure cgroup v2 kernel in a
+# throwaway VM (e2e/cg2vm): built here, run there from the shared tree; berthd and berth-shim are
+# found next to it. CG2VM_TEST picks the tests: a suite's prefix (`cri::`), or one test's full
+# name with CG2VM_ARGS=--exact; CG2VM_ARGS go to the test binary after it.
+CG2VM_TEST ?= resources::
 CG2VM_ARGS ?=
 CG2VM_MEM ?= 4G
 test-cgroup2: deps-test build
-	@bin=$$($(CARGO) test -p berth-e2e --test $(CG2VM_TEST) --no-run --message-format=json \
-	  | grep '"reason":"compiler-artifact"' | grep '"name":"$(CG2VM_TEST)"' \
+	@bin=$$($(CARGO) test -p berth-e2e --test e2e --no-run --message-format=json \
+	  | grep '"reason":"compiler-artifact"' | grep '"name":"e2e"' \
 	  | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1); \
-	[ -x "$$bin" ] || { echo "test-cgroup2: no test executable for $(CG2VM_TEST)" >&2; exit 1; }; \
-	echo "cg2vm: $$bin --test-threads=1 $(CG2VM_ARGS)"; \
-	time e2e/cg2vm --share $(CURDIR) --mem $(CG2VM_MEM) -- "$$bin" --test-threads=1 $(CG2VM_ARGS)
+	[ -x "$$bin" ] || { echo "test-cgroup2: no test executable for the e2e harness" >&2; exit 1; }; \
+	echo "cg2vm: $$bin --test-threads=1 $(CG2VM_TEST) $(CG2VM_ARGS)"; \
+	time e2e/cg2vm --share $(CURDIR) --mem $(CG2VM_MEM) -- "$$bin" --test-threads=1 $(CG2VM_TEST) $(CG2VM_ARGS)
 
 test: deps-test lint unit e2e test-cgroup2
 

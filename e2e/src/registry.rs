@@ -450,6 +450,8 @@ type SpawnReq = (Command, mpsc::Sender<io::Result<Child>>);
 /// Spawns `cmd` with `PR_SET_PDEATHSIG(SIGKILL)`. The death signal fires when the
 /// *thread* that forked exits, so children are forked from one long-lived thread
 /// rather than from (short-lived) test threads.
+// pre_exec (prctl in the forked child) is unsafe.
+#[allow(unsafe_code)]
 pub fn spawn_with_pdeathsig(mut cmd: Command) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnReq>>> = OnceLock::new();

@@ -515,6 +515,8 @@ extern "C" fn on_interrupt(_: libc::c_int) {}
 
 /// Ctrl-C reaches critest (same process group) and ends it; this process then still cleans
 /// up. A handler, not SIG_IGN: handlers are reset by exec, so critest keeps the default.
+// nix's sigaction is unsafe.
+#[allow(unsafe_code)]
 fn ignore_interrupts() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(

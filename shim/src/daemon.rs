@@ -5,6 +5,9 @@
 //! /dev/null, and later writes exactly one line: `ok <init-pid>` or `error <message>`. The
 //! first process exits 0 as soon as the middle one has forked.
 
+// Daemonising is fork, _exit and taking over raw descriptors.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 

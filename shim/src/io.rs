@@ -343,6 +343,8 @@ pub async fn pump(
 }
 
 /// Register `fd` (made non-blocking) with the runtime for reading.
+// tokio's AsyncFd::register_with_interest is an unsafe fn.
+#[allow(unsafe_code)]
 pub(crate) fn async_reader(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     set_nonblocking(&fd)?;
     // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the descriptor stays open and the

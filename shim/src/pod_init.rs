@@ -7,6 +7,9 @@
 //! fork PID 1, bind-mount its `ns/pid` at PATH, answer `ok <pid>` on the handshake pipe and
 //! exit; PID 1 lives on, detached.
 
+// Daemonises with fork/_exit and installs PID 1's signal handlers.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;

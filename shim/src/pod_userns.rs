@@ -24,6 +24,9 @@
 //! inside the mapping) has its capabilities there: binding port 80, its sysctls, its hostname.
 //! Exits 0 after printing `ok`, or 1 with the reason on stderr (and no pin left behind).
 
+// Forks the helper that makes the namespaces and _exits; the tests read NS_GET_USERNS.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

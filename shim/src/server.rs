@@ -9,6 +9,9 @@
 //! (SIGCHLD + `waitpid(-1, WNOHANG)`); only the init's status is recorded. The shim keeps
 //! serving State and Wait after the container stopped, until Shutdown.
 
+// Signals the container's processes with kill(2) and registers stdin with tokio's reactor.
+#![allow(unsafe_code)]
+
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

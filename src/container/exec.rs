@@ -8,6 +8,9 @@
 //! it is an error, not an exit code. An exec that must end early (timeout, client gone) is ended
 //! with SIGTERM to the helper, which kills and reaps everything the command started.
 
+// The streaming pty master is registered with tokio's reactor (AsyncFd::register).
+#![allow(unsafe_code)]
+
 use crate::error::IoContext;
 use crate::error::IoError;
 use std::path::PathBuf;

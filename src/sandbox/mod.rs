@@ -510,6 +510,8 @@ impl Sandboxes {
 
 /// SIGKILL the pod's PID 1 (the kernel then kills whatever is left in its namespace), if the
 /// pid still holds the pinned namespace (pids are reused).
+// SIGKILL through libc::kill.
+#[allow(unsafe_code)]
 fn kill_pod_init(pid: u32, pin: &Path) {
     use std::os::unix::fs::MetadataExt;
     if pid == 0 {

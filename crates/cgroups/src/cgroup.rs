@@ -161,6 +161,8 @@ impl Cgroup {
     }
 
     /// Send `sig` to every process in the cgroup.
+    // kill(2) through libc.
+    #[allow(unsafe_code)]
     pub fn kill(&self, sig: i32) -> Result<()> {
         for pid in self.procs()? {
             // SAFETY: kill takes plain integers.

@@ -5,6 +5,9 @@
 //! The send runs in the container's init between fork and exec (after its seccomp filter is
 //! loaded), so it allocates nothing and makes one `sendmsg` call.
 
+// SCM_RIGHTS (sendmsg/recvmsg over cmsg buffers) and the tty ioctls are libc calls on raw memory.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -182,10 +185,8 @@ mod tests {
         // SAFETY: all-zero winsize is valid; TIOCGWINSZ writes one winsize.
         let mut got: libc::winsize = unsafe { zeroed() };
         // SAFETY: as above, through a valid pointer.
-        assert_eq!(
-            unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGWINSZ, &mut got) },
-            0
-        );
+        let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGWINSZ, &mut got) };
+        assert_eq!(rc, 0);
         assert_eq!((got.ws_col, got.ws_row), (132, u16::MAX));
         let (a, _b) = UnixStream::pair().unwrap();
         assert!(set_window_size(a.as_fd(), 1, 1).is_err());

@@ -7,6 +7,9 @@
 //! without a chown copy. Only a detached clone (`OPEN_TREE_CLONE`) can be idmapped, by host
 //! root; it is then attached where it belongs with `move_mount`.
 
+// open_tree, mount_setattr and move_mount have no safe wrapper: raw syscalls.
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

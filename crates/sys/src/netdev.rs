@@ -1,5 +1,8 @@
 //! Network devices: only what berth does outside CNI.
 
+// The interface flags are read and set with ioctls on a libc::ifreq union.
+#![allow(unsafe_code)]
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Bring `lo` up in the calling thread's network namespace (every pod has a working localhost,

@@ -18,6 +18,9 @@
 //! helper writes that message to the error file berthd gave it, so berthd can tell "the command
 //! could not be started" from "the command ran and exited non-zero".
 
+// The exec helper forks, installs signal handlers, waits and _exits with libc calls.
+#![allow(unsafe_code)]
+
 use std::convert::Infallible;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;

@@ -144,6 +144,8 @@ fn enter_user_namespace(fd: &OwnedFd) -> Result<()> {
 }
 
 /// Nothing the shim inherited or opened may leak into the container: 0, 1, 2 only.
+// close_range(2) through libc.
+#[allow(unsafe_code)]
 fn close_inherited_fds() {
     // SAFETY: close_range only flags descriptors; no memory is passed.
     unsafe {

@@ -14,6 +14,9 @@
 //!             or  "error <message>" and the child exits 126/127
 //! ```
 
+// The container's init is forked here and set up with libc calls (pty, domain name, _exit).
+#![allow(unsafe_code)]
+
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

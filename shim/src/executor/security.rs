@@ -6,6 +6,9 @@
 //! PR_SET_KEEPCAPS so the permitted set survives the uid change, then capset and the ambient
 //! set, then no_new_privs.
 
+// Capabilities, the bounding set, rlimits and signal dispositions are set with libc calls.
+#![allow(unsafe_code)]
+
 use nix::sys::prctl;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{

@@ -103,6 +103,8 @@ pub async fn handle(daemon: &Daemon, req: StatusRequest) -> Result<StatusRespons
 
 /// Whether this kernel has mount_setattr(2): called with an invalid fd and no flags it answers
 /// EBADF where it exists, ENOSYS where it does not.
+// Probes mount_setattr(2), a raw syscall.
+#[allow(unsafe_code)]
 fn recursive_read_only_supported() -> bool {
     // SAFETY: an empty path, a null attribute of size 0 and fd -1: the kernel reads nothing
     // and fails before touching any mount.

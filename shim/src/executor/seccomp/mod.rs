@@ -331,6 +331,8 @@ impl Filter {
     }
 
     /// Install the filter on the calling thread (seccomp(2), SECCOMP_SET_MODE_FILTER).
+    // seccomp(2) and prctl(2) take a pointer to the program.
+    #[allow(unsafe_code)]
     pub fn load(&self) -> Result<()> {
         let mut insns: Vec<libc::sock_filter> = self
             .program

@@ -1,21 +1,19 @@
 //! End-to-end, the streaming server: Exec, Attach and PortForward URLs used by independent
 //! SPDY/3.1 and WebSocket clients (e2e/src/spdy.rs, e2e/src/ws.rs), against a real berthd.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_e2e::cri::*;
 use berth_e2e::images::{RuntimeSet, push_runtime_set};
-use berth_e2e::netns;
 use berth_e2e::node::Node;
-use berth_e2e::registry::{Registry, RegistryOpts, http_request, install_crypto_provider};
+use berth_e2e::registry::{Registry, RegistryOpts, http_request};
 use berth_e2e::{spdy, ws};
 use k8s_cri::v1::*;
-use libtest_mimic::{Arguments, Trial};
 use tonic::Code;
 
-struct Env {
+/// What every test of the suite shares.
+pub struct Env {
     rt: tokio::runtime::Runtime,
     _reg: Registry,
     set: RuntimeSet,
@@ -23,48 +21,34 @@ struct Env {
 
 type TestFn = fn(&Env);
 
-fn main() -> ExitCode {
-    netns::enter_private_netns();
-    install_crypto_provider();
-    let args = Arguments::from_args();
+/// The suite's tests; the harness names them `streaming::<name>`.
+pub const TESTS: &[(&str, TestFn)] = &[
+    (
+        "spdy_exec_output_and_exit_codes",
+        spdy_exec_output_and_exit_codes,
+    ),
+    ("spdy_exec_stdin_and_tty", spdy_exec_stdin_and_tty),
+    ("spdy_exec_client_gone_kills", spdy_exec_client_gone_kills),
+    ("spdy_attach_tty", spdy_attach_tty),
+    ("spdy_port_forward_in_pod", spdy_port_forward_in_pod),
+    ("fifty_concurrent_execs", fifty_concurrent_execs),
+    (
+        "tokens_single_use_and_unknown",
+        tokens_single_use_and_unknown,
+    ),
+    ("websocket_exec_protocols", websocket_exec_protocols),
+    ("websocket_port_forward", websocket_port_forward),
+];
+
+/// The suite's environment: a runtime, and a registry holding the runtime image set.
+pub fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let reg = Registry::start(RegistryOpts::default());
     let set = rt.block_on(push_runtime_set(&reg));
-    let env = Arc::new(Env { rt, _reg: reg, set });
-    let tests: &[(&str, TestFn)] = &[
-        (
-            "spdy_exec_output_and_exit_codes",
-            spdy_exec_output_and_exit_codes,
-        ),
-        ("spdy_exec_stdin_and_tty", spdy_exec_stdin_and_tty),
-        ("spdy_exec_client_gone_kills", spdy_exec_client_gone_kills),
-        ("spdy_attach_tty", spdy_attach_tty),
-        ("spdy_port_forward_in_pod", spdy_port_forward_in_pod),
-        ("fifty_concurrent_execs", fifty_concurrent_execs),
-        (
-            "tokens_single_use_and_unknown",
-            tokens_single_use_and_unknown,
-        ),
-        ("websocket_exec_protocols", websocket_exec_protocols),
-        ("websocket_port_forward", websocket_port_forward),
-    ];
-    let trials = tests
-        .iter()
-        .map(|&(name, f)| {
-            let env = env.clone();
-            Trial::test(name, move || {
-                f(&env);
-                Ok(())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(env);
-    remove_cgroup_parents();
-    conclusion.exit_code()
+    Env { rt, _reg: reg, set }
 }
 
 /// A node with busybox, one host-network pod and a running `sleep` container in it.

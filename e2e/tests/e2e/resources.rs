@@ -3,20 +3,17 @@
 //! cgroup v2 kernel (`make test-cgroup2`, inside e2e/cg2vm), so it only uses what both
 //! hierarchies offer and reads limits the way each one spells them.
 
-use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_e2e::cri::*;
 use berth_e2e::images::{RuntimeSet, push_runtime_set};
-use berth_e2e::netns;
 use berth_e2e::node::Node;
-use berth_e2e::registry::{Registry, RegistryOpts, install_crypto_provider};
+use berth_e2e::registry::{Registry, RegistryOpts};
 use k8s_cri::v1::*;
-use libtest_mimic::{Arguments, Trial};
 use tonic::Code;
 
-struct Env {
+/// What every test of the suite shares.
+pub struct Env {
     rt: tokio::runtime::Runtime,
     // Keeps the registry running for the whole suite.
     _reg: Registry,
@@ -25,44 +22,29 @@ struct Env {
 
 type TestFn = fn(&Env);
 
-fn main() -> ExitCode {
-    // Before any thread exists: the whole suite lives in its own network namespace.
-    netns::enter_private_netns();
-    install_crypto_provider();
-    let args = Arguments::from_args();
+/// The suite's tests; the harness names them `resources::<name>`.
+pub const TESTS: &[(&str, TestFn)] = &[
+    ("exec_sync", exec_sync),
+    ("oom_killed", oom_killed),
+    ("update_resources", update_resources),
+    ("stats", stats),
+    ("container_events", container_events),
+    ("mount_propagation", mount_propagation),
+    ("user_namespaced_pod", user_namespaced_pod),
+    ("supplemental_groups_policy", supplemental_groups_policy),
+    ("recursive_read_only_binds", recursive_read_only_binds),
+    ("target_pid_namespace", target_pid_namespace),
+];
+
+/// The suite's environment: a runtime, and a registry holding the runtime image set.
+pub fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let reg = Registry::start(RegistryOpts::default());
     let set = rt.block_on(push_runtime_set(&reg));
-    let env = Arc::new(Env { rt, _reg: reg, set });
-    let tests: &[(&str, TestFn)] = &[
-        ("exec_sync", exec_sync),
-        ("oom_killed", oom_killed),
-        ("update_resources", update_resources),
-        ("stats", stats),
-        ("container_events", container_events),
-        ("mount_propagation", mount_propagation),
-        ("user_namespaced_pod", user_namespaced_pod),
-        ("supplemental_groups_policy", supplemental_groups_policy),
-        ("recursive_read_only_binds", recursive_read_only_binds),
-        ("target_pid_namespace", target_pid_namespace),
-    ];
-    let trials = tests
-        .iter()
-        .map(|&(name, f)| {
-            let env = env.clone();
-            Trial::test(name, move || {
-                f(&env);
-                Ok(())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(env);
-    remove_cgroup_parents();
-    conclusion.exit_code()
+    Env { rt, _reg: reg, set }
 }
 
 /// A node with busybox and user pulled and one pod (own PID namespace, host network).

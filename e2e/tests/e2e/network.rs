@@ -1,22 +1,21 @@
 //! End-to-end, pod networking: real berthd, Debian's CNI plugins (bridge, host-local, portmap,
-//! loopback; `ipMasq: false`) on a bridge inside this suite's own network namespace, so the
-//! host's network is never touched and no packet leaves the namespaces the suite made. Run with
-//! --test-threads=1: the checks count the suite namespace's veths and reservations.
+//! loopback; `ipMasq: false`) on a bridge inside the test process's own network namespace, so
+//! the host's network is never touched and no packet leaves the namespaces the suite made. The
+//! harness runs this suite one test at a time: the checks count the namespace's veths and
+//! reservations.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_e2e::cri::*;
 use berth_e2e::images::{RuntimeSet, push_runtime_set};
-use berth_e2e::netns;
 use berth_e2e::node::Node;
-use berth_e2e::registry::{Registry, RegistryOpts, install_crypto_provider};
+use berth_e2e::registry::{Registry, RegistryOpts};
 use k8s_cri::v1::*;
-use libtest_mimic::{Arguments, Trial};
 use tonic::Code;
 
-struct Env {
+/// What every test of the suite shares.
+pub struct Env {
     rt: tokio::runtime::Runtime,
     _reg: Registry,
     set: RuntimeSet,
@@ -24,49 +23,35 @@ struct Env {
 
 type TestFn = fn(&Env);
 
-fn main() -> ExitCode {
-    netns::enter_private_netns();
-    install_crypto_provider();
-    let args = Arguments::from_args();
+/// The suite's tests; the harness names them `network::<name>`.
+pub const TESTS: &[(&str, TestFn)] = &[
+    (
+        "pods_talk_over_the_pod_network",
+        pods_talk_over_the_pod_network,
+    ),
+    ("host_port_mapping", host_port_mapping),
+    ("host_network_pod", host_network_pod),
+    (
+        "stop_after_kill9_releases_the_ip",
+        stop_after_kill9_releases_the_ip,
+    ),
+    ("failures_leave_nothing", failures_leave_nothing),
+    ("fifty_pods_at_once", fifty_pods_at_once),
+    ("pod_sysctls", pod_sysctls),
+    ("pod_hostname_as_containerd", pod_hostname_as_containerd),
+    ("shared_pid_namespace", shared_pid_namespace),
+    ("pod_stats", pod_stats),
+];
+
+/// The suite's environment: a runtime, and a registry holding the runtime image set.
+pub fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let reg = Registry::start(RegistryOpts::default());
     let set = rt.block_on(push_runtime_set(&reg));
-    let env = Arc::new(Env { rt, _reg: reg, set });
-    let tests: &[(&str, TestFn)] = &[
-        (
-            "pods_talk_over_the_pod_network",
-            pods_talk_over_the_pod_network,
-        ),
-        ("host_port_mapping", host_port_mapping),
-        ("host_network_pod", host_network_pod),
-        (
-            "stop_after_kill9_releases_the_ip",
-            stop_after_kill9_releases_the_ip,
-        ),
-        ("failures_leave_nothing", failures_leave_nothing),
-        ("fifty_pods_at_once", fifty_pods_at_once),
-        ("pod_sysctls", pod_sysctls),
-        ("pod_hostname_as_containerd", pod_hostname_as_containerd),
-        ("shared_pid_namespace", shared_pid_namespace),
-        ("pod_stats", pod_stats),
-    ];
-    let trials = tests
-        .iter()
-        .map(|&(name, f)| {
-            let env = env.clone();
-            Trial::test(name, move || {
-                f(&env);
-                Ok(())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(env);
-    remove_cgroup_parents();
-    conclusion.exit_code()
+    Env { rt, _reg: reg, set }
 }
 
 async fn pod_ip(node: &Node, id: &str) -> String {

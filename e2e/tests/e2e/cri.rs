@@ -4,8 +4,6 @@
 use std::collections::HashSet;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use berth_e2e::cri::*;
@@ -15,12 +13,12 @@ use berth_e2e::images::{
 };
 use berth_e2e::netns;
 use berth_e2e::node::{Node, free_port};
-use berth_e2e::registry::{Registry, RegistryOpts, http_request, install_crypto_provider};
+use berth_e2e::registry::{Registry, RegistryOpts, http_request};
 use k8s_cri::v1::*;
-use libtest_mimic::{Arguments, Trial};
 use tonic::Code;
 
-struct Env {
+/// What every test of the suite shares.
+pub struct Env {
     rt: tokio::runtime::Runtime,
     reg: Registry,
     set: StandardSet,
@@ -28,11 +26,69 @@ struct Env {
 
 type TestFn = fn(&Env);
 
-fn main() -> ExitCode {
-    // Before any thread exists: the whole suite lives in its own network namespace.
-    netns::enter_private_netns();
-    install_crypto_provider();
-    let args = Arguments::from_args();
+/// The suite's tests; the harness names them `cri::<name>`.
+pub const TESTS: &[(&str, TestFn)] = &[
+    (
+        "version_status_runtime_config",
+        version_status_runtime_config,
+    ),
+    ("daemon_lifecycle", daemon_lifecycle),
+    ("every_grpc_client", every_grpc_client),
+    ("pull_busybox_and_inspect", pull_busybox_and_inspect),
+    ("pull_formats_and_platforms", pull_formats_and_platforms),
+    (
+        "reference_forms_and_shared_config",
+        reference_forms_and_shared_config,
+    ),
+    (
+        "shared_base_stored_once_and_gc",
+        shared_base_stored_once_and_gc,
+    ),
+    ("whiteouts_hardlinks_devices", whiteouts_hardlinks_devices),
+    (
+        "hostile_layers_leave_no_trace",
+        hostile_layers_leave_no_trace,
+    ),
+    ("errors_are_precise", errors_are_precise),
+    ("registry_auth", registry_auth),
+    ("registry_bearer_token_flow", registry_bearer_token_flow),
+    (
+        "registry_anonymous_bearer_tokens",
+        registry_anonymous_bearer_tokens,
+    ),
+    (
+        "mirrors_plain_http_and_tls_hosts",
+        mirrors_plain_http_and_tls_hosts,
+    ),
+    (
+        "concurrent_pulls_fetch_each_blob_once",
+        concurrent_pulls_fetch_each_blob_once,
+    ),
+    ("remove_untag_and_delete", remove_untag_and_delete),
+    ("image_fs_info_counts_layers", image_fs_info_counts_layers),
+    ("crash_safety_kill9", crash_safety_kill9),
+    ("metrics_endpoint", metrics_endpoint),
+    ("berth_cli", berth_cli),
+    ("sandbox_lifecycle", sandbox_lifecycle),
+    ("sandbox_recovery", sandbox_recovery),
+    (
+        "create_container_failures_leave_no_trace",
+        create_container_failures_leave_no_trace,
+    ),
+    ("containers_run_exit_and_log", containers_run_exit_and_log),
+    (
+        "containers_survive_berthd_kill9",
+        containers_survive_berthd_kill9,
+    ),
+    (
+        "container_mounts_image_view_and_log_reopen",
+        container_mounts_image_view_and_log_reopen,
+    ),
+];
+
+/// The suite's environment: a runtime, and a registry (with an access log) holding the
+/// standard image set.
+pub fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,79 +98,7 @@ fn main() -> ExitCode {
         ..Default::default()
     });
     let set = rt.block_on(push_standard_set(&reg));
-    let env = Arc::new(Env { rt, reg, set });
-    let tests: &[(&str, TestFn)] = &[
-        (
-            "version_status_runtime_config",
-            version_status_runtime_config,
-        ),
-        ("daemon_lifecycle", daemon_lifecycle),
-        ("every_grpc_client", every_grpc_client),
-        ("pull_busybox_and_inspect", pull_busybox_and_inspect),
-        ("pull_formats_and_platforms", pull_formats_and_platforms),
-        (
-            "reference_forms_and_shared_config",
-            reference_forms_and_shared_config,
-        ),
-        (
-            "shared_base_stored_once_and_gc",
-            shared_base_stored_once_and_gc,
-        ),
-        ("whiteouts_hardlinks_devices", whiteouts_hardlinks_devices),
-        (
-            "hostile_layers_leave_no_trace",
-            hostile_layers_leave_no_trace,
-        ),
-        ("errors_are_precise", errors_are_precise),
-        ("registry_auth", registry_auth),
-        ("registry_bearer_token_flow", registry_bearer_token_flow),
-        (
-            "registry_anonymous_bearer_tokens",
-            registry_anonymous_bearer_tokens,
-        ),
-        (
-            "mirrors_plain_http_and_tls_hosts",
-            mirrors_plain_http_and_tls_hosts,
-        ),
-        (
-            "concurrent_pulls_fetch_each_blob_once",
-            concurrent_pulls_fetch_each_blob_once,
-        ),
-        ("remove_untag_and_delete", remove_untag_and_delete),
-        ("image_fs_info_counts_layers", image_fs_info_counts_layers),
-        ("crash_safety_kill9", crash_safety_kill9),
-        ("metrics_endpoint", metrics_endpoint),
-        ("berth_cli", berth_cli),
-        ("sandbox_lifecycle", sandbox_lifecycle),
-        ("sandbox_recovery", sandbox_recovery),
-        (
-            "create_container_failures_leave_no_trace",
-            create_container_failures_leave_no_trace,
-        ),
-        ("containers_run_exit_and_log", containers_run_exit_and_log),
-        (
-            "containers_survive_berthd_kill9",
-            containers_survive_berthd_kill9,
-        ),
-        (
-            "container_mounts_image_view_and_log_reopen",
-            container_mounts_image_view_and_log_reopen,
-        ),
-    ];
-    let trials = tests
-        .iter()
-        .map(|&(name, f)| {
-            let env = env.clone();
-            Trial::test(name, move || {
-                f(&env);
-                Ok(())
-            })
-        })
-        .collect();
-    let conclusion = libtest_mimic::run(&args, trials);
-    drop(env);
-    remove_cgroup_parents();
-    conclusion.exit_code()
+    Env { rt, reg, set }
 }
 
 // ---------- helpers ----------
@@ -798,6 +782,8 @@ fn whiteouts_hardlinks_devices(env: &Env) {
     });
 }
 
+// lgetxattr(2) through libc.
+#[allow(unsafe_code)]
 fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let c_name = std::ffi::CString::new(name).unwrap();

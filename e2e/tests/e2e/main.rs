@@ -1,0 +1,139 @@
+//! The end-to-end suites behind one harness (libtest-mimic, `harness = false`), one file each
+//! next to this one: `cri` (images, pods, containers, the daemon's lifecycle), `resources`
+//! (ExecSync, limits, stats, events; also run on a cgroup v2 kernel by `make test-cgroup2`),
+//! `network` (CNI pod networking) and `streaming` (Exec, Attach and PortForward over SPDY and
+//! WebSocket). One binary links the test bed once instead of four times.
+//!
+//! Every test is named `<suite>::<test>`, so libtest's usual filter picks a suite or one test:
+//!
+//! ```text
+//! cargo test -p berth-e2e --test e2e -- cri:: --test-threads=2      # one suite
+//! cargo test -p berth-e2e --test e2e -- --exact network::pod_stats  # one test
+//! cargo test -p berth-e2e --test e2e -- --list                      # every name, no setup
+//! ```
+//!
+//! The process enters a private network namespace before any thread exists, and the suites run
+//! one after another in it (`make e2e` runs each suite in a process of its own). A suite's
+//! environment (a tokio runtime and a registry on loopback holding its images: `setup()` in its
+//! file) is built only when one of its tests is selected, and dropped, with the e2e cgroup
+//! parents, before the next suite starts. `--test-threads` applies within a suite, capped where
+//! a suite needs it: `network` runs one test at a time, as its checks count the namespace's
+//! veths and IP reservations.
+
+mod cri;
+mod network;
+mod resources;
+mod streaming;
+
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+
+use berth_e2e::cri::remove_cgroup_parents;
+use berth_e2e::netns;
+use berth_e2e::registry::install_crypto_provider;
+use libtest_mimic::{Arguments, Conclusion, Trial};
+
+/// One suite: tests that share an environment `E`.
+struct Suite<E: 'static> {
+    name: &'static str,
+    /// At most this many of the suite's tests at once, whatever `--test-threads` says.
+    max_threads: Option<usize>,
+    setup: fn() -> E,
+    tests: &'static [Test<E>],
+}
+
+/// A test's name within its suite, and the test.
+type Test<E> = (&'static str, fn(&E));
+
+fn main() -> ExitCode {
+    // Before any thread exists: every suite lives in this process's own network namespace.
+    netns::enter_private_netns();
+    install_crypto_provider();
+    let args = Arguments::from_args();
+    // The order `make e2e` has always used.
+    let conclusions = [
+        run(
+            &args,
+            Suite {
+                name: "cri",
+                max_threads: None,
+                setup: cri::setup,
+                tests: cri::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "resources",
+                max_threads: None,
+                setup: resources::setup,
+                tests: resources::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "network",
+                max_threads: Some(1),
+                setup: network::setup,
+                tests: network::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "streaming",
+                max_threads: None,
+                setup: streaming::setup,
+                tests: streaming::TESTS,
+            },
+        ),
+    ];
+    let ran: Vec<Conclusion> = conclusions.into_iter().flatten().collect();
+    if ran.is_empty() {
+        // Nothing selected: libtest's usual "running 0 tests" report.
+        return libtest_mimic::run(&args, Vec::new()).exit_code();
+    }
+    if ran.iter().any(Conclusion::has_failed) {
+        ExitCode::from(101)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Run the suite's selected tests (none selected: nothing is built, None). The environment is
+/// set before the first test runs, so every test may count on it.
+fn run<E: Send + Sync + 'static>(args: &Arguments, suite: Suite<E>) -> Option<Conclusion> {
+    let env: Arc<OnceLock<E>> = Arc::default();
+    let trials: Vec<Trial> = suite
+        .tests
+        .iter()
+        .map(|&(name, test)| {
+            let env = env.clone();
+            Trial::test(format!("{}::{name}", suite.name), move || {
+                test(
+                    env.get()
+                        .expect("the suite's environment is set before its tests"),
+                );
+                Ok(())
+            })
+        })
+        .collect();
+    if trials.iter().all(|t| args.is_filtered_out(t)) {
+        return None;
+    }
+    if args.list {
+        return Some(libtest_mimic::run(args, trials));
+    }
+    // The cell's only set, so it cannot fail.
+    let _ = env.set((suite.setup)());
+    let mut args = args.clone();
+    if let Some(max) = suite.max_threads {
+        args.test_threads = Some(args.test_threads.map_or(max, |n| n.min(max)));
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    // The trials are gone: this was the last reference, so the registry and runtime stop here.
+    drop(env);
+    remove_cgroup_parents();
+    Some(conclusion)
+}
