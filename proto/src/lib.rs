@@ -5,12 +5,14 @@
 //! - [`args`]: every `berth-shim` command line as a type berthd builds and the shim parses;
 //! - [`handshake`]: the one line a starting shim (or pod init) answers on its stdout pipe;
 //! - [`exit`]: the exit record the shim leaves for berthd when the container's init exits;
+//! - [`exec_error`]: how an exec helper says its command could not start;
 //! - [`paths`]: where a container's shim keeps its socket and exit record.
 //!
 //! A shim outlives the berthd that started it, so every wire format here stays readable by the
 //! other side's older and newer versions: flags, handshake text and JSON field names only grow.
 
 pub mod args;
+pub mod exec_error;
 pub mod exit;
 pub mod handshake;
 pub mod paths;

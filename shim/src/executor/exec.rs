@@ -532,7 +532,7 @@ fn setup_and_exec(p: &Prepared) -> Result<Infallible> {
 
 /// Write the start error for berthd (the file is created only on failure).
 pub fn write_error_file(path: &Path, e: &StartError) -> std::io::Result<()> {
-    std::fs::write(path, e.message.as_bytes())
+    berth_proto::exec_error::write(path, &e.message)
 }
 
 #[cfg(test)]

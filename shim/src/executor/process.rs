@@ -17,6 +17,7 @@
 // The container's init is forked here and set up with libc calls (pty, domain name, _exit).
 #![allow(unsafe_code)]
 
+use berth_proto::exec_error;
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -167,7 +168,7 @@ impl ExecPlan {
             exec_error(arg0, Errno::EACCES)
         } else {
             Error::Exec {
-                code: 127,
+                code: exec_error::NOT_FOUND,
                 message: format!("exec: {arg0:?}: executable file not found in $PATH"),
             }
         }
@@ -184,7 +185,11 @@ fn failed(res: nix::Result<Infallible>) -> Errno {
 
 /// 127 when there is nothing to run, 126 when it cannot be run (as a shell says).
 fn exec_error(arg0: &str, e: Errno) -> Error {
-    let code = if e == Errno::ENOENT { 127 } else { 126 };
+    let code = if e == Errno::ENOENT {
+        exec_error::NOT_FOUND
+    } else {
+        exec_error::NOT_EXECUTABLE
+    };
     let what = match e {
         Errno::ENOENT => "no such file or directory".to_string(),
         Errno::EACCES => "permission denied".to_string(),
