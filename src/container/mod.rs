@@ -2,9 +2,12 @@
 //! of the image's snapshots plus a fresh writable layer), one berth-shim per container, and the
 //! lifecycle kubelet drives: create, start, stop, remove, status, list.
 
+mod attach;
 pub mod exec;
+mod pty;
 pub mod resources;
 pub mod spec;
+pub mod stdio;
 pub mod user;
 
 use crate::error::IoContext;

@@ -22,6 +22,33 @@ use std::time::Duration;
 
 pub use session::{accept_command, accept_port_forward};
 
+/// How long berth waits for an exec/attach client's streams.
+pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The subprotocols of exec/attach, newest first.
+pub const COMMAND_PROTOCOLS: [&str; 4] = [
+    "v4.channel.k8s.io",
+    "v3.channel.k8s.io",
+    "v2.channel.k8s.io",
+    "channel.k8s.io",
+];
+/// The subprotocol of port-forward.
+pub const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
+
+/// The subprotocol to answer (`X-Stream-Protocol-Version`): the first the client offers that
+/// berth speaks for this kind of session. The client's order decides, as kubelet's
+/// `httpstream.Handshake` does.
+pub fn choose_protocol(offered: &[String], port_forward: bool) -> Option<&'static str> {
+    let supported: &[&'static str] = if port_forward {
+        &[PORT_FORWARD_PROTOCOL]
+    } else {
+        &COMMAND_PROTOCOLS
+    };
+    offered
+        .iter()
+        .find_map(|p| supported.iter().copied().find(|s| s == p))
+}
+
 /// Errors of the SPDY transport.
 #[derive(Debug, thiserror::Error)]
 pub enum SpdyError {
