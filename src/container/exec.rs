@@ -123,7 +123,7 @@ async fn end_helper(mut child: tokio::process::Child) {
     }
 }
 
-/// Removes the error file however the call ends.
+/// Removes a file of the exec (its error file, its console socket) however the call ends.
 struct ErrorFile(PathBuf);
 
 impl Drop for ErrorFile {
