@@ -1,6 +1,9 @@
 //! The daemon's shared state: configuration, the root lock, the metadata store and the
 //! domain services the CRI handlers call.
 
+mod port_forward;
+pub mod streaming_runtime;
+
 use crate::error::IoError;
 use std::fs::File;
 use std::path::Path;

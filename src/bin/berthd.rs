@@ -117,7 +117,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Some(tokio::spawn(berth::metrics::serve(l)))
     };
     let streaming = tokio::spawn(daemon.streaming.clone().serve(std::sync::Arc::new(
-        berth::streaming::session::Sessions(daemon.clone()),
+        berth::daemon::streaming_runtime::DaemonRuntime::new(daemon.clone()),
     )));
     daemon.set_ready();
     let (runtime_svc, image_svc) = berth::server::services(daemon.clone());

@@ -1,30 +1,38 @@
-//! ExecSync: run a command in a running container and collect its output.
+//! Running a command in a running container: ExecSync and the streaming server's exec, both
+//! through one spawn path ([`Containers::exec`], as containerd's `execInternal`).
 //!
 //! berthd starts `berth-shim exec` (straight into exec, so no fork happens in this process);
 //! that single-threaded helper joins the container's namespaces and cgroup, takes its identity
 //! and privileges and runs the command below a reaper in the container's PID namespace (see
-//! shim/src/executor/exec.rs). The helper's stdout/stderr are the command's; it exits with the
-//! command's status. A command that could not be started is reported through an error file, so
-//! it is an error, not an exit code. An exec that must end early (timeout, client gone) is ended
-//! with SIGTERM to the helper, which kills and reaps everything the command started.
+//! shim/src/executor/exec.rs). The helper's stdout/stderr are the command's (or, with a tty, it
+//! passes a pty master back over a console socket); it exits with the command's status. A
+//! command that could not be started is reported through an error file, so it is an error, not
+//! an exit code. An exec that must end early (timeout, client gone) is ended with SIGTERM to the
+//! helper, which kills and reaps everything the command started.
 
-// The streaming pty master is registered with tokio's reactor (AsyncFd::register).
-#![allow(unsafe_code)]
-
-use crate::error::IoContext;
-use crate::error::IoError;
-use std::path::PathBuf;
+use berth_proto::exec_error;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
 
+use super::pty::{self, PtyMaster};
+use super::stdio::{self, ProcessIo};
 use super::{ContainerError, ContainerState, Containers};
+use crate::error::IoContext;
 use crate::ids::new_id;
 
 /// Most bytes kept of each of stdout and stderr (the rest is read and dropped).
 pub const MAX_OUTPUT: usize = 16 << 20;
+
+/// How long a pty's output may keep coming once the command has exited: the command's
+/// background children may hold the terminal open, so it is not waited for to its end.
+const PTY_OUTPUT_GRACE: Duration = Duration::from_secs(1);
+
+/// How long the helper has to hand over the terminal of an exec with a tty.
+const PTY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What ExecSync returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,19 +42,17 @@ pub struct ExecOutput {
     pub exit_code: i32,
 }
 
-/// Read a stream to EOF, keeping at most `MAX_OUTPUT` bytes.
-async fn read_capped<R: AsyncRead + Unpin>(mut r: R) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 64 << 10];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => return out,
-            Ok(n) => {
-                let room = MAX_OUTPUT.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    }
+/// How an exec runs (containerd's `execOptions`).
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// The command's stdio; with `io.tty` a terminal.
+    pub io: ProcessIo,
+    /// After this long the command is ended and the exec fails with DeadlineExceeded (None: no
+    /// limit).
+    pub timeout: Option<Duration>,
+    /// How long output from pipes may keep coming once the command has exited (None: until it
+    /// ends). A terminal gets [`PTY_OUTPUT_GRACE`].
+    pub output_grace: Option<Duration>,
 }
 
 /// A running `berth-shim exec`. However the call ends (a timeout, a client gone, the RPC
@@ -118,7 +124,7 @@ async fn end_helper(mut child: tokio::process::Child) {
     }
 }
 
-/// Removes the error file however the call ends.
+/// Removes a file of the exec (its error file, its console socket) however the call ends.
 struct ErrorFile(PathBuf);
 
 impl Drop for ErrorFile {
@@ -133,14 +139,47 @@ impl Containers {
         self.state_dir.join("exec")
     }
 
-    /// ExecSync: run `cmd` in container `id`; `timeout` None waits as long as it takes. On
-    /// timeout the command is killed and the call fails with DeadlineExceeded.
+    /// ExecSync: run `cmd` in container `id` and collect its output (at most [`MAX_OUTPUT`] of
+    /// each stream); `timeout` None waits as long as it takes. On timeout the command is killed
+    /// and the call fails with DeadlineExceeded.
     pub async fn exec_sync(
         &self,
         id: &str,
         cmd: &[String],
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, ContainerError> {
+        let (stdout_tx, stdout) = mpsc::channel(16);
+        let (stderr_tx, stderr) = mpsc::channel(16);
+        let options = ExecOptions {
+            io: ProcessIo {
+                stdout: Some(stdout_tx),
+                stderr: Some(stderr_tx),
+                ..ProcessIo::default()
+            },
+            timeout,
+            output_grace: None,
+        };
+        let (exit_code, stdout, stderr) = tokio::join!(
+            self.exec(id, cmd, options),
+            stdio::collect_capped(stdout, MAX_OUTPUT),
+            stdio::collect_capped(stderr, MAX_OUTPUT),
+        );
+        Ok(ExecOutput {
+            stdout,
+            stderr,
+            exit_code: exit_code?,
+        })
+    }
+
+    /// Run `cmd` in running container `id` with `options.io` as its stdio: the one way berth
+    /// starts an exec. The command's exit code (128 + N when killed by signal N). Dropping the
+    /// future ends the command (through the helper's SIGTERM).
+    pub async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        options: ExecOptions,
+    ) -> Result<i32, ContainerError> {
         if cmd.is_empty() || cmd[0].is_empty() {
             return Err(ContainerError::InvalidArgument("cmd is empty".into()));
         }
@@ -151,47 +190,57 @@ impl Containers {
                 rec.id
             )));
         }
+        let ExecOptions {
+            io,
+            timeout,
+            output_grace,
+        } = options;
         let dir = self.exec_dir();
         std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
-        let name = new_id().context("generating an exec id")?;
-        let error_file = ErrorFile(dir.join(format!("{}.err", &name[..16])));
+        let name = new_id().context("generating an exec id")?[..16].to_string();
+        let error_file = ErrorFile(dir.join(format!("{name}.err")));
+        let console = ErrorFile(dir.join(format!("{name}.sock")));
+        let listener = if io.tty {
+            Some(tokio::net::UnixListener::bind(&console.0).context("console socket")?)
+        } else {
+            None
+        };
 
         let args = berth_proto::args::ExecArgs {
             bundle: self.bundle(&rec.id),
             pid: rec.pid,
             error_file: error_file.0.clone(),
-            console_socket: None,
+            console_socket: io.tty.then(|| console.0.clone()),
             console_size: None,
             command: cmd.to_vec(),
         };
-        let child = tokio::process::Command::new(&self.shim_binary)
-            .args(args.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut command = tokio::process::Command::new(&self.shim_binary);
+        command.args(args.to_args()).kill_on_drop(true);
+        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+        if io.tty {
+            command
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        } else {
+            command
+                .stdin(piped(io.stdin.is_some()))
+                .stdout(piped(io.stdout.is_some()))
+                .stderr(piped(io.stderr.is_some()));
+        }
+        let child = command
             .spawn()
             .context(format!("starting {} exec", self.shim_binary.display()))?;
         let mut child = Helper(Some(child));
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-            return Err(ContainerError::Io(IoError::new(
-                "exec helper without stdio pipes",
-                std::io::Error::other("missing pipe"),
-            )));
-        };
         let started = std::time::Instant::now();
-        let run = async {
-            let (out, err, status) =
-                tokio::join!(read_capped(stdout), read_capped(stderr), child.wait());
-            crate::metrics::phase("exec_helper", started);
-            (out, err, status)
-        };
+
+        let run = run_helper(&mut child, io, listener, &error_file.0, output_grace);
         let outcome = match timeout {
             Some(t) => tokio::time::timeout(t, run).await.ok(),
             None => Some(run.await),
         };
-        let (stdout, stderr, status) = match outcome {
-            Some(r) => r,
+        let status = match outcome {
+            Some(status) => status?,
             None => {
                 // The command and all it started are killed and reaped before we answer.
                 child.end().await;
@@ -202,435 +251,109 @@ impl Containers {
                 )));
             }
         };
+        crate::metrics::phase("exec_helper", started);
         let status = status.context("waiting for the exec helper")?;
-        if let Ok(message) = std::fs::read_to_string(&error_file.0) {
+        if let Some(message) = exec_error::read(&error_file.0) {
             let message = format!("exec in container {}: {message}", rec.id);
-            return Err(match status.code() {
-                Some(126) | Some(127) => ContainerError::InvalidArgument(message),
-                _ => ContainerError::ExecFailed(message),
+            return Err(if exec_error::is_command_error(status.code()) {
+                ContainerError::InvalidArgument(message)
+            } else {
+                ContainerError::ExecFailed(message)
             });
         }
-        let exit_code = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(c), _) => c,
-            (None, Some(sig)) => 128 + sig,
-            (None, None) => 255,
-        };
-        Ok(ExecOutput {
-            stdout,
-            stderr,
-            exit_code,
-        })
-    }
-}
-
-/// A pty master held by berthd for a streaming exec with a terminal.
-struct PtyMaster {
-    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
-}
-
-impl PtyMaster {
-    fn new(fd: std::os::fd::OwnedFd) -> std::io::Result<PtyMaster> {
-        use nix::fcntl::{FcntlArg, OFlag, fcntl};
-        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
-        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-        // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and the same for
-        // the AsyncFd's whole life.
-        let fd = unsafe { tokio::io::unix::AsyncFd::register(fd) }?;
-        Ok(PtyMaster { fd })
-    }
-
-    /// Read some output; Ok(0) at the end (EIO: every slave end is closed).
-    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            match guard.try_io(|inner| {
-                nix::unistd::read(inner.get_ref(), buf).map_err(std::io::Error::from)
-            }) {
-                Ok(Ok(n)) => return Ok(n),
-                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => {}
-            }
-        }
-    }
-
-    async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
-        while !data.is_empty() {
-            let mut guard = self.fd.writable().await?;
-            match guard.try_io(|inner| {
-                nix::unistd::write(inner.get_ref(), data).map_err(std::io::Error::from)
-            }) {
-                Ok(Ok(n)) => data = &data[n..],
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => {}
-            }
-        }
-        Ok(())
-    }
-
-    fn resize(&self, size: crate::streaming::TerminalSize) {
-        use std::os::fd::AsFd;
-        let (width, height) = (size.width.into(), size.height.into());
-        let _ = berth_sys::console::set_window_size(self.fd.get_ref().as_fd(), width, height);
-    }
-}
-
-/// Receive one descriptor (SCM_RIGHTS) from a connected unix socket.
-async fn recv_fd(stream: tokio::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::AsFd;
-    loop {
-        stream.readable().await?;
-        let res = stream.try_io(tokio::io::Interest::READABLE, || {
-            berth_sys::console::recv_fd(stream.as_fd(), &mut [0u8; 16]).map(|(_, fd)| fd)
-        });
-        match res {
-            Ok(Some(fd)) => return Ok(fd),
-            Ok(None) => {
-                return Err(std::io::Error::other(
-                    "the exec helper closed the console socket without a pty",
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-impl Containers {
-    /// Exec over the streaming server: run `cmd` in the container with the session's streams
-    /// (a pty when `expected.tty`), until it exits or the client goes away (then it is
-    /// killed). The final status goes to the session's error channel.
-    pub async fn exec_streaming(
-        &self,
-        id: &str,
-        cmd: &[String],
-        expected: crate::streaming::Expected,
-        streams: crate::streaming::CommandStreams,
-    ) {
-        use crate::streaming::{failure_json, status_json};
-        let crate::streaming::CommandStreams {
-            stdin,
-            stdout,
-            stderr,
-            resize,
-            error,
-            mut gone,
-        } = streams;
-        let fail = |error: tokio::sync::oneshot::Sender<bytes::Bytes>, msg: String| {
-            tracing::warn!(container = %id, "exec: {msg}");
-            let _ = error.send(failure_json(&msg));
-        };
-        let rec = match self.refresh(id).await {
-            Ok(r) if r.state == ContainerState::Running && r.pid != 0 => r,
-            Ok(r) => return fail(error, format!("container {} is not running", r.id)),
-            Err(e) => return fail(error, e.to_string()),
-        };
-        let dir = self.exec_dir();
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            return fail(error, format!("creating {}: {e}", dir.display()));
-        }
-        let name = match new_id() {
-            Ok(n) => n[..16].to_string(),
-            Err(e) => return fail(error, format!("generating an exec id: {e}")),
-        };
-        let error_file = ErrorFile(dir.join(format!("{name}.err")));
-        let console = ErrorFile(dir.join(format!("{name}.sock")));
-        let listener = if expected.tty {
-            match tokio::net::UnixListener::bind(&console.0) {
-                Ok(l) => Some(l),
-                Err(e) => return fail(error, format!("console socket: {e}")),
-            }
-        } else {
-            None
-        };
-        let args = berth_proto::args::ExecArgs {
-            bundle: self.bundle(&rec.id),
-            pid: rec.pid,
-            error_file: error_file.0.clone(),
-            console_socket: expected.tty.then(|| console.0.clone()),
-            console_size: None,
-            command: cmd.to_vec(),
-        };
-        let mut command = tokio::process::Command::new(&self.shim_binary);
-        command.args(args.to_args()).kill_on_drop(true);
-        let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
-        if expected.tty {
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-        } else {
-            command
-                .stdin(piped(expected.stdin))
-                .stdout(piped(expected.stdout))
-                .stderr(piped(expected.stderr));
-        }
-        let mut child = match command.spawn() {
-            Ok(c) => Helper(Some(c)),
-            Err(e) => return fail(error, format!("starting the exec helper: {e}")),
-        };
-
-        // The pumps between the session and the process.
-        let mut pumps = tokio::task::JoinSet::new();
-        let mut master: Option<Arc<PtyMaster>> = None;
-        if let Some(listener) = listener {
-            let accepted = tokio::select! {
-                a = tokio::time::timeout(Duration::from_secs(30), listener.accept()) => a,
-                _ = child.wait() => Ok(Err(std::io::Error::other("the exec helper exited before it opened a terminal"))),
-            };
-            let fd = match accepted {
-                Ok(Ok((stream, _))) => recv_fd(stream).await,
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(std::io::Error::other(
-                    "no terminal from the exec helper within 30s",
-                )),
-            };
-            let m = match fd.and_then(PtyMaster::new) {
-                Ok(m) => Arc::new(m),
-                Err(e) => {
-                    child.end().await;
-                    let msg =
-                        std::fs::read_to_string(&error_file.0).unwrap_or_else(|_| e.to_string());
-                    return fail(error, msg);
-                }
-            };
-            master = Some(m.clone());
-            if let Some(out) = stdout {
-                let m = m.clone();
-                pumps.spawn(async move {
-                    let mut buf = vec![0u8; 32 << 10];
-                    while let Ok(n) = m.read(&mut buf).await {
-                        if n == 0
-                            || out
-                                .send(bytes::Bytes::copy_from_slice(&buf[..n]))
-                                .await
-                                .is_err()
-                        {
-                            break;
-                        }
-                    }
-                });
-            }
-            if let Some(mut input) = stdin {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    while let Some(b) = input.recv().await {
-                        if m.write_all(&b).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            if let Some(mut resize) = resize {
-                let m = m.clone();
-                tokio::spawn(async move {
-                    while let Some(size) = resize.recv().await {
-                        m.resize(size);
-                    }
-                });
-            }
-        } else {
-            if let (Some(mut input), Some(mut w)) = (stdin, child.stdin.take()) {
-                tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    while let Some(b) = input.recv().await {
-                        if w.write_all(&b).await.is_err() {
-                            break;
-                        }
-                    }
-                    // Dropping `w` closes the pipe: the command reads EOF.
-                });
-            }
-            for (reader, sender) in [
-                (
-                    child
-                        .stdout
-                        .take()
-                        .map(|r| Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
-                    stdout,
-                ),
-                (
-                    child
-                        .stderr
-                        .take()
-                        .map(|r| Box::new(r) as Box<dyn AsyncRead + Send + Unpin>),
-                    stderr,
-                ),
-            ] {
-                if let (Some(mut r), Some(tx)) = (reader, sender) {
-                    pumps.spawn(async move {
-                        let mut buf = vec![0u8; 32 << 10];
-                        loop {
-                            match r.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => {
-                                    if tx
-                                        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
-                                        .await
-                                        .is_err()
-                                    {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                    });
-                }
-            }
-        }
-
-        let status = tokio::select! {
-            s = child.wait() => s,
-            _ = &mut gone => {
-                // The client left: the command and all it started go too.
-                child.end().await;
-                tracing::info!(container = %rec.id, "exec client went away; command killed");
-                return;
-            }
-        };
-        // Output still in flight reaches the client before the status. A pty may be held open
-        // by the command's background children: do not wait for those forever.
-        let drain = async { while pumps.join_next().await.is_some() {} };
-        let _ = tokio::time::timeout(
-            Duration::from_secs(if master.is_some() { 1 } else { 30 }),
-            drain,
-        )
-        .await;
-        pumps.abort_all();
-        drop(master);
-        if let Ok(msg) = std::fs::read_to_string(&error_file.0) {
-            return fail(error, format!("exec in container {}: {msg}", rec.id));
-        }
-        let code = match status {
-            Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+        Ok(
+            match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(&status),
+            ) {
                 (Some(c), _) => c,
                 (None, Some(sig)) => 128 + sig,
                 (None, None) => 255,
             },
-            Err(e) => return fail(error, format!("waiting for the exec helper: {e}")),
-        };
-        let _ = error.send(status_json(code));
+        )
     }
 }
 
-impl Containers {
-    /// Attach over the streaming server: the container's output from now on, and stdin /
-    /// resizes to it, through its shim. Ends when the container's stdio closes (the status
-    /// then is success, as kubelet reports a finished attach) or the client goes away.
-    pub async fn attach_streaming(
-        &self,
-        id: &str,
-        expected: crate::streaming::Expected,
-        streams: crate::streaming::CommandStreams,
-    ) {
-        use crate::streaming::{failure_json, status_json};
-        use berth_proto::v1 as shim;
-        let crate::streaming::CommandStreams {
-            stdin,
-            stdout,
-            stderr,
-            resize,
-            error,
-            mut gone,
-        } = streams;
-        let rec = match self.refresh(id).await {
-            Ok(r) if r.state == ContainerState::Running => r,
-            Ok(r) => {
-                let _ = error.send(failure_json(&format!("container {} is not running", r.id)));
-                return;
-            }
+/// Connect the helper's stdio (pipes, or the pty it hands over on `console`) to `io`, wait for
+/// it to exit, and let the output still in flight reach `io` (bounded by `output_grace`).
+async fn run_helper(
+    child: &mut Helper,
+    io: ProcessIo,
+    console: Option<tokio::net::UnixListener>,
+    error_file: &Path,
+    output_grace: Option<Duration>,
+) -> Result<std::io::Result<std::process::ExitStatus>, ContainerError> {
+    let ProcessIo {
+        stdin,
+        stdout,
+        stderr,
+        resize,
+        ..
+    } = io;
+    // The output pumps, waited for after the exit; input pumps end with their channel.
+    let mut pumps = tokio::task::JoinSet::new();
+    let mut master = None;
+    if let Some(listener) = console {
+        let m = match accept_pty(child, listener).await {
+            Ok(m) => Arc::new(m),
             Err(e) => {
-                let _ = error.send(failure_json(&e.to_string()));
-                return;
+                child.end().await;
+                let message = exec_error::read(error_file).unwrap_or_else(|| e.to_string());
+                return Err(ContainerError::ExecFailed(message));
             }
         };
-        if expected.stdin && !rec.config.stdin {
-            tracing::info!(container = %rec.id, "attach with stdin to a container without stdin: input is dropped");
+        if let Some(tx) = stdout {
+            pumps.spawn(pty::copy_out(m.clone(), tx));
         }
-        let paths = berth_proto::paths::ShimPaths::new(&self.state_dir, &rec.id);
-        let mut client = match crate::shim_client::connect(&paths.socket).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = error.send(failure_json(&e.to_string()));
-                return;
-            }
-        };
-        let (in_tx, in_rx) = tokio::sync::mpsc::channel::<shim::AttachInput>(16);
-        let input = |i| shim::AttachInput { input: Some(i) };
-        if let Some(mut s) = stdin {
-            let tx = in_tx.clone();
-            tokio::spawn(async move {
-                while let Some(b) = s.recv().await {
-                    if tx
-                        .send(input(shim::attach_input::Input::Stdin(b.to_vec())))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                let _ = tx
-                    .send(input(shim::attach_input::Input::CloseStdin(true)))
-                    .await;
-            });
+        if let Some(rx) = stdin {
+            tokio::spawn(pty::copy_in(rx, m.clone()));
         }
-        if let Some(mut r) = resize {
-            let tx = in_tx.clone();
-            tokio::spawn(async move {
-                while let Some(size) = r.recv().await {
-                    let size = shim::TerminalSize {
-                        width: size.width.into(),
-                        height: size.height.into(),
-                    };
-                    if tx
-                        .send(input(shim::attach_input::Input::Resize(size)))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+        if let Some(rx) = resize {
+            tokio::spawn(pty::follow_resizes(rx, m.clone()));
         }
-        // The shim keeps the call open while our input stream is: held until the session ends.
-        let keep_input = in_tx;
-        let mut output = match client
-            .attach(tokio_stream::wrappers::ReceiverStream::new(in_rx))
-            .await
-        {
-            Ok(r) => r.into_inner(),
-            Err(e) => {
-                let _ = error.send(failure_json(&format!("attaching to the shim: {e}")));
-                return;
-            }
-        };
-        let relay = async {
-            while let Ok(Some(o)) = output.message().await {
-                let to = match shim::attach_output::Stream::try_from(o.stream) {
-                    Ok(shim::attach_output::Stream::Stderr) if !expected.tty => stderr.as_ref(),
-                    _ => stdout.as_ref(),
-                };
-                if let Some(tx) = to
-                    && tx.send(bytes::Bytes::from(o.data)).await.is_err()
-                {
-                    break;
-                }
-            }
-        };
-        tokio::select! {
-            _ = relay => {
-                drop(keep_input);
-                let _ = error.send(status_json(0));
-            }
-            _ = &mut gone => {
-                drop(keep_input);
-                tracing::info!(container = %rec.id, "attach client went away");
-            }
+        master = Some(m);
+    } else {
+        if let (Some(rx), Some(w)) = (stdin, child.stdin.take()) {
+            tokio::spawn(stdio::copy_in(rx, w));
+        }
+        if let (Some(r), Some(tx)) = (child.stdout.take(), stdout) {
+            pumps.spawn(stdio::copy_out(r, tx));
+        }
+        if let (Some(r), Some(tx)) = (child.stderr.take(), stderr) {
+            pumps.spawn(stdio::copy_out(r, tx));
         }
     }
+
+    let status = child.wait().await;
+    // Output still in flight reaches the caller before the exit status.
+    let drain = async { while pumps.join_next().await.is_some() {} };
+    match master.as_ref().map(|_| PTY_OUTPUT_GRACE).or(output_grace) {
+        Some(grace) => {
+            let _ = tokio::time::timeout(grace, drain).await;
+        }
+        None => drain.await,
+    }
+    pumps.abort_all();
+    Ok(status)
+}
+
+/// The pty master the helper sends over the console socket, unless it exits first or takes
+/// longer than [`PTY_TIMEOUT`].
+async fn accept_pty(
+    child: &mut Helper,
+    listener: tokio::net::UnixListener,
+) -> std::io::Result<PtyMaster> {
+    let accepted = tokio::select! {
+        a = tokio::time::timeout(PTY_TIMEOUT, listener.accept()) => a,
+        _ = child.wait() => Ok(Err(std::io::Error::other("the exec helper exited before it opened a terminal"))),
+    };
+    let fd = match accepted {
+        Ok(Ok((stream, _))) => pty::recv_fd(stream).await,
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::Error::other(format!(
+            "no terminal from the exec helper within {}s",
+            PTY_TIMEOUT.as_secs()
+        ))),
+    };
+    fd.and_then(PtyMaster::new)
 }

@@ -3,9 +3,12 @@
 //! `<bundle>/rootfs`), one berth-shim per container, and the lifecycle kubelet drives: create,
 //! start, stop, remove, status, list.
 
+mod attach;
 pub mod exec;
+mod pty;
 pub mod resources;
 pub mod spec;
+pub mod stdio;
 pub mod user;
 
 use crate::error::IoContext;

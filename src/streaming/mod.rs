@@ -1,28 +1,29 @@
-//! The CRI streaming server (exec, attach, port-forward): an HTTP server on `[streaming]
-//! address` that serves single-use tokens handed out by the Exec/Attach/PortForward RPCs, and
-//! upgrades each connection to SPDY/3.1 ([`spdy`]) or WebSocket ([`ws`]).
+//! The CRI streaming server (exec, attach, port-forward). It knows nothing of the daemon: it
+//! runs sessions against a [`StreamingRuntime`], which the daemon implements.
 //!
-//! The transports hand the session logic protocol-neutral channels: [`CommandStreams`] for
-//! exec/attach (stdin, stdout, stderr, resize, error) and [`PortStreams`] for each forwarded
-//! connection. Bytes travel as [`bytes::Bytes`] over tokio channels; a closed channel is EOF.
+//! Layers, from the wire up:
+//! - [`server`]: the HTTP server on `[streaming] address`, the single-use tokens the
+//!   Exec/Attach/PortForward RPCs hand out, and the protocol upgrade;
+//! - [`spdy`] and [`ws`]: the two transports (SPDY/3.1, WebSocket). Each only translates its
+//!   frames into protocol-neutral channels: [`CommandStreams`] for exec/attach (stdin, stdout,
+//!   stderr, resize, the final status) and [`PortStreams`] for each forwarded connection;
+//! - [`session`]: what a token was issued for, run on the [`StreamingRuntime`] ([`runtime`]),
+//!   its result translated into the protocol's `metav1.Status` ([`status`]).
+//!
+//! Bytes travel as [`bytes::Bytes`] over tokio channels; a closed channel is EOF.
 
-pub mod portforward;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod spdy;
+pub mod status;
 pub mod ws;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-/// A terminal size, as the resize channel carries it (`{"Width":W,"Height":H}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-pub struct TerminalSize {
-    #[serde(rename = "Width")]
-    pub width: u16,
-    #[serde(rename = "Height")]
-    pub height: u16,
-}
+pub use runtime::{Failure, PortOutput, PortStream, StreamingRuntime, Streams, TerminalSize};
+pub use status::{failure_json, status_json};
 
 /// Which streams a remote-command session has (from the request kept with the token).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,8 +35,40 @@ pub struct Expected {
     pub tty: bool,
 }
 
-/// The session's side of an exec/attach connection. Dropping a sender closes that stream
-/// towards the client; `stdin` yielding None is the client's EOF (or disconnect).
+/// What a token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// A remote-command session (exec or attach) with these streams.
+    Command {
+        command: Command,
+        expected: Expected,
+    },
+    PortForward {
+        sandbox_id: String,
+    },
+}
+
+/// The remote command of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Exec {
+        container_id: String,
+        cmd: Vec<String>,
+    },
+    Attach {
+        container_id: String,
+    },
+}
+
+impl Pending {
+    /// Whether the session forwards ports (else it runs a remote command).
+    pub fn is_port_forward(&self) -> bool {
+        matches!(self, Pending::PortForward { .. })
+    }
+}
+
+/// A transport's exec/attach connection, as the session gets it. Dropping a sender closes that
+/// stream towards the client; `stdin` yielding None is the client's EOF (or disconnect).
 #[derive(Debug)]
 pub struct CommandStreams {
     pub stdin: Option<mpsc::Receiver<Bytes>>,
@@ -49,60 +82,12 @@ pub struct CommandStreams {
     pub gone: oneshot::Receiver<()>,
 }
 
-/// One forwarded connection: bytes from the client (`data_in`), bytes to it (`data_out`), and
-/// an error stream for a message when dialing or copying fails.
+/// One forwarded connection of a transport: bytes from the client (`data_in`), bytes to it
+/// (`data_out`), and an error stream for a message when dialing or copying fails.
 #[derive(Debug)]
 pub struct PortStreams {
     pub port: u16,
     pub data_in: mpsc::Receiver<Bytes>,
     pub data_out: mpsc::Sender<Bytes>,
     pub error_out: mpsc::Sender<Bytes>,
-}
-
-/// The error channel's `metav1.Status` for an exit code (success for 0), as kubelet writes it.
-pub fn status_json(exit_code: i32) -> Bytes {
-    if exit_code == 0 {
-        return Bytes::from_static(br#"{"metadata":{},"status":"Success"}"#);
-    }
-    Bytes::from(
-        serde_json::json!({
-            "metadata": {},
-            "status": "Failure",
-            "message": format!("command terminated with non-zero exit code: error executing command [exit code {exit_code}], exit code {exit_code}"),
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": exit_code.to_string()}]},
-        })
-        .to_string(),
-    )
-}
-
-/// The error channel's `metav1.Status` for a failure that is not an exit code.
-pub fn failure_json(message: &str) -> Bytes {
-    Bytes::from(
-        serde_json::json!({
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": "InternalError",
-        })
-        .to_string(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses() {
-        assert_eq!(
-            &status_json(0)[..],
-            br#"{"metadata":{},"status":"Success"}"#
-        );
-        let v: serde_json::Value = serde_json::from_slice(&status_json(3)).unwrap();
-        assert_eq!(v["reason"], "NonZeroExitCode");
-        assert_eq!(v["details"]["causes"][0]["message"], "3");
-        let t: TerminalSize = serde_json::from_str(r#"{"Width":80,"Height":24}"#).unwrap();
-        assert_eq!((t.width, t.height), (80, 24));
-    }
 }

@@ -20,34 +20,8 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::Expected;
-
-/// What a token stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pending {
-    Exec {
-        container_id: String,
-        cmd: Vec<String>,
-        expected: Expected,
-    },
-    Attach {
-        container_id: String,
-        expected: Expected,
-    },
-    PortForward {
-        sandbox_id: String,
-    },
-}
-
-impl Pending {
-    fn kind(&self) -> &'static str {
-        match self {
-            Pending::Exec { .. } => "exec",
-            Pending::Attach { .. } => "attach",
-            Pending::PortForward { .. } => "portforward",
-        }
-    }
-}
+use super::session::{self, Transport};
+use super::{Command, Pending, StreamingRuntime, spdy, ws};
 
 /// The streaming server's state: its address and the outstanding tokens.
 pub struct Streaming {
@@ -56,19 +30,6 @@ pub struct Streaming {
     tokens: Mutex<HashMap<String, (Pending, Instant)>>,
     listener: Mutex<Option<TcpListener>>,
 }
-
-/// How long the SPDY transport waits for the client's streams.
-pub const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The SPDY subprotocols for exec/attach, newest first.
-pub const SPDY_COMMAND_PROTOCOLS: [&str; 4] = [
-    "v4.channel.k8s.io",
-    "v3.channel.k8s.io",
-    "v2.channel.k8s.io",
-    "channel.k8s.io",
-];
-/// The SPDY subprotocol of port-forward.
-pub const SPDY_PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
 
 impl Streaming {
     /// Bind the server's socket (port 0: the kernel picks one).
@@ -94,7 +55,7 @@ impl Streaming {
     /// Remember `p` under a new token; the URL to hand out.
     pub fn issue(&self, p: Pending) -> std::io::Result<String> {
         let token = crate::ids::new_id()?[..32].to_string();
-        let url = format!("http://{}/{}/{}", self.addr, p.kind(), token);
+        let url = format!("http://{}/{}/{}", self.addr, url_kind(&p), token);
         let now = Instant::now();
         let mut tokens = self.tokens();
         tokens.retain(|_, (_, expires)| *expires > now);
@@ -109,7 +70,7 @@ impl Streaming {
         if expires <= Instant::now() {
             return None;
         }
-        if p.kind() != kind {
+        if url_kind(&p) != kind {
             // A token is for one URL kind only; keep it for its own.
             tokens.insert(token.to_string(), (p, expires));
             return None;
@@ -117,11 +78,9 @@ impl Streaming {
         Some(p)
     }
 
-    /// Serve until the process ends. Each connection is its own task.
-    pub async fn serve<H>(self: Arc<Self>, handler: Arc<H>)
-    where
-        H: SessionHandler,
-    {
+    /// Serve until the process ends, running sessions on `runtime`. Each connection is its own
+    /// task.
+    pub async fn serve<R: StreamingRuntime>(self: Arc<Self>, runtime: Arc<R>) {
         let Some(listener) = self
             .listener
             .lock()
@@ -141,12 +100,12 @@ impl Streaming {
             };
             let _ = tcp.set_nodelay(true);
             let this = self.clone();
-            let handler = handler.clone();
+            let runtime = runtime.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let this = this.clone();
-                    let handler = handler.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.route(req, handler)) }
+                    let runtime = runtime.clone();
+                    async move { Ok::<_, std::convert::Infallible>(this.route(req, runtime)) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(tcp), service)
@@ -159,10 +118,10 @@ impl Streaming {
         }
     }
 
-    fn route<H: SessionHandler>(
+    fn route<R: StreamingRuntime>(
         &self,
         req: Request<Incoming>,
-        handler: Arc<H>,
+        runtime: Arc<R>,
     ) -> Response<Full<Bytes>> {
         let path = req.uri().path().trim_matches('/').to_string();
         let Some((kind, token)) = path.split_once('/') else {
@@ -173,9 +132,9 @@ impl Streaming {
         };
         let upgrade = header(&req, UPGRADE.as_str()).to_ascii_lowercase();
         if upgrade.contains("spdy/3.1") {
-            self.upgrade_spdy(req, pending, handler)
+            self.upgrade_spdy(req, pending, runtime)
         } else if upgrade.contains("websocket") {
-            self.upgrade_ws(req, pending, handler)
+            self.upgrade_ws(req, pending, runtime)
         } else {
             plain(
                 StatusCode::BAD_REQUEST,
@@ -184,32 +143,22 @@ impl Streaming {
         }
     }
 
-    fn upgrade_spdy<H: SessionHandler>(
+    fn upgrade_spdy<R: StreamingRuntime>(
         &self,
         req: Request<Incoming>,
         pending: Pending,
-        handler: Arc<H>,
+        runtime: Arc<R>,
     ) -> Response<Full<Bytes>> {
         let offered = header_list(&req, "x-stream-protocol-version");
-        let supported: &[&str] = match pending {
-            Pending::PortForward { .. } => &[SPDY_PORT_FORWARD_PROTOCOL],
-            _ => &SPDY_COMMAND_PROTOCOLS,
-        };
-        // The client's order decides, as kubelet's httpstream.Handshake does.
-        let Some(chosen) = offered
-            .iter()
-            .find(|p| supported.contains(&p.as_str()))
-            .cloned()
-        else {
+        let Some(chosen) = spdy::choose_protocol(&offered, pending.is_port_forward()) else {
             return plain(
                 StatusCode::FORBIDDEN,
                 &format!("unable to upgrade: no common protocol (offered {offered:?})"),
             );
         };
-        let proto = chosen.clone();
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
-                Ok(up) => handler.spdy(TokioIo::new(up), pending, proto).await,
+                Ok(up) => session::serve(runtime, TokioIo::new(up), Transport::Spdy, pending).await,
                 Err(e) => tracing::warn!("SPDY upgrade: {e}"),
             }
         });
@@ -218,17 +167,17 @@ impl Streaming {
         let h = resp.headers_mut();
         h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-        if let Ok(v) = HeaderValue::from_str(&chosen) {
+        if let Ok(v) = HeaderValue::from_str(chosen) {
             h.insert("X-Stream-Protocol-Version", v);
         }
         resp
     }
 
-    fn upgrade_ws<H: SessionHandler>(
+    fn upgrade_ws<R: StreamingRuntime>(
         &self,
         req: Request<Incoming>,
         pending: Pending,
-        handler: Arc<H>,
+        runtime: Arc<R>,
     ) -> Response<Full<Bytes>> {
         let key = header(&req, "sec-websocket-key");
         if key.is_empty() {
@@ -236,8 +185,8 @@ impl Streaming {
         }
         let offered = header_list(&req, "sec-websocket-protocol");
         let offered: Vec<&str> = offered.iter().map(String::as_str).collect();
-        let port_forward = matches!(pending, Pending::PortForward { .. });
-        let Some(protocol) = super::ws::choose_protocol(&offered, port_forward) else {
+        let port_forward = pending.is_port_forward();
+        let Some(protocol) = ws::choose_protocol(&offered, port_forward) else {
             return plain(
                 StatusCode::FORBIDDEN,
                 &format!("unable to upgrade: no common protocol (offered {offered:?})"),
@@ -261,12 +210,15 @@ impl Streaming {
                 "port-forward needs ?ports=PORT[,PORT]",
             );
         }
-        let accept = super::ws::accept_key(&key);
+        let accept = ws::accept_key(&key);
         let offered_any = !offered.is_empty();
         let name = protocol.name().to_string();
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
-                Ok(up) => handler.ws(TokioIo::new(up), pending, protocol, ports).await,
+                Ok(up) => {
+                    let transport = Transport::WebSocket { protocol, ports };
+                    session::serve(runtime, TokioIo::new(up), transport, pending).await
+                }
                 Err(e) => tracing::warn!("WebSocket upgrade: {e}"),
             }
         });
@@ -286,24 +238,19 @@ impl Streaming {
     }
 }
 
-/// The upgraded connection type the transports get.
-pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
-
-/// Runs sessions once a connection is upgraded (the daemon side: exec, attach, port-forward).
-pub trait SessionHandler: Send + Sync + 'static {
-    fn spdy(
-        &self,
-        io: Upgraded,
-        pending: Pending,
-        protocol: String,
-    ) -> impl std::future::Future<Output = ()> + Send;
-    fn ws(
-        &self,
-        io: Upgraded,
-        pending: Pending,
-        protocol: super::ws::Protocol,
-        ports: Vec<u16>,
-    ) -> impl std::future::Future<Output = ()> + Send;
+/// The URL path's first segment for this kind of session.
+fn url_kind(p: &Pending) -> &'static str {
+    match p {
+        Pending::Command {
+            command: Command::Exec { .. },
+            ..
+        } => "exec",
+        Pending::Command {
+            command: Command::Attach { .. },
+            ..
+        } => "attach",
+        Pending::PortForward { .. } => "portforward",
+    }
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {

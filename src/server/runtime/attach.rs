@@ -5,7 +5,7 @@ use k8s_cri::v1::{AttachRequest, AttachResponse};
 use super::stream_token::{expected_streams, issue, running};
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::streaming::server::Pending;
+use crate::streaming::{Command, Pending};
 
 pub async fn handle(daemon: &Daemon, req: AttachRequest) -> Result<AttachResponse, Error> {
     let id = running(daemon, &req.container_id)?;
@@ -15,8 +15,10 @@ pub async fn handle(daemon: &Daemon, req: AttachRequest) -> Result<AttachRespons
     let expected = expected_streams(req.stdin, req.stdout, req.stderr && !tty, tty)?;
     let url = issue(
         daemon,
-        Pending::Attach {
-            container_id: rec.id,
+        Pending::Command {
+            command: Command::Attach {
+                container_id: rec.id,
+            },
             expected,
         },
     )?;

@@ -5,7 +5,7 @@ use k8s_cri::v1::{ExecRequest, ExecResponse};
 use super::stream_token::{expected_streams, issue, running};
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::streaming::server::Pending;
+use crate::streaming::{Command, Pending};
 
 pub async fn handle(daemon: &Daemon, req: ExecRequest) -> Result<ExecResponse, Error> {
     if req.cmd.is_empty() || req.cmd[0].is_empty() {
@@ -19,9 +19,11 @@ pub async fn handle(daemon: &Daemon, req: ExecRequest) -> Result<ExecResponse, E
         .id;
     let url = issue(
         daemon,
-        Pending::Exec {
-            container_id,
-            cmd: req.cmd,
+        Pending::Command {
+            command: Command::Exec {
+                container_id,
+                cmd: req.cmd,
+            },
             expected,
         },
     )?;

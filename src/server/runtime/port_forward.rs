@@ -6,7 +6,7 @@ use super::stream_token::issue;
 use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::sandbox::SandboxState;
-use crate::streaming::server::Pending;
+use crate::streaming::Pending;
 
 pub async fn handle(
     daemon: &Daemon,

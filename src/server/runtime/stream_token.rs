@@ -4,8 +4,7 @@
 use crate::container::ContainerState;
 use crate::daemon::Daemon;
 use crate::error::Error;
-use crate::streaming::Expected;
-use crate::streaming::server::Pending;
+use crate::streaming::{Expected, Pending};
 
 /// The streams a session will carry; at least one, and no stderr beside a tty.
 pub fn expected_streams(

@@ -1,4 +1,4 @@
-//! Port-forward sessions: each forwarded connection is dialed to `localhost:PORT` from inside
+//! Port-forward inside a pod: each forwarded connection is dialed to `localhost:PORT` from inside
 //! the pod's network namespace (so servers bound to 127.0.0.1 in the pod are reachable), then
 //! bytes are copied both ways.
 
@@ -8,9 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
 
-use super::PortStreams;
+use crate::streaming::{Failure, PortStream};
 
 /// Dial `localhost:port` in the network namespace pinned at `netns` (None: berthd's own, for
 /// host-network pods). The socket is made on a short-lived thread that joins the namespace; the
@@ -45,26 +44,23 @@ pub async fn dial(netns: Option<&Path>, port: u16) -> std::io::Result<tokio::net
     tokio::net::TcpStream::from_std(std_stream)
 }
 
-/// Serve one forwarded connection until both directions are done.
-pub async fn forward(conn: PortStreams, netns: Option<PathBuf>) {
-    let PortStreams {
-        port,
-        mut data_in,
-        data_out,
-        error_out,
-    } = conn;
+/// Serve one forwarded connection until both directions are done. The client's side of the
+/// connection closes as soon as the pod's side is done (or failed), whether or not the client
+/// is still sending.
+pub async fn forward(netns: Option<PathBuf>, port: u16, stream: PortStream) {
+    let PortStream { mut input, output } = stream;
     let tcp = match dial(netns.as_deref(), port).await {
         Ok(t) => t,
         Err(e) => {
             let msg = format!("failed to connect to localhost:{port} inside the pod: {e}");
             tracing::info!("port-forward: {msg}");
-            let _ = error_out.send(Bytes::from(msg)).await;
+            output.fail(Failure::new(msg)).await;
             return;
         }
     };
     let (mut rd, mut wr) = tcp.into_split();
     let upstream = async move {
-        while let Some(b) = data_in.recv().await {
+        while let Some(b) = input.recv().await {
             if wr.write_all(&b).await.is_err() {
                 break;
             }
@@ -77,7 +73,7 @@ pub async fn forward(conn: PortStreams, netns: Option<PathBuf>) {
             match rd.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
-                    if data_out
+                    if output
                         .send(Bytes::copy_from_slice(&buf[..n]))
                         .await
                         .is_err()
@@ -86,40 +82,22 @@ pub async fn forward(conn: PortStreams, netns: Option<PathBuf>) {
                     }
                 }
                 Err(e) => {
-                    let _ = error_out
-                        .send(Bytes::from(format!("reading from localhost:{port}: {e}")))
-                        .await;
+                    let msg = format!("reading from localhost:{port}: {e}");
+                    output.fail(Failure::new(msg)).await;
                     break;
                 }
             }
         }
-        // Dropping data_out ends the client's data stream.
+        // Dropping `output` ends the client's data and error streams.
     };
     tokio::join!(upstream, downstream);
-}
-
-/// Serve every connection of a port-forward session until the client goes away.
-pub async fn run(
-    mut conns: mpsc::Receiver<PortStreams>,
-    netns: Option<PathBuf>,
-    gone: oneshot::Receiver<()>,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    let serve = async {
-        while let Some(c) = conns.recv().await {
-            tasks.spawn(forward(c, netns.clone()));
-        }
-        while tasks.join_next().await.is_some() {}
-    };
-    tokio::select! {
-        _ = serve => {}
-        _ = gone => {}
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streaming::PortOutput;
+    use tokio::sync::mpsc;
 
     #[tokio::test]
     async fn forwards_to_localhost() {
@@ -136,13 +114,12 @@ mod tests {
         let (out_tx, mut out_rx) = mpsc::channel(4);
         let (err_tx, _err_rx) = mpsc::channel(4);
         let t = tokio::spawn(forward(
-            PortStreams {
-                port,
-                data_in: in_rx,
-                data_out: out_tx,
-                error_out: err_tx,
-            },
             None,
+            port,
+            PortStream {
+                input: in_rx,
+                output: PortOutput::new(out_tx, err_tx),
+            },
         ));
         in_tx.send(Bytes::from_static(b"hello")).await.unwrap();
         drop(in_tx);
@@ -163,13 +140,12 @@ mod tests {
         let (out_tx, _out_rx) = mpsc::channel(1);
         let (err_tx, mut err_rx) = mpsc::channel(1);
         forward(
-            PortStreams {
-                port,
-                data_in: in_rx,
-                data_out: out_tx,
-                error_out: err_tx,
-            },
             None,
+            port,
+            PortStream {
+                input: in_rx,
+                output: PortOutput::new(out_tx, err_tx),
+            },
         )
         .await;
         let msg = err_rx.recv().await.unwrap();
