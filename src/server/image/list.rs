@@ -1,6 +1,6 @@
 use k8s_cri::v1::{ListImagesRequest, ListImagesResponse};
 
-use super::to_cri;
+use super::convert::to_cri;
 use crate::daemon::Daemon;
 use crate::error::Error;
 

@@ -1,5 +1,6 @@
 //! CRI ImageService.
 
+mod convert;
 mod fs_info;
 mod list;
 mod pull;
@@ -12,9 +13,9 @@ use k8s_cri::v1::image_service_server::ImageService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
+use self::convert::image_name;
 use super::instrument::call;
 use crate::daemon::Daemon;
-use crate::image::ImageRecord;
 
 /// The ImageService implementation.
 pub struct ImageServer {
@@ -24,29 +25,6 @@ pub struct ImageServer {
 impl ImageServer {
     pub fn new(daemon: Arc<Daemon>) -> Self {
         ImageServer { daemon }
-    }
-}
-
-fn image_name(spec: &Option<ImageSpec>) -> String {
-    spec.as_ref().map(|s| s.image.clone()).unwrap_or_default()
-}
-
-/// An image record as CRI shows it; uid or username come from the config's `User`.
-pub(crate) fn to_cri(rec: &ImageRecord) -> Image {
-    let user = rec.user.split(':').next().unwrap_or_default();
-    let (uid, username) = match user.parse::<i64>() {
-        Ok(n) => (Some(Int64Value { value: n }), String::new()),
-        Err(_) => (None, user.to_string()),
-    };
-    Image {
-        id: rec.id.clone(),
-        repo_tags: rec.repo_tags.clone(),
-        repo_digests: rec.repo_digests.clone(),
-        size: rec.size,
-        uid,
-        username,
-        spec: None,
-        pinned: false,
     }
 }
 

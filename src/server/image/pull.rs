@@ -2,7 +2,7 @@ use base64::Engine;
 use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
 use oci_client::secrets::RegistryAuth;
 
-use super::image_name;
+use super::convert::image_name;
 use crate::daemon::Daemon;
 use crate::error::Error;
 

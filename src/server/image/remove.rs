@@ -1,6 +1,6 @@
 use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
 
-use super::image_name;
+use super::convert::image_name;
 use crate::daemon::Daemon;
 use crate::error::Error;
 

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use k8s_cri::v1::{ImageStatusRequest, ImageStatusResponse};
 
-use super::{image_name, to_cri};
+use super::convert::{image_name, to_cri};
 use crate::daemon::Daemon;
 use crate::error::Error;
 

@@ -1,6 +1,7 @@
 //! GetContainerEvents: the daemon's lifecycle events as CRI events, each with the pod's status
 //! and its containers' statuses as they are when the event is sent.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use k8s_cri::v1::{
@@ -10,10 +11,14 @@ use k8s_cri::v1::{
 use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
-use super::{EventStream, container_status, pod_sandbox_status};
+use super::{container_status, pod_sandbox_status};
 use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::events::{Event, EventKind};
+
+/// The stream GetContainerEvents answers.
+pub type EventStream =
+    Pin<Box<dyn futures_util::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
 fn event_type(k: EventKind) -> ContainerEventType {
     match k {

@@ -34,7 +34,6 @@ mod update_container_resources;
 mod update_runtime_config;
 mod version;
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use k8s_cri::v1::runtime_service_server::RuntimeService;
@@ -77,9 +76,6 @@ fn pod_name(req: &RunPodSandboxRequest) -> String {
         .map(|m| format!("{}/{}", m.namespace, m.name))
         .unwrap_or_default()
 }
-
-type EventStream =
-    Pin<Box<dyn futures_util::Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl RuntimeService for RuntimeServer {
@@ -449,7 +445,7 @@ impl RuntimeService for RuntimeServer {
         .await
     }
 
-    type GetContainerEventsStream = EventStream;
+    type GetContainerEventsStream = get_container_events::EventStream;
 
     async fn get_container_events(
         &self,
