@@ -149,6 +149,9 @@ impl From<LookupError> for ContainerError {
     }
 }
 
+/// Per-container CPU samples: (timestamp ns, cumulative usage ns), for usage_nano_cores.
+type CpuSamples = std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>;
+
 /// All containers.
 pub struct Containers {
     store: Arc<Store>,
@@ -159,7 +162,7 @@ pub struct Containers {
     registry: Registry<ContainerRecord>,
     lifecycle: tokio::sync::Mutex<()>,
     /// The previous CPU reading of each container (for usage_nano_cores).
-    cpu_samples: resources::CpuSamples,
+    cpu_samples: CpuSamples,
     events: Events,
 }
 

@@ -2,7 +2,6 @@
 //! owns its cgroup; the writable layer's usage is measured here, on the snapshot.
 
 use crate::error::IoError;
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -184,9 +183,6 @@ impl Containers {
         out
     }
 }
-
-/// Per-container CPU samples: (timestamp ns, cumulative usage ns).
-pub type CpuSamples = std::sync::Mutex<HashMap<String, (i64, u64)>>;
 
 #[cfg(test)]
 mod tests {

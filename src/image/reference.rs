@@ -4,7 +4,7 @@
 
 use oci_client::Reference;
 
-use super::ImageError;
+use super::error::ImageError;
 
 /// A normalised, fully qualified image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::ArgsError;
-use super::Mode;
 use super::flags::{Argv, Flags, Spec};
+use super::mode::{ArgsError, Mode};
 
 /// The exec helper's command line; once parsed, every path is absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use super::{ArgsError, Mode};
+use super::mode::{ArgsError, Mode};
 
 /// What a mode's command line may hold.
 pub(super) struct Spec {

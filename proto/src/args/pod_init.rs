@@ -4,9 +4,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::ArgsError;
-use super::Mode;
 use super::flags::{Argv, Flags, Spec};
+use super::mode::{ArgsError, Mode};
 
 /// The pod init's command line; once parsed, the pin is absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,9 +6,8 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::ArgsError;
-use super::Mode;
 use super::flags::{Argv, Flags, Spec};
+use super::mode::{ArgsError, Mode};
 
 /// One `containerID:hostID:size` line of a uid or gid map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::ArgsError;
-use super::Mode;
 use super::flags::{Argv, Flags, Spec};
+use super::mode::{ArgsError, Mode};
 
 /// CRI `stdin` / `stdin_once`: the container's stdin stays open for attachers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

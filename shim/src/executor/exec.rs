@@ -38,8 +38,11 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, pipe2, setsid};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
+use super::bundle::Container;
+use super::error::{Context, Error, Result};
+use super::privileges;
 use super::process::{ExecPlan, check_single_threaded, clone_flag};
-use super::{Container, Context, Error, Result, privileges, security};
+use super::security;
 
 /// What to run, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,9 +36,9 @@ use nix::sys::stat::Mode as FileMode;
 use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
+use super::error::{Context, Error, Result};
 use super::seccomp::Filter;
 use super::security::{self, CapSets};
-use super::{Context, Error, Result};
 
 /// Which process drops its privileges: what differs between the two is here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,8 +36,11 @@ use nix::unistd::{
 };
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
+use super::bundle::Container;
+use super::error::{Context, Error, Result};
 use super::privileges;
-use super::{Container, Context, Error, Result, rootfs, security};
+use super::rootfs;
+use super::security;
 use crate::io::Stdio;
 use berth_cgroups::{Cgroup, CreatedCgroup};
 

@@ -25,7 +25,8 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Mount};
 
-use super::{Container, Context, Error, Result};
+use super::bundle::Container;
+use super::error::{Context, Error, Result};
 use berth_cgroups::{Cgroup, V1Cgroup, V2Cgroup};
 use berth_sys::mount_api::{MountAttr, mount_attr, mount_setattr};
 use berth_sys::mountinfo;

@@ -15,7 +15,7 @@ use oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, PosixRlimit, PosixRlimitType, User,
 };
 
-use super::{Context, Result};
+use super::error::{Context, Result};
 
 /// The kernel's number for a capability.
 pub fn cap_number(cap: Capability) -> u8 {

@@ -58,7 +58,8 @@ use std::collections::BTreeMap;
 use nix::errno::Errno;
 use oci_spec::runtime::{Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag};
 
-use super::{Container, Context, Error, Result};
+use super::bundle::Container;
+use super::error::{Context, Error, Result};
 use bpf::{
     BAD_ARCH, Cmp, LD_W_ABS, OFF_NR, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS, RET_KILL_THREAD,
     RET_LOG, RET_TRACE, RET_TRAP, Rule, assemble, bands, leaves, search, segments,
