@@ -56,6 +56,7 @@ lint: rust
 unit: build
 	$(CARGO) test -p berth --lib --bins
 	$(CARGO) test -p berth-shim
+	$(CARGO) test -p berth-proto -p berth-sys -p berth-cgroups
 
 # The test bed's own tests start registries: run them in a private network namespace.
 # The suites share one harness (e2e/tests/e2e/main.rs) and are picked by their name prefix:
