@@ -180,9 +180,7 @@ impl Containers {
         cmd: &[String],
         options: ExecOptions,
     ) -> Result<i32, ContainerError> {
-        if cmd.is_empty() || cmd[0].is_empty() {
-            return Err(ContainerError::InvalidArgument("cmd is empty".into()));
-        }
+        // The command was validated by the Exec or ExecSync handler (a non-empty argv).
         let rec = self.refresh(&self.get(id)?.id).await?;
         if rec.state != ContainerState::Running || rec.pid == 0 {
             return Err(ContainerError::FailedPrecondition(format!(

@@ -8,6 +8,9 @@ use crate::daemon::Daemon;
 use crate::error::Error;
 
 pub async fn handle(daemon: &Daemon, req: ExecSyncRequest) -> Result<ExecSyncResponse, Error> {
+    if req.cmd.first().is_none_or(|c| c.is_empty()) {
+        return Err(Error::InvalidArgument("cmd is empty".into()));
+    }
     // CRI: a timeout of 0 (or less) means none.
     let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
     let out = daemon
