@@ -1628,6 +1628,18 @@ fn create_container_failures_leave_no_trace(env: &Env) {
         no_meta.metadata = None;
         let e = create_container(&node, &pod, no_meta).await.unwrap_err();
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        // A log path that would leave the pod's log directory (issue 12): refused before
+        // anything is made.
+        for escape in [
+            "/var/tmp/berth-e2e-escape.log",
+            "../../berth-e2e-escape.log",
+        ] {
+            let mut bad_log = ok_config.clone();
+            bad_log.log_path = escape.into();
+            let e = create_container(&node, &pod, bad_log).await.unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{escape}: {e:?}");
+            assert!(e.message().contains("log_path"), "{e:?}");
+        }
         // An AppArmor profile that is not loaded (or a host without AppArmor): refused.
         let mut unloaded = ok_config.clone();
         unloaded.linux = Some(LinuxContainerConfig {
