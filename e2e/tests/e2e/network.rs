@@ -268,6 +268,34 @@ fn host_port_mapping(env: &Env) {
         // The mapping is gone with the pod.
         assert!(http_get(&url).await.is_err());
         assert_network_clean(&node, &net, "after the mapped pod");
+        // Ports the portmap plugin cannot use (issue 12): refused before any plugin runs,
+        // nothing made. A mapping without a host port is not used, so not checked.
+        for (container_port, host_port) in [(0, 18081), (8080, 70000), (65536, 18082)] {
+            let mut cfg = net_pod("badport", &node);
+            cfg.port_mappings = vec![PortMapping {
+                protocol: Protocol::Tcp as i32,
+                container_port,
+                host_port,
+                host_ip: String::new(),
+            }];
+            let e = run_pod(&node, cfg).await.unwrap_err();
+            assert_eq!(
+                e.code(),
+                Code::InvalidArgument,
+                "{container_port}/{host_port}: {e:?}"
+            );
+            assert!(list_pods(&node, None).await.is_empty());
+            assert_network_clean(&node, &net, "after a refused port mapping");
+        }
+        let mut cfg = net_pod("unmapped", &node);
+        cfg.port_mappings = vec![PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 0,
+            host_port: 0,
+            host_ip: String::new(),
+        }];
+        let pod = run_pod(&node, cfg).await.unwrap();
+        remove_pod(&node, &pod).await;
     });
 }
 

@@ -49,6 +49,17 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), Erro
         ));
     }
     userns::from_options(&ns).map_err(Error::InvalidArgument)?;
+    // Mappings with a host port go to the portmap plugin, which fails both ADD and DEL on a
+    // port it cannot use; refused here, before any plugin runs. Without a host port a mapping
+    // is not used (as containerd), so it is not checked.
+    for m in config.port_mappings.iter().filter(|m| m.host_port > 0) {
+        if m.host_port > 65535 || !(1..=65535).contains(&m.container_port) {
+            return Err(Error::InvalidArgument(format!(
+                "port mapping {}:{} is outside 1-65535",
+                m.host_port, m.container_port
+            )));
+        }
+    }
     // As containerd: only what the kernel refuses (HOST_NAME_MAX); an empty one keeps the node's.
     if config.hostname.len() > HOST_NAME_MAX {
         return Err(Error::InvalidArgument(format!(
