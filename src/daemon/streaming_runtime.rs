@@ -3,15 +3,18 @@
 //! server's channels become the container module's [`ProcessIo`], and its errors the message of
 //! the client's final status.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_cri::v1::NamespaceMode;
 use tokio::sync::mpsc;
 
 use super::Daemon;
 use super::port_forward;
 use crate::container::exec::ExecOptions;
 use crate::container::stdio::{ProcessIo, WindowSize};
+use crate::sandbox::SandboxState;
 use crate::sandbox::namespaces::NsKind;
 use crate::streaming::{Failure, PortStream, StreamingRuntime, Streams, TerminalSize};
 
@@ -59,16 +62,38 @@ impl StreamingRuntime for DaemonRuntime {
     }
 
     async fn port_forward(&self, sandbox_id: &str, port: u16, stream: PortStream) {
-        // The pod's network namespace (None: a host-network pod, berthd's own).
-        let netns = match self.0.sandboxes.get(sandbox_id) {
-            Ok(s) => s.pin(NsKind::Net).map(|p| p.to_path_buf()),
+        match self.pod_network(sandbox_id) {
+            Ok(netns) => port_forward::forward(netns, port, stream).await,
             Err(e) => {
                 let msg = format!("failed to connect to localhost:{port} inside the pod: {e}");
                 tracing::info!("port-forward: {msg}");
-                return stream.output.fail(Failure::new(msg)).await;
+                stream.output.fail(Failure::new(msg)).await
             }
-        };
-        port_forward::forward(netns, port, stream).await;
+        }
+    }
+}
+
+impl DaemonRuntime {
+    /// Where a port-forward dials: the ready pod's own network namespace, or berthd's for a
+    /// host-network pod. A pod that stopped or went away after its token was issued has none,
+    /// and never falls back to the node's network (the node's localhost holds kubelet, metrics,
+    /// etcd).
+    fn pod_network(&self, sandbox_id: &str) -> Result<Option<PathBuf>, String> {
+        let pod = self
+            .0
+            .sandboxes
+            .get(sandbox_id)
+            .map_err(|e| e.to_string())?;
+        if pod.state != SandboxState::Ready {
+            return Err(format!("pod sandbox {} is not ready", pod.id));
+        }
+        if pod.namespace_options().network == NamespaceMode::Node as i32 {
+            return Ok(None);
+        }
+        match pod.pin(NsKind::Net) {
+            Some(p) => Ok(Some(p.to_path_buf())),
+            None => Err(format!("pod sandbox {} has no network namespace", pod.id)),
+        }
     }
 }
 

@@ -448,6 +448,42 @@ fn spdy_port_forward_in_pod(env: &Env) {
         let msg = String::from_utf8_lossy(&pc.error.read_to_end().await).to_string();
         assert!(msg.contains("localhost:9"), "{msg:?}");
         conn.close();
+        // A token issued while the pod was ready, used after it stopped (issue 12): no pod
+        // network any more, and never the node's. Something listens on the node's localhost.
+        let url = node
+            .runtime()
+            .await
+            .port_forward(PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![8080],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        node.runtime()
+            .await
+            .stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await
+            .expect("StopPodSandbox");
+        let on_node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node_port = on_node.local_addr().unwrap().port();
+        let node_server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = on_node.accept().await {
+                let _ = s.write_all(b"node-only\n").await;
+            }
+        });
+        let conn = spdy::port_forward(&url).await.unwrap();
+        let mut pc = spdy::open_port(&conn, node_port, 200).await.unwrap();
+        let data = String::from_utf8_lossy(&pc.data.read_to_end().await).to_string();
+        let msg = String::from_utf8_lossy(&pc.error.read_to_end().await).to_string();
+        assert!(!data.contains("node-only"), "forwarded to the node: {data:?}");
+        assert!(msg.contains("not ready"), "{msg:?}");
+        conn.close();
+        node_server.abort();
         remove_pod(&node, &pod).await;
         assert!(net.reserved().is_empty());
     });
