@@ -71,8 +71,10 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<Option<String>, UserError> {
         Mode::empty(),
     )
     .map_err(|e| err(e.to_string()))?;
+    // O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer; only a regular
+    // file is read. Symlinks still resolve, inside the root only, as containerd's securejoin.
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let fd = match openat2(&root, rel, how) {
         Ok(fd) => fd,
@@ -80,6 +82,10 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<Option<String>, UserError> {
         Err(e) => return Err(err(e.to_string())),
     };
     let mut f = std::fs::File::from(fd);
+    let kind = f.metadata().map_err(|e| err(e.to_string()))?.file_type();
+    if !kind.is_file() {
+        return Err(err("not a regular file".into()));
+    }
     let mut s = String::new();
     // /etc/passwd is small; a huge one is hostile.
     (&mut f)
@@ -242,6 +248,35 @@ fn parse_status(status: &str) -> Option<Identity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_or_device_for_etc_passwd_is_refused_at_once() {
+        // A FIFO nobody writes would block the reader for ever (issue 12, item 5).
+        let d = rootfs();
+        std::fs::remove_file(d.path().join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(
+            &d.path().join("etc/passwd"),
+            Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let root = d.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let req = UserRequest {
+                image_user: "app".into(),
+                ..Default::default()
+            };
+            let _ = tx.send(resolve(&root, &req));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO /etc/passwd blocked");
+        let e = got.unwrap_err().to_string();
+        assert!(
+            e.contains("etc/passwd") && e.contains("not a regular file"),
+            "{e}"
+        );
+    }
 
     fn rootfs() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
