@@ -4,7 +4,7 @@
 mod port_forward;
 pub mod streaming_runtime;
 
-use crate::error::IoError;
+use crate::error::{IoContext, IoError};
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -57,9 +57,8 @@ pub struct Daemon {
 impl Daemon {
     /// Take the root lock, open the store and recover state.
     pub async fn open(config: Config) -> Result<Arc<Daemon>, StartError> {
-        let io = |context: String| move |source| StartError::Io(IoError::new(context, source));
         for dir in [&config.root, &config.state] {
-            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
         }
         let lock = take_lock(&config.root)?;
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);

@@ -1188,6 +1188,26 @@ pub struct RuntimeSet {
     pub user: PushedImage,
 }
 
+/// What a suite that runs containers shares: a tokio runtime, and a registry on loopback
+/// holding the runtime image set (kept running while the suite runs).
+pub struct RuntimeEnv {
+    pub rt: tokio::runtime::Runtime,
+    pub reg: Registry,
+    pub set: RuntimeSet,
+}
+
+impl RuntimeEnv {
+    pub fn start() -> RuntimeEnv {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let reg = Registry::start(crate::registry::RegistryOpts::default());
+        let set = rt.block_on(push_runtime_set(&reg));
+        RuntimeEnv { rt, reg, set }
+    }
+}
+
 /// Push only busybox:latest and user:latest (quick, for suites that run containers).
 pub async fn push_runtime_set(reg: &Registry) -> RuntimeSet {
     let p = Pusher::for_registry(reg);

@@ -29,6 +29,28 @@ impl DaemonRuntime {
     pub fn new(daemon: Arc<Daemon>) -> DaemonRuntime {
         DaemonRuntime(daemon)
     }
+
+    /// Where a port-forward dials: the ready pod's own network namespace, or berthd's for a
+    /// host-network pod. A pod that stopped or went away after its token was issued has none,
+    /// and never falls back to the node's network (the node's localhost holds kubelet, metrics,
+    /// etcd).
+    fn pod_network(&self, sandbox_id: &str) -> Result<Option<PathBuf>, String> {
+        let pod = self
+            .0
+            .sandboxes
+            .get(sandbox_id)
+            .map_err(|e| e.to_string())?;
+        if pod.state != SandboxState::Ready {
+            return Err(format!("pod sandbox {} is not ready", pod.id));
+        }
+        if pod.namespace_options().network == NamespaceMode::Node as i32 {
+            return Ok(None);
+        }
+        match pod.pin(NsKind::Net) {
+            Some(p) => Ok(Some(p.to_path_buf())),
+            None => Err(format!("pod sandbox {} has no network namespace", pod.id)),
+        }
+    }
 }
 
 impl StreamingRuntime for DaemonRuntime {
@@ -69,30 +91,6 @@ impl StreamingRuntime for DaemonRuntime {
                 tracing::info!("port-forward: {msg}");
                 stream.output.fail(Failure::new(msg)).await
             }
-        }
-    }
-}
-
-impl DaemonRuntime {
-    /// Where a port-forward dials: the ready pod's own network namespace, or berthd's for a
-    /// host-network pod. A pod that stopped or went away after its token was issued has none,
-    /// and never falls back to the node's network (the node's localhost holds kubelet, metrics,
-    /// etcd).
-    fn pod_network(&self, sandbox_id: &str) -> Result<Option<PathBuf>, String> {
-        let pod = self
-            .0
-            .sandboxes
-            .get(sandbox_id)
-            .map_err(|e| e.to_string())?;
-        if pod.state != SandboxState::Ready {
-            return Err(format!("pod sandbox {} is not ready", pod.id));
-        }
-        if pod.namespace_options().network == NamespaceMode::Node as i32 {
-            return Ok(None);
-        }
-        match pod.pin(NsKind::Net) {
-            Some(p) => Ok(Some(p.to_path_buf())),
-            None => Err(format!("pod sandbox {} has no network namespace", pod.id)),
         }
     }
 }

@@ -6,19 +6,13 @@
 use std::time::{Duration, Instant};
 
 use berth_e2e::cri::*;
-use berth_e2e::images::{RuntimeSet, push_runtime_set};
+use berth_e2e::images::RuntimeEnv;
 use berth_e2e::node::Node;
-use berth_e2e::registry::{Registry, RegistryOpts};
 use k8s_cri::v1::*;
 use tonic::Code;
 
 /// What every test of the suite shares.
-pub struct Env {
-    rt: tokio::runtime::Runtime,
-    // Keeps the registry running for the whole suite.
-    _reg: Registry,
-    set: RuntimeSet,
-}
+pub type Env = RuntimeEnv;
 
 type TestFn = fn(&Env);
 
@@ -38,13 +32,7 @@ pub const TESTS: &[(&str, TestFn)] = &[
 
 /// The suite's environment: a runtime, and a registry holding the runtime image set.
 pub fn setup() -> Env {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let reg = Registry::start(RegistryOpts::default());
-    let set = rt.block_on(push_runtime_set(&reg));
-    Env { rt, _reg: reg, set }
+    RuntimeEnv::start()
 }
 
 /// A node with busybox and user pulled and one pod (own PID namespace, host network).

@@ -5,19 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_e2e::cri::*;
-use berth_e2e::images::{RuntimeSet, push_runtime_set};
+use berth_e2e::images::RuntimeEnv;
 use berth_e2e::node::Node;
-use berth_e2e::registry::{Registry, RegistryOpts, http_request};
+use berth_e2e::registry::http_request;
 use berth_e2e::{spdy, ws};
 use k8s_cri::v1::*;
 use tonic::Code;
 
 /// What every test of the suite shares.
-pub struct Env {
-    rt: tokio::runtime::Runtime,
-    _reg: Registry,
-    set: RuntimeSet,
-}
+pub type Env = RuntimeEnv;
 
 type TestFn = fn(&Env);
 
@@ -42,13 +38,21 @@ pub const TESTS: &[(&str, TestFn)] = &[
 
 /// The suite's environment: a runtime, and a registry holding the runtime image set.
 pub fn setup() -> Env {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let reg = Registry::start(RegistryOpts::default());
-    let set = rt.block_on(push_runtime_set(&reg));
-    Env { rt, _reg: reg, set }
+    RuntimeEnv::start()
+}
+
+/// A PortForward URL for port 8080 of `pod`.
+async fn port_forward_url(node: &Node, pod: &str) -> String {
+    node.runtime()
+        .await
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.into(),
+            port: vec![8080],
+        })
+        .await
+        .expect("PortForward")
+        .into_inner()
+        .url
 }
 
 /// A node with busybox, one host-network pod and a running `sleep` container in it.
@@ -419,17 +423,7 @@ fn spdy_port_forward_in_pod(env: &Env) {
         .await
         .unwrap();
         start_container(&node, &id).await;
-        let url = node
-            .runtime()
-            .await
-            .port_forward(PortForwardRequest {
-                pod_sandbox_id: pod.clone(),
-                port: vec![8080],
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+        let url = port_forward_url(&node, &pod).await;
         let conn = spdy::port_forward(&url).await.unwrap();
         let mut body = String::new();
         for attempt in 0..30 {
@@ -450,17 +444,7 @@ fn spdy_port_forward_in_pod(env: &Env) {
         conn.close();
         // A token issued while the pod was ready, used after it stopped (issue 12): no pod
         // network any more, and never the node's. Something listens on the node's localhost.
-        let url = node
-            .runtime()
-            .await
-            .port_forward(PortForwardRequest {
-                pod_sandbox_id: pod.clone(),
-                port: vec![8080],
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+        let url = port_forward_url(&node, &pod).await;
         node.runtime()
             .await
             .stop_pod_sandbox(StopPodSandboxRequest {
@@ -648,17 +632,7 @@ fn websocket_port_forward(env: &Env) {
         start_container(&node, &id).await;
         let mut body = Vec::new();
         for _ in 0..30 {
-            let url = node
-                .runtime()
-                .await
-                .port_forward(PortForwardRequest {
-                    pod_sandbox_id: pod.clone(),
-                    port: vec![8080],
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .url;
+            let url = port_forward_url(&node, &pod).await;
             let (data, _) = ws::port_forward_once(&url, 8080, b"GET / HTTP/1.0\r\n\r\n", b"over-ws\n")
                 .await
                 .unwrap();
