@@ -1,6 +1,7 @@
 //! The daemon's shared state: configuration, the root lock, the metadata store and the
 //! domain services the CRI handlers call.
 
+mod calls;
 mod port_forward;
 pub mod streaming_runtime;
 
@@ -13,11 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::config::Config;
+use crate::container::ContainerRecord;
 use crate::container::{Containers, default_shim_binary};
 use crate::events::{EventKind, Events};
 use crate::image::Images;
-use crate::sandbox::Sandboxes;
+use crate::sandbox::{SandboxRecord, Sandboxes};
 use crate::store::Store;
+use calls::Calls;
 
 /// Errors starting the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,11 @@ pub struct Daemon {
     pub pod_cidrs: std::sync::Mutex<Vec<String>>,
     /// Whether user-namespaced pods work here (probed at startup; Status reports it).
     pub user_namespaces: bool,
+    /// RunPodSandbox and CreateContainer by name; StartContainer, StopPodSandbox and
+    /// RemovePodSandbox by id: each finishes whatever happens to its client (see `calls`).
+    pod_calls: Calls<SandboxRecord>,
+    container_calls: Calls<ContainerRecord>,
+    unit_calls: Calls<()>,
     _lock: Flock<File>,
 }
 
@@ -94,6 +102,7 @@ impl Daemon {
             )
             .await?,
         );
+        sandboxes.sweep().await;
         containers.index_names(&sandboxes);
         containers.watch_running();
         // Layers under a container's rootfs stay, whatever happens to its image.
@@ -129,32 +138,90 @@ impl Daemon {
             streaming,
             ready: AtomicBool::new(false),
             pod_cidrs: std::sync::Mutex::new(Vec::new()),
+            pod_calls: Calls::keeping(),
+            container_calls: Calls::keeping(),
+            unit_calls: Calls::joining(),
             _lock: lock,
         }))
     }
 
-    /// RunPodSandbox.
+    /// RunPodSandbox. Runs to completion (or rollback) even when the client goes away; a retry
+    /// with the same name gets the pod (see `calls`).
     pub async fn run_pod(
-        &self,
+        self: &Arc<Self>,
         config: k8s_cri::v1::PodSandboxConfig,
         runtime_handler: &str,
-    ) -> crate::Result<crate::sandbox::SandboxRecord> {
-        let rec = self.sandboxes.run(config, runtime_handler).await?;
-        self.events.pod(&rec.id, EventKind::Created);
-        self.events.pod(&rec.id, EventKind::Started);
-        Ok(rec)
+    ) -> crate::Result<SandboxRecord> {
+        let key = SandboxRecord::name_key(&config);
+        let this = self.clone();
+        let handler = runtime_handler.to_string();
+        self.pod_calls
+            .run(&key, async move {
+                let rec = this.sandboxes.run(config, &handler).await?;
+                this.events.pod(&rec.id, EventKind::Created);
+                this.events.pod(&rec.id, EventKind::Started);
+                Ok(rec)
+            })
+            .await
     }
 
-    /// StopPodSandbox: kill the pod's containers at once (as containerd), then release the pod.
+    /// CreateContainer in a pod. Runs to completion (or rollback) even when the client goes
+    /// away; a retry with the same name in the same pod gets the container.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        sandbox_id: &str,
+        config: k8s_cri::v1::ContainerConfig,
+    ) -> crate::Result<ContainerRecord> {
+        let sandbox = self
+            .sandboxes
+            .get(sandbox_id)
+            .map_err(|e| crate::container::ContainerError::NotFound(e.to_string()))?;
+        let key = format!(
+            "{}/{}",
+            sandbox.id,
+            ContainerRecord::name_key(&config, &sandbox)
+        );
+        let this = self.clone();
+        self.container_calls
+            .run(&key, async move {
+                Ok(this
+                    .containers
+                    .create(&this.sandboxes, &this.images, &sandbox.id, config)
+                    .await?)
+            })
+            .await
+    }
+
+    /// StartContainer, finished even when the client goes away.
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> crate::Result<()> {
+        let id = self.containers.get(id)?.id;
+        let this = self.clone();
+        self.unit_calls
+            .run(&format!("start/{id}"), async move {
+                Ok(this.containers.start(&id).await?)
+            })
+            .await
+    }
+
     /// StopPodSandbox: stop the pod's containers, then the pod. Idempotent: an unknown id (never
     /// created, or already removed) is not an error (CRI: "must not return an error if all
     /// relevant resources have already been reclaimed"; critest and containerd 2 agree).
-    pub async fn stop_pod(&self, id: &str) -> crate::Result<()> {
+    /// Finished even when the client goes away.
+    pub async fn stop_pod(self: &Arc<Self>, id: &str) -> crate::Result<()> {
         let sandbox = match self.sandboxes.get(id) {
             Ok(s) => s,
             Err(crate::sandbox::SandboxError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let this = self.clone();
+        self.unit_calls
+            .run(&format!("stop-pod/{}", sandbox.id), async move {
+                this.stop_pod_now(sandbox).await
+            })
+            .await
+    }
+
+    async fn stop_pod_now(&self, sandbox: SandboxRecord) -> crate::Result<()> {
         for c in self.pod_containers(&sandbox.id) {
             match self.containers.stop(&c, 0).await {
                 Ok(()) | Err(crate::container::ContainerError::NotFound(_)) => {}
@@ -170,28 +237,36 @@ impl Daemon {
     }
 
     /// RemovePodSandbox: remove the pod's containers, then the pod. Unknown ids are fine.
-    pub async fn remove_pod(&self, id: &str) -> crate::Result<()> {
+    /// Finished even when the client goes away.
+    pub async fn remove_pod(self: &Arc<Self>, id: &str) -> crate::Result<()> {
         let sandbox = match self.sandboxes.get(id) {
             Ok(s) => s,
             Err(crate::sandbox::SandboxError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        for c in self.pod_containers(&sandbox.id) {
-            self.remove_container(&c).await?;
-        }
-        self.sandboxes.remove(&sandbox.id).await?;
-        self.events.pod(&sandbox.id, EventKind::Deleted);
-        Ok(())
+        let this = self.clone();
+        self.unit_calls
+            .run(&format!("remove-pod/{}", sandbox.id), async move {
+                for c in this.pod_containers(&sandbox.id) {
+                    this.remove_container(&c).await?;
+                }
+                this.sandboxes.remove(&sandbox.id).await?;
+                this.pod_calls.forget(|r| r.id == sandbox.id);
+                this.events.pod(&sandbox.id, EventKind::Deleted);
+                Ok(())
+            })
+            .await
     }
 
     /// RemoveContainer; when its image was removed meanwhile, the layers it held go now.
     pub async fn remove_container(&self, id: &str) -> crate::Result<()> {
-        let image = match self.containers.get(id) {
-            Ok(rec) => rec.image_id,
+        let (id, image) = match self.containers.get(id) {
+            Ok(rec) => (rec.id, rec.image_id),
             Err(crate::container::ContainerError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        self.containers.remove(id).await?;
+        self.containers.remove(&id).await?;
+        self.container_calls.forget(|r| r.id == id);
         if self.images.resolve(&image).is_none() {
             self.images.gc().await?;
         }

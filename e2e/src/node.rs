@@ -91,6 +91,9 @@ impl Node {
         let cni_conf = dir.path().join("net.d");
         std::fs::create_dir_all(&certs_d).expect("mkdir certs.d");
         std::fs::create_dir_all(&cni_conf).expect("mkdir net.d");
+        // Debian's plugins, then the node's own (tests put plugins of their own there).
+        let cni_bin = dir.path().join("cni-bin");
+        std::fs::create_dir_all(&cni_bin).expect("mkdir cni-bin");
         let metrics = format!("127.0.0.1:{}", free_port());
         let config = dir.path().join("berth.toml");
         std::fs::write(
@@ -98,7 +101,7 @@ impl Node {
             format!(
                 "root = {root:?}\nstate = {state:?}\naddress = {socket:?}\nlog_level = \"debug\"\n\
                  [registry]\nconfig_path = {certs_d:?}\n\
-                 [cni]\nconf_dir = {cni_conf:?}\nbin_dirs = [\"/usr/lib/cni\"]\n\
+                 [cni]\nconf_dir = {cni_conf:?}\nbin_dirs = [\"/usr/lib/cni\", {cni_bin:?}]\n\
                  [metrics]\naddress = {metrics:?}\n"
             ),
         )

@@ -118,7 +118,8 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
-    fn name_key(config: &ContainerConfig, sandbox: &SandboxRecord) -> String {
+    /// `container_pod_namespace_uid_attempt`: the key that must be unique (containerd's).
+    pub fn name_key(config: &ContainerConfig, sandbox: &SandboxRecord) -> String {
         let c = config.metadata.clone().unwrap_or_default();
         let p = sandbox.config.metadata.clone().unwrap_or_default();
         format!(
@@ -149,6 +150,39 @@ impl From<LookupError> for ContainerError {
     }
 }
 
+/// How long the start-up sweep waits for an orphaned shim to shut down.
+const SWEEP_SHIM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The names in `dir` (none when it does not exist).
+fn dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A lock per id, for the operations on one object that must not overlap.
+#[derive(Default)]
+struct IdLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl IdLocks {
+    async fn lock(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(id.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// The object is gone: its lock too (a holder or waiter keeps its own handle).
+    fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
 /// Per-container CPU samples: (timestamp ns, cumulative usage ns), for usage_nano_cores.
 type CpuSamples = std::sync::Mutex<std::collections::HashMap<String, (i64, u64)>>;
 
@@ -160,7 +194,9 @@ pub struct Containers {
     shim_binary: PathBuf,
     cgroup_ns: bool,
     registry: Registry<ContainerRecord>,
-    lifecycle: tokio::sync::Mutex<()>,
+    /// One lock per container: its create and remove exclude each other, while creates and
+    /// removes of different containers (image, shim and mount I/O) proceed in parallel.
+    locks: IdLocks,
     /// The previous CPU reading of each container (for usage_nano_cores).
     cpu_samples: CpuSamples,
     events: Events,
@@ -204,7 +240,7 @@ impl Containers {
             shim_binary,
             cgroup_ns: cgroup2_host(),
             registry: Registry::new(records.into_iter().map(|(_, r)| r)),
-            lifecycle: tokio::sync::Mutex::new(()),
+            locks: IdLocks::default(),
             cpu_samples: Default::default(),
             events,
         };
@@ -214,7 +250,61 @@ impl Containers {
         for id in ids {
             containers.refresh(&id).await?;
         }
+        containers.sweep().await;
         Ok(containers)
+    }
+
+    /// At start-up: remove what containers that were never recorded, or whose removal was cut
+    /// short, left behind: bundles (rootfs mount, snapshot) and shims with their directories.
+    async fn sweep(&self) {
+        let ids = self.registry.scan(|r| Some(r.id.clone()));
+        let mut swept = 0;
+        for name in dir_names(&self.dir) {
+            if ids.contains(&name) {
+                continue;
+            }
+            swept += 1;
+            let bundle = self.dir.join(&name);
+            let undone = snapshot::mount::unmount(&bundle.join("rootfs"))
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    ActiveSnapshot::in_bundle(&bundle)
+                        .remove()
+                        .map_err(|e| e.to_string())
+                })
+                .and_then(|()| crate::snapshot::remove_tree(&bundle).map_err(|e| e.to_string()));
+            if let Err(e) = undone {
+                tracing::warn!(bundle = %bundle.display(), error = %e, "removing an orphaned container bundle");
+            }
+        }
+        let shims = self.state_dir.join("shims");
+        for prefix in dir_names(&shims) {
+            if ids
+                .iter()
+                .any(|id| ShimPaths::new(&self.state_dir, id).dir.ends_with(&prefix))
+            {
+                continue;
+            }
+            swept += 1;
+            let paths = ShimPaths::new(&self.state_dir, &prefix);
+            let stop = async {
+                if let Ok(mut c) = shim_client::connect(&paths.socket).await {
+                    let _ = c.shutdown(shim::ShutdownRequest { force: true }).await;
+                }
+            };
+            if tokio::time::timeout(SWEEP_SHIM_TIMEOUT, stop)
+                .await
+                .is_err()
+            {
+                tracing::warn!(shim = %paths.dir.display(), "an orphaned shim did not answer shutdown");
+            }
+            if let Err(e) = crate::snapshot::remove_tree(&paths.dir) {
+                tracing::warn!(shim = %paths.dir.display(), error = %e, "removing an orphaned shim directory");
+            }
+        }
+        if swept > 0 {
+            tracing::info!(swept, "removed what unrecorded containers left behind");
+        }
     }
 
     /// Name reservations need the sandboxes; done once both are loaded.
@@ -318,7 +408,6 @@ impl Containers {
         let image = images.resolve(&image_ref).ok_or_else(|| {
             ContainerError::NotFound(format!("image {image_ref:?} not found; pull it first"))
         })?;
-        let _l = self.lifecycle.lock().await;
         let key = ContainerRecord::name_key(&config, &sandbox);
         // Shim directories are named by an id prefix: never reuse one.
         let id = loop {
@@ -327,7 +416,11 @@ impl Containers {
                 break id;
             }
         };
+        // Held until the container is made or undone: a RemoveContainer (or RemovePodSandbox)
+        // of it meanwhile waits.
+        let _l = self.locks.lock(&id).await;
         if let Err(NameTaken(existing)) = self.registry.reserve(&key, &id) {
+            self.locks.forget(&id);
             return Err(ContainerError::AlreadyExists(format!(
                 "container {key} already exists as {existing}"
             )));
@@ -355,6 +448,7 @@ impl Containers {
         let t = std::time::Instant::now();
         if let Err(e) = self.persist(&rec) {
             self.registry.release(&key, &id);
+            self.locks.forget(&id);
             return Err(e);
         }
         crate::metrics::phase("store_commit", t);
@@ -369,6 +463,7 @@ impl Containers {
                 let cleanup = self.destroy(&id).await;
                 self.store.apply(vec![Change::delete(CONTAINERS, &id)])?;
                 self.registry.remove(&id);
+                self.locks.forget(&id);
                 if let Err(c) = cleanup {
                     tracing::error!(container = %id, error = %c, "cleanup after a failed CreateContainer");
                     return Err(ContainerError::Io(IoError::new(
@@ -608,11 +703,16 @@ impl Containers {
             Err(ContainerError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let _l = self.lifecycle.lock().await;
+        let _l = self.locks.lock(&rec.id).await;
+        // Removed meanwhile (a concurrent RemoveContainer, or its create failed).
+        if self.registry.get(&rec.id).is_err() {
+            return Ok(());
+        }
         self.destroy(&rec.id).await?;
         self.store
             .apply(vec![Change::delete(CONTAINERS, &rec.id)])?;
         self.registry.remove(&rec.id);
+        self.locks.forget(&rec.id);
         tracing::info!(container = %rec.id, "container removed");
         self.events
             .container(&rec.id, &rec.sandbox_id, EventKind::Deleted);

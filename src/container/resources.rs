@@ -99,7 +99,7 @@ impl Containers {
         })?;
 
         // The bundle's spec: the new values over the old (devices kept).
-        let _l = self.lifecycle.lock().await;
+        let _l = self.locks.lock(&rec.id).await;
         let config = self.bundle(&rec.id).join("config.json");
         let mut spec: serde_json::Value =
             serde_json::to_value(Spec::load(&config).map_err(|e| {

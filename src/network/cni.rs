@@ -322,6 +322,20 @@ impl Cache {
         }
     }
 
+    /// The sandboxes with a cache entry.
+    pub fn ids(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| {
+                        let name = e.ok()?.file_name().into_string().ok()?;
+                        name.strip_suffix(".json").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn remove(&self, sandbox_id: &str) -> Result<(), CniError> {
         let path = self.path(sandbox_id);
         match std::fs::remove_file(&path) {

@@ -222,6 +222,69 @@ impl Sandboxes {
         })
     }
 
+    /// At start-up, before any call: release what pods that were never recorded (berthd died
+    /// in the middle of a RunPodSandbox, or a rollback could not finish) left behind: CNI
+    /// attachments (DEL from the cache, while the namespaces are still there), pinned
+    /// namespaces, /dev/shm mounts and pod files.
+    /// A NOTREADY pod keeps its CNI cache entry: its StopPodSandbox retry still needs it.
+    pub async fn sweep(&self) {
+        let ready = |id: &str| {
+            self.registry
+                .get(id)
+                .is_ok_and(|r| r.id == id && r.state == SandboxState::Ready)
+        };
+        let known = |id: &str| self.registry.get(id).is_ok_and(|r| r.id == id);
+        let mut swept = 0;
+        for id in self.cni_cache.ids() {
+            if known(&id) {
+                continue;
+            }
+            swept += 1;
+            match self.cni_cache.load(&id) {
+                Ok(Some(attachment)) => {
+                    if let Err(e) = attachment.del().await {
+                        tracing::warn!(sandbox = %id, error = %e, "CNI DEL of an orphaned attachment");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, error = %e, "reading an orphaned CNI cache entry")
+                }
+            }
+            if let Err(e) = self.cni_cache.remove(&id) {
+                tracing::warn!(sandbox = %id, error = %e, "removing an orphaned CNI cache entry");
+            }
+        }
+        for id in dir_names(&self.ns_dir) {
+            if !ready(&id) {
+                swept += 1;
+                if let Err(e) = release_dir(&self.ns_dir.join(&id)) {
+                    tracing::warn!(sandbox = %id, error = %e, "releasing orphaned namespace pins");
+                }
+            }
+        }
+        for id in dir_names(&self.shm_dir) {
+            if !ready(&id) {
+                swept += 1;
+                if let Err(e) = unmount_pod_shm(&self.shm_dir.join(&id)) {
+                    tracing::warn!(sandbox = %id, error = %e, "unmounting an orphaned /dev/shm");
+                }
+            }
+        }
+        for id in dir_names(&self.files_dir) {
+            if !known(&id) {
+                swept += 1;
+                let dir = self.files_dir.join(&id);
+                if let Err(e) = crate::snapshot::remove_tree(&dir) {
+                    tracing::warn!(sandbox = %id, error = %e, "removing orphaned pod files");
+                }
+            }
+        }
+        if swept > 0 {
+            tracing::info!(swept, "released what unrecorded pods left behind");
+        }
+    }
+
     /// Find a sandbox by full id or unique id prefix.
     pub fn get(&self, id: &str) -> Result<SandboxRecord, SandboxError> {
         Ok(self.registry.get(id)?)
@@ -285,14 +348,12 @@ impl Sandboxes {
                 Ok(rec)
             }
             Err(e) => {
-                let cleanup = self.tear_down(&rec).await;
+                let cleanup = self.tear_down(&rec, Teardown::Rollback).await;
                 self.registry.release(&key, &id);
+                // The client hears why the pod could not be made; what the rollback could not
+                // undo is logged (and swept at the next start).
                 if let Err(c) = cleanup {
                     tracing::error!(error = %c, sandbox = %id, "cleanup after a failed RunPodSandbox");
-                    return Err(SandboxError::Io(IoError::new(
-                        format!("{e}; and cleaning up failed"),
-                        std::io::Error::other(c.to_string()),
-                    )));
                 }
                 Err(e)
             }
@@ -401,25 +462,68 @@ impl Sandboxes {
 
     /// Undo set_up (and stop): CNI DEL from the cache, unpin, remove the pod's files. Each
     /// step is a no-op when already done.
-    async fn tear_down(&self, rec: &SandboxRecord) -> Result<(), SandboxError> {
-        if let Some(attachment) = self.cni_cache.load(&rec.id)? {
-            let t = std::time::Instant::now();
-            attachment.del().await?;
-            crate::metrics::phase("cni_del", t);
-            self.cni_cache.remove(&rec.id)?;
+    ///
+    /// A stop ends at a failed CNI DEL, keeping the namespaces and the cache entry for kubelet's
+    /// retry of StopPodSandbox to DEL again. A rollback (`Teardown::Rollback`: the pod never
+    /// existed for its client, nobody will retry) runs every step whatever fails and answers
+    /// the first failure.
+    async fn tear_down(&self, rec: &SandboxRecord, how: Teardown) -> Result<(), SandboxError> {
+        let mut first: Option<SandboxError> = None;
+        let mut failed = |e: SandboxError| {
+            tracing::warn!(sandbox = %rec.id, error = %e, "tearing the pod down");
+            first.get_or_insert(e);
+        };
+        match self.cni_cache.load(&rec.id) {
+            Ok(Some(attachment)) => {
+                let t = std::time::Instant::now();
+                match attachment.del().await {
+                    Ok(()) => {
+                        crate::metrics::phase("cni_del", t);
+                        if let Err(e) = self.cni_cache.remove(&rec.id) {
+                            failed(e.into());
+                        }
+                    }
+                    Err(e) if how == Teardown::Stop => return Err(e.into()),
+                    Err(e) => {
+                        failed(e.into());
+                        // Every plugin was asked; nobody will ask again.
+                        if let Err(e) = self.cni_cache.remove(&rec.id) {
+                            failed(e.into());
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) if how == Teardown::Stop => return Err(e.into()),
+            Err(e) => failed(e.into()),
         }
         let pid_pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
         kill_pod_init(rec.pod_init_pid, &pid_pin);
         let shm = self.shm_dir.join(&rec.id);
-        unmount_pod_shm(&shm).context(format!(
+        if let Err(e) = unmount_pod_shm(&shm).context(format!(
             "unmounting the pod's /dev/shm at {}",
             shm.display()
-        ))?;
-        release_dir(&self.ns_dir.join(&rec.id)).context(format!(
+        )) {
+            failed(e.into());
+        }
+        if let Err(e) = release_dir(&self.ns_dir.join(&rec.id)).context(format!(
             "releasing the namespaces of pod sandbox {}",
             rec.id
-        ))?;
-        Ok(())
+        )) {
+            failed(e.into());
+        }
+        if how == Teardown::Rollback {
+            let etc = self.files_dir.join(&rec.id);
+            if let Err(e) =
+                crate::snapshot::remove_tree(&etc).context(format!("removing {}", etc.display()))
+            {
+                failed(e.into());
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Pin the pod's own namespaces (see [`own_namespaces`]) under `dir`; a UTS namespace gets
@@ -475,7 +579,7 @@ impl Sandboxes {
     /// cache), release the pod's namespaces; NOTREADY. Idempotent.
     pub async fn stop(&self, id: &str) -> Result<(), SandboxError> {
         let rec = self.get(id)?;
-        self.tear_down(&rec).await?;
+        self.tear_down(&rec, Teardown::Stop).await?;
         let _l = self.lifecycle.lock().await;
         let mut rec = self.get(&rec.id)?;
         if rec.state == SandboxState::NotReady && rec.pins.is_empty() {
@@ -506,6 +610,13 @@ impl Sandboxes {
         tracing::info!(sandbox = %rec.id, "pod sandbox removed");
         Ok(())
     }
+}
+
+/// How far a teardown goes when a step fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Teardown {
+    Stop,
+    Rollback,
 }
 
 /// SIGKILL the pod's PID 1 (the kernel then kills whatever is left in its namespace), if the
@@ -639,10 +750,28 @@ fn release_dir(dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    // Every pin is released, whatever fails; the first failure is the answer.
+    let mut first = None;
     for e in entries {
-        namespaces::unpin(&e?.path())?;
+        if let Err(e) = e.and_then(|e| namespaces::unpin(&e.path())) {
+            first.get_or_insert(e);
+        }
     }
-    std::fs::remove_dir(dir)
+    match first {
+        Some(e) => Err(e),
+        None => std::fs::remove_dir(dir),
+    }
+}
+
+/// The names in `dir` (none when it does not exist).
+fn dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

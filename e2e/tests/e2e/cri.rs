@@ -81,6 +81,10 @@ pub const TESTS: &[(&str, TestFn)] = &[
         containers_survive_berthd_kill9,
     ),
     (
+        "a_hung_removal_does_not_block_other_creates",
+        a_hung_removal_does_not_block_other_creates,
+    ),
+    (
         "container_mounts_image_view_and_log_reopen",
         container_mounts_image_view_and_log_reopen,
     ),
@@ -1885,6 +1889,72 @@ fn containers_survive_berthd_kill9(env: &Env) {
             .unwrap();
         assert_eq!(container_status(&node, &long).await.exit_code, 137);
         let mut rt = node.runtime().await;
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+        assert!(dir_entries(&node.state.join("shims")).is_empty());
+    });
+}
+
+/// No node-wide lock is held across shim I/O (issue 12 item 5): while the removal of one
+/// container waits on its stopped shim, another container is created at once.
+fn a_hung_removal_does_not_block_other_creates(env: &Env) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = &env.set.busybox;
+        pull_ok(&node, &bb.reference()).await;
+        let mut pod_cfg = pod_config("hung", NamespaceMode::Pod);
+        pod_cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        let pod = run_pod(&node, pod_cfg).await.unwrap();
+        let a = create_container(
+            &node,
+            &pod,
+            container_config("a", &bb.reference(), &["sleep", "100"]),
+        )
+        .await
+        .unwrap();
+        start_container(&node, &a).await;
+        let shims = berth_e2e::node::pids_with_cmdline(&["berth-shim", &a]);
+        assert!(!shims.is_empty(), "the shim of {a}");
+        for &pid in &shims {
+            kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        }
+        let removal = {
+            let mut rt = node.runtime().await;
+            let a = a.clone();
+            tokio::spawn(async move {
+                rt.remove_container(RemoveContainerRequest { container_id: a })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut req = tonic::Request::new(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("b", &bb.reference(), &["sleep", "100"])),
+            sandbox_config: None,
+        });
+        req.set_timeout(Duration::from_secs(3));
+        let created = node.runtime().await.create_container(req).await;
+        for &pid in &shims {
+            kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+        }
+        let b = created
+            .unwrap_or_else(|e| panic!("CreateContainer beside a hung removal: {e:?}"))
+            .into_inner()
+            .container_id;
+        removal
+            .await
+            .unwrap()
+            .expect("RemoveContainer after the shim resumed");
+        let mut rt = node.runtime().await;
+        rt.remove_container(RemoveContainerRequest { container_id: b })
+            .await
+            .unwrap();
         rt.remove_pod_sandbox(RemovePodSandboxRequest {
             pod_sandbox_id: pod,
         })

@@ -31,6 +31,18 @@ pub const TESTS: &[(&str, TestFn)] = &[
         stop_after_kill9_releases_the_ip,
     ),
     ("failures_leave_nothing", failures_leave_nothing),
+    (
+        "a_timed_out_run_pod_sandbox_finishes_and_its_retry_gets_it",
+        a_timed_out_run_pod_sandbox_finishes_and_its_retry_gets_it,
+    ),
+    (
+        "a_rollback_whose_del_fails_undoes_the_rest",
+        a_rollback_whose_del_fails_undoes_the_rest,
+    ),
+    (
+        "start_up_sweeps_a_pod_cut_short_by_kill9",
+        start_up_sweeps_a_pod_cut_short_by_kill9,
+    ),
     ("fifty_pods_at_once", fifty_pods_at_once),
     ("pod_sysctls", pod_sysctls),
     ("pod_hostname_as_containerd", pod_hostname_as_containerd),
@@ -402,6 +414,145 @@ fn failures_leave_nothing(env: &Env) {
         install_network(&node);
         let pod = run_pod(&node, net_pod("broken", &node)).await.unwrap();
         remove_pod(&node, &pod).await;
+    });
+}
+
+/// A CNI plugin of the test's own (Python): records each command in `marker`, sleeps `sleep`
+/// seconds on ADD, fails ADD and DEL when `fail`, else passes its prevResult on.
+const TEST_PLUGIN: &str = r#"#!/usr/bin/python3
+import json, os, sys, time
+conf = json.load(sys.stdin)
+cmd = os.environ.get("CNI_COMMAND", "")
+version = conf.get("cniVersion", "1.0.0")
+if cmd == "VERSION":
+    print(json.dumps({"cniVersion": version, "supportedVersions": ["0.4.0", "1.0.0"]}))
+    sys.exit(0)
+if conf.get("marker"):
+    with open(conf["marker"], "a") as f:
+        f.write(cmd + "\n")
+if cmd == "ADD":
+    time.sleep(conf.get("sleep", 0))
+if conf.get("fail") and cmd in ("ADD", "DEL"):
+    print(json.dumps({"cniVersion": version, "code": 999, "msg": "berth-test plugin fails " + cmd}))
+    sys.exit(1)
+if cmd == "ADD":
+    print(json.dumps(conf.get("prevResult", {"cniVersion": version})))
+"#;
+
+/// Put the test plugin after the bridge in the node's network, with `params`; returns the
+/// marker file it writes its commands to.
+fn insert_test_plugin(node: &Node, params: serde_json::Value) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = node.dir.path().join("cni-bin").join("berth-test");
+    std::fs::write(&bin, TEST_PLUGIN).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = node.dir.path().join("berth-test.log");
+    let conf_path = node.cni_conf.join("10-pods.conflist");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&conf_path).unwrap()).unwrap();
+    let mut plugin = params;
+    plugin["type"] = "berth-test".into();
+    plugin["marker"] = marker.display().to_string().into();
+    v["plugins"].as_array_mut().unwrap().insert(1, plugin);
+    std::fs::write(&conf_path, v.to_string()).unwrap();
+    marker
+}
+
+/// kubelet's deadline passes while the CNI ADD still runs: the pod is made all the same, and
+/// the retry (same name) gets it rather than "already exists" (issue 12 item 6).
+fn a_timed_out_run_pod_sandbox_finishes_and_its_retry_gets_it(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        insert_test_plugin(&node, serde_json::json!({"sleep": 20}));
+        let mut rt = node.runtime().await;
+        let mut req = tonic::Request::new(RunPodSandboxRequest {
+            config: Some(net_pod("slow", &node)),
+            runtime_handler: String::new(),
+        });
+        req.set_timeout(Duration::from_secs(5));
+        let err = rt.run_pod_sandbox(req).await.unwrap_err();
+        assert!(
+            matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{err:?}"
+        );
+        // kubelet retries the same pod.
+        let started = std::time::Instant::now();
+        let id = run_pod(&node, net_pod("slow", &node))
+            .await
+            .unwrap_or_else(|e| panic!("the retry: {e:?}\n{}", node.log_text()));
+        assert!(
+            started.elapsed() < Duration::from_secs(19),
+            "the retry joined the running call instead of starting over"
+        );
+        let pods = list_pods(&node, None).await;
+        assert_eq!(pods.len(), 1, "one pod: {pods:?}");
+        assert_eq!(pods[0].id, id);
+        assert_eq!(net.reserved(), vec![pod_ip(&node, &id).await]);
+        // The result was received: the same name again is a duplicate now.
+        let err = run_pod(&node, net_pod("slow", &node)).await.unwrap_err();
+        assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+        remove_pod(&node, &id).await;
+        assert_network_clean(&node, &net, "after the slow pod");
+    });
+}
+
+/// A RunPodSandbox whose plugin fails ADD and then DEL too: the rollback still releases the
+/// pins, the other plugins' work (IP, veth), the cache entry and the pod files.
+fn a_rollback_whose_del_fails_undoes_the_rest(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let net = install_network(&node);
+        let marker = insert_test_plugin(&node, serde_json::json!({"fail": true}));
+        let err = run_pod(&node, net_pod("doomed", &node)).await.unwrap_err();
+        assert_eq!(err.code(), Code::Internal, "{err:?}");
+        assert!(err.message().contains("fails ADD"), "{err:?}");
+        let calls = std::fs::read_to_string(&marker).unwrap();
+        assert!(
+            calls.starts_with("ADD\nDEL\n") && !calls[4..].contains("ADD"),
+            "the failing plugin was asked to DEL: {calls:?}"
+        );
+        assert!(list_pods(&node, None).await.is_empty());
+        assert_network_clean(&node, &net, "after a rollback whose DEL failed");
+    });
+}
+
+/// berthd is killed while a RunPodSandbox waits on its CNI ADD: the pod was never recorded,
+/// and the next start releases its pins, its network (CNI DEL from the cache) and its files.
+fn start_up_sweeps_a_pod_cut_short_by_kill9(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let net = install_network(&node);
+        let marker = insert_test_plugin(&node, serde_json::json!({"sleep": 5}));
+        let config = net_pod("cut", &node);
+        let call = {
+            let mut rt = node.runtime().await;
+            tokio::spawn(async move {
+                rt.run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await
+            })
+        };
+        for _ in 0..200 {
+            if std::fs::read_to_string(&marker).is_ok_and(|m| m.contains("ADD")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(net.reserved().len(), 1, "the bridge plugin ran");
+        node.kill9();
+        assert!(call.await.unwrap().is_err(), "the call died with berthd");
+        node.spawn().await;
+        assert!(list_pods(&node, None).await.is_empty());
+        assert_network_clean(&node, &net, "after the start-up sweep");
+        assert!(
+            std::fs::read_to_string(&marker).unwrap().contains("DEL"),
+            "the sweep asked the chain to DEL"
+        );
+        // The plugin still sleeping in the dead call's ADD ends on its own.
+        tokio::time::sleep(Duration::from_secs(5)).await;
     });
 }
 

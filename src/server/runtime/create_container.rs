@@ -5,11 +5,13 @@ use std::path::{Component, Path};
 
 use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse};
 
+use std::sync::Arc;
+
 use crate::daemon::Daemon;
 use crate::error::Error;
 
 pub async fn handle(
-    daemon: &Daemon,
+    daemon: &Arc<Daemon>,
     req: CreateContainerRequest,
 ) -> Result<CreateContainerResponse, Error> {
     let config = req
@@ -22,15 +24,7 @@ pub async fn handle(
         ));
     }
     check_log_path(&config.log_path)?;
-    let rec = daemon
-        .containers
-        .create(
-            &daemon.sandboxes,
-            &daemon.images,
-            &req.pod_sandbox_id,
-            config,
-        )
-        .await?;
+    let rec = daemon.create_container(&req.pod_sandbox_id, config).await?;
     Ok(CreateContainerResponse {
         container_id: rec.id,
     })

@@ -2,12 +2,14 @@
 
 use k8s_cri::v1::{NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
 
+use std::sync::Arc;
+
 use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::sandbox::{HOST_NAME_MAX, check_sysctl, files, namespace_options, userns};
 
 pub async fn handle(
-    daemon: &Daemon,
+    daemon: &Arc<Daemon>,
     req: RunPodSandboxRequest,
 ) -> Result<RunPodSandboxResponse, Error> {
     let config = req

@@ -2,13 +2,15 @@
 
 use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
 
+use std::sync::Arc;
+
 use crate::daemon::Daemon;
 use crate::error::Error;
 
 pub async fn handle(
-    daemon: &Daemon,
+    daemon: &Arc<Daemon>,
     req: StartContainerRequest,
 ) -> Result<StartContainerResponse, Error> {
-    daemon.containers.start(&req.container_id).await?;
+    daemon.start_container(&req.container_id).await?;
     Ok(StartContainerResponse {})
 }

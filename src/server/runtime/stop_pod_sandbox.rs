@@ -2,11 +2,13 @@
 
 use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 
+use std::sync::Arc;
+
 use crate::daemon::Daemon;
 use crate::error::Error;
 
 pub async fn handle(
-    daemon: &Daemon,
+    daemon: &Arc<Daemon>,
     req: StopPodSandboxRequest,
 ) -> Result<StopPodSandboxResponse, Error> {
     if req.pod_sandbox_id.is_empty() {
