@@ -6,6 +6,8 @@
 //! command lines, handshake, paths and exit record are `berth_proto`'s, shared with the shim.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use berth_proto::args::{PodInitArgs, ShimArgs, StdinMode};
@@ -31,20 +33,40 @@ pub enum ShimError {
     #[error("berth-shim handshake: {0}")]
     Handshake(String),
     #[error("connecting to the shim at {socket}: {reason}")]
-    Connect { socket: String, reason: String },
+    Connect {
+        socket: String,
+        reason: String,
+        /// Nothing listens there any more (no socket, or refused): the shim is dead.
+        gone: bool,
+    },
     #[error("shim call failed: {0}")]
     Call(#[from] tonic::Status),
 }
 
 impl ShimError {
-    /// A command that cannot run (no such executable, a bad user) is the client's to fix.
+    /// A command that cannot run (no such executable, a bad user) is the client's to fix; a
+    /// shim that does not answer in time is a deadline.
     pub fn kind(&self) -> Kind {
         match self {
             ShimError::Create(_) => Kind::InvalidArgument,
+            ShimError::Call(s) if s.code() == tonic::Code::Cancelled => Kind::DeadlineExceeded,
             _ => Kind::Internal,
         }
     }
+
+    /// Whether the shim is dead (rather than slow or stopped).
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ShimError::Connect { gone: true, .. })
+    }
 }
+
+/// How long berthd waits for a shim to answer one call (not a wait or an attach, which last as
+/// long as the container): a stopped or wedged shim costs its own container's calls this much,
+/// never anyone else's.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long berthd waits for a new shim's handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Read the handshake line: the init's pid, or why the shim could not create the container.
 fn parse_handshake(out: &str) -> Result<u32, ShimError> {
@@ -84,7 +106,7 @@ pub async fn spawn(
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(spawn_err)?;
-    read_handshake(child).await
+    read_handshake(child, Some(&paths.pid_file), HANDSHAKE_TIMEOUT).await
 }
 
 /// Start `berth-shim pod-init` pinning a new PID namespace at `pin`; returns its PID 1 (a host
@@ -103,20 +125,35 @@ pub async fn spawn_pod_init(binary: &Path, pin: &Path) -> Result<u32, ShimError>
             binary: binary.display().to_string(),
             source,
         })?;
-    read_handshake(child).await
+    read_handshake(child, None, HANDSHAKE_TIMEOUT).await
 }
 
-/// Read a started shim's one-line handshake to EOF and reap the process we started.
-async fn read_handshake(mut child: tokio::process::Child) -> Result<u32, ShimError> {
+/// Read a started shim's one-line handshake to EOF and reap the process we started. On timeout
+/// the daemonized shim (named by `pid_file`, and only if it still holds our end of the pipe:
+/// pids are reused) is killed with its children (the half-built init); the process we started
+/// has long exited.
+async fn read_handshake(
+    mut child: tokio::process::Child,
+    pid_file: Option<&Path>,
+    timeout: Duration,
+) -> Result<u32, ShimError> {
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
-        let read = tokio::time::timeout(Duration::from_secs(60), stdout.read_to_string(&mut out));
+        let pipe = pipe_inode(&stdout);
+        let read = tokio::time::timeout(timeout, stdout.read_to_string(&mut out));
         match read.await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(ShimError::Handshake(e.to_string())),
             Err(_) => {
                 let _ = child.start_kill();
-                return Err(ShimError::Handshake("timed out after 60s".into()));
+                let _ = child.wait().await;
+                if let (Some(pid_file), Some(pipe)) = (pid_file, pipe) {
+                    kill_pipe_holder(pid_file, pipe);
+                }
+                return Err(ShimError::Handshake(format!(
+                    "no answer within {}s",
+                    timeout.as_secs()
+                )));
             }
         }
     }
@@ -125,24 +162,117 @@ async fn read_handshake(mut child: tokio::process::Child) -> Result<u32, ShimErr
     parse_handshake(&out)
 }
 
-/// A client for the shim at `socket`.
+/// SIGKILL the shim of `paths` by its pid file, if that pid is still that shim (its command line
+/// names its socket).
+pub fn kill_shim(paths: &ShimPaths) {
+    let Some(pid) = std::fs::read_to_string(&paths.pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    else {
+        return;
+    };
+    let socket = paths.socket.as_os_str().as_encoded_bytes();
+    let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == socket));
+    if ours {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// The `pipe:[inode]` our read end is.
+fn pipe_inode(stdout: &tokio::process::ChildStdout) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/fd/{}", stdout.as_raw_fd()))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// SIGKILL the process named in `pid_file` and its children, if it holds pipe `inode`.
+fn kill_pipe_holder(pid_file: &Path, inode: u64) {
+    let Some(pid) = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    else {
+        return;
+    };
+    let want = format!("pipe:[{inode}]");
+    let holds = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|l| l.as_os_str() == want.as_str())
+    });
+    if !holds {
+        return;
+    }
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+    {
+        let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    tracing::warn!(pid, "killed a shim that never finished its handshake");
+}
+
+/// A client for the shim at `socket`; each call fails after [`CALL_TIMEOUT`].
 pub async fn connect(socket: &Path) -> Result<ShimClient<Channel>, ShimError> {
+    connect_with(socket, Some(CALL_TIMEOUT)).await
+}
+
+/// A client for the calls that last as long as the container (wait, attach): no call timeout.
+pub async fn connect_streaming(socket: &Path) -> Result<ShimClient<Channel>, ShimError> {
+    connect_with(socket, None).await
+}
+
+async fn connect_with(
+    socket: &Path,
+    call_timeout: Option<Duration>,
+) -> Result<ShimClient<Channel>, ShimError> {
     let path = socket.to_path_buf();
-    let err = |reason: String| ShimError::Connect {
+    let gone = Arc::new(AtomicBool::new(false));
+    let err = |reason: String, gone: bool| ShimError::Connect {
         socket: socket.display().to_string(),
         reason,
+        gone,
     };
-    let channel = Endpoint::try_from("http://[::]:50051")
-        .map_err(|e| err(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
+    let mut endpoint = Endpoint::try_from("http://[::]:50051")
+        .map_err(|e| err(e.to_string(), false))?
+        .connect_timeout(CALL_TIMEOUT);
+    if let Some(t) = call_timeout {
+        endpoint = endpoint.timeout(t);
+    }
+    let seen = gone.clone();
+    let channel = endpoint
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
+            let seen = seen.clone();
             async move {
-                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+                match tokio::net::UnixStream::connect(path).await {
+                    Ok(s) => Ok::<_, std::io::Error>(TokioIo::new(s)),
+                    Err(e) => {
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                        ) {
+                            seen.store(true, Ordering::Relaxed);
+                        }
+                        Err(e)
+                    }
+                }
             }
         }))
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(e.to_string(), gone.load(Ordering::Relaxed)))?;
     Ok(ShimClient::new(channel))
 }
 
@@ -162,5 +292,52 @@ mod tests {
             parse_handshake("ok x"),
             Err(ShimError::Handshake(_))
         ));
+    }
+
+    /// A "shim" that daemonizes (keeping the handshake pipe), writes its pid file and never
+    /// answers, with a child of its own: both are killed when the handshake times out.
+    #[tokio::test]
+    async fn a_handshake_timeout_kills_the_daemonized_shim_and_its_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("shim.pid");
+        let child_file = dir.path().join("child.pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {pid}; sleep 1000 & echo $! > {child}; wait' & exit 0",
+            pid = pid_file.display(),
+            child = child_file.display()
+        );
+        let child = tokio::process::Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let r = read_handshake(child, Some(&pid_file), Duration::from_secs(1)).await;
+        assert!(matches!(r, Err(ShimError::Handshake(m)) if m.contains("no answer")));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let read_pid =
+            |p: &Path| -> i32 { std::fs::read_to_string(p).unwrap().trim().parse().unwrap() };
+        let gone = |pid: i32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
+                .unwrap_or(true)
+        };
+        let (daemon, grandchild) = (read_pid(&pid_file), read_pid(&child_file));
+        for _ in 0..200 {
+            if gone(daemon) && gone(grandchild) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(gone(daemon), "the daemonized shim {daemon} was killed");
+        assert!(gone(grandchild), "its child {grandchild} was killed");
     }
 }

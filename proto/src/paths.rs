@@ -9,6 +9,14 @@ pub struct ShimPaths {
     pub dir: PathBuf,
     pub socket: PathBuf,
     pub exit_file: PathBuf,
+    /// The daemonized shim's pid, written before it builds the container: what berthd kills
+    /// when the shim never finishes its handshake.
+    pub pid_file: PathBuf,
+}
+
+/// The pid file of the shim serving `socket` (beside it).
+pub fn pid_file_beside(socket: &Path) -> PathBuf {
+    socket.with_file_name("shim.pid")
 }
 
 impl ShimPaths {
@@ -19,6 +27,7 @@ impl ShimPaths {
         ShimPaths {
             socket: dir.join("shim.sock"),
             exit_file: dir.join("exit"),
+            pid_file: dir.join("shim.pid"),
             dir,
         }
     }
@@ -34,6 +43,7 @@ mod tests {
         assert_eq!(p.dir, Path::new("/run/berth/shims/abababababababab"));
         assert_eq!(p.socket, p.dir.join("shim.sock"));
         assert_eq!(p.exit_file, p.dir.join("exit"));
+        assert_eq!(p.pid_file, pid_file_beside(&p.socket));
         assert_eq!(
             ShimPaths::new(Path::new("/s"), "c1").socket,
             Path::new("/s/shims/c1/shim.sock")

@@ -186,8 +186,13 @@ fn run(args: ShimArgs, handshake: OwnedFd) -> Result<(), ()> {
     if let Err(e) = daemon::daemonize() {
         return fail(handshake, format!("daemonizing: {e}"));
     }
-    // From here on this is the detached shim.
+    // From here on this is the detached shim. Its pid first: berthd kills it by this if the
+    // handshake never comes.
     daemon::cloexec_inherited_fds();
+    let pid_file = berth_proto::paths::pid_file_beside(&args.socket);
+    if let Err(e) = fs::write(&pid_file, std::process::id().to_string()) {
+        return fail(handshake, format!("writing {}: {e}", pid_file.display()));
+    }
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return fail(handshake, format!("PR_SET_CHILD_SUBREAPER: {e}"));
     }

@@ -29,7 +29,7 @@ impl Containers {
             tracing::info!(container = %rec.id, "attach with stdin to a container without stdin: input is dropped");
         }
         let paths = berth_proto::paths::ShimPaths::new(&self.state_dir, &rec.id);
-        let mut client = crate::shim_client::connect(&paths.socket).await?;
+        let mut client = crate::shim_client::connect_streaming(&paths.socket).await?;
         let (in_tx, in_rx) = tokio::sync::mpsc::channel::<shim::AttachInput>(16);
         let input = |i| shim::AttachInput { input: Some(i) };
         if let Some(mut s) = stdin {

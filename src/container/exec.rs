@@ -174,6 +174,8 @@ impl Containers {
     /// Run `cmd` in running container `id` with `options.io` as its stdio: the one way berth
     /// starts an exec. The command's exit code (128 + N when killed by signal N). Dropping the
     /// future ends the command (through the helper's SIGTERM).
+    // The helper's parent-death signal is set with pre_exec.
+    #[allow(unsafe_code)]
     pub async fn exec(
         &self,
         id: &str,
@@ -214,6 +216,16 @@ impl Containers {
         };
         let mut command = tokio::process::Command::new(&self.shim_binary);
         command.args(args.to_args()).kill_on_drop(true);
+        // The helper (and the reaper and process that die with it) dies with berthd: an exec
+        // nobody can collect any more must not live on in the container.
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
+        // is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
         let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
         if io.tty {
             command

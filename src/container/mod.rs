@@ -150,6 +150,9 @@ impl From<LookupError> for ContainerError {
     }
 }
 
+/// How long StopContainer waits for the container to exit after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
 /// How long the start-up sweep waits for an orphaned shim to shut down.
 const SWEEP_SHIM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -175,6 +178,15 @@ impl IdLocks {
             map.entry(id.to_string()).or_default().clone()
         };
         lock.lock_owned().await
+    }
+
+    /// Whether an operation holds the lock of `id` now.
+    fn busy(&self, id: &str) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some_and(|l| l.try_lock().is_err())
     }
 
     /// The object is gone: its lock too (a holder or waiter keeps its own handle).
@@ -246,9 +258,13 @@ impl Containers {
         };
         // Error files of exec helpers that ran before a restart.
         let _ = crate::snapshot::remove_tree(&containers.exec_dir());
+        // All at once: a shim that does not answer costs start-up one call timeout, not one
+        // per container.
         let ids = containers.registry.scan(|r| Some(r.id.clone()));
-        for id in ids {
-            containers.refresh(&id).await?;
+        let refreshed =
+            futures_util::future::join_all(ids.iter().map(|id| containers.refresh(id))).await;
+        for r in refreshed {
+            r?;
         }
         containers.sweep().await;
         Ok(containers)
@@ -571,11 +587,25 @@ impl Containers {
     /// Tear down everything of a container except its record: shim, rootfs mount, dirs.
     async fn destroy(&self, id: &str) -> Result<(), ContainerError> {
         let paths = ShimPaths::new(&self.state_dir, id);
-        if paths.socket.exists()
-            && let Ok(mut c) = shim_client::connect(&paths.socket).await
-        {
-            let _ = c.shutdown(shim::ShutdownRequest { force: true }).await;
+        if paths.socket.exists() {
+            let shut = match shim_client::connect(&paths.socket).await {
+                Ok(mut c) => c
+                    .shutdown(shim::ShutdownRequest { force: true })
+                    .await
+                    .map(|_| ())
+                    .map_err(ShimError::from),
+                Err(e) => Err(e),
+            };
+            // A shim that does not answer (stopped, wedged) is killed by its pid.
+            if let Err(e) = shut
+                && !e.is_gone()
+            {
+                tracing::warn!(container = %id, error = %e, "the shim did not shut down; killing it");
+                shim_client::kill_shim(&paths);
+            }
         }
+        // A shim that died (or never finished) leaves its cgroup and processes.
+        self.kill_cgroup(id).await;
         let bundle = self.bundle(id);
         snapshot::mount::unmount(&bundle.join("rootfs"))?;
         ActiveSnapshot::in_bundle(&bundle).remove()?;
@@ -583,6 +613,34 @@ impl Containers {
         crate::snapshot::remove_tree(&paths.dir)
             .context(format!("removing {}", paths.dir.display()))?;
         Ok(())
+    }
+
+    /// SIGKILL every process of the container's cgroup (atomically: `cgroup.kill` on v2, frozen
+    /// first on v1) and remove it. For a container whose shim is dead or never finished.
+    async fn kill_cgroup(&self, id: &str) {
+        let config = self.bundle(id).join("config.json");
+        let Some(path) = std::fs::read(&config)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.pointer("/linux/cgroupsPath")?.as_str().map(PathBuf::from))
+        else {
+            return;
+        };
+        let id = id.to_string();
+        let done = tokio::task::spawn_blocking(move || {
+            let cgroup = berth_cgroups::Cgroup::for_host(&path)?;
+            cgroup.destroy(berth_cgroups::DESTROY_TIMEOUT)
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(container = %id, error = %e, "removing the cgroup of a container without a shim")
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "removing the cgroup of a container without a shim")
+            }
+        }
     }
 
     /// StartContainer.
@@ -650,10 +708,13 @@ impl Containers {
                     r.map_err(ShimError::from)?;
                 }
             }
-            let waited = tokio::time::timeout(
-                Duration::from_secs(timeout as u64),
-                c.clone().wait(shim::WaitRequest {}),
-            )
+            let waited = tokio::time::timeout(Duration::from_secs(timeout as u64), async {
+                shim_client::connect_streaming(&paths.socket)
+                    .await?
+                    .wait(shim::WaitRequest {})
+                    .await
+                    .map_err(ShimError::from)
+            })
             .await;
             if matches!(waited, Ok(Ok(_))) {
                 self.refresh(&rec.id).await?;
@@ -672,9 +733,26 @@ impl Containers {
                 r.map_err(ShimError::from)?;
             }
         }
-        c.wait(shim::WaitRequest {})
-            .await
-            .map_err(ShimError::from)?;
+        let waited = tokio::time::timeout(KILL_WAIT, async {
+            shim_client::connect_streaming(&paths.socket)
+                .await?
+                .wait(shim::WaitRequest {})
+                .await
+                .map_err(ShimError::from)
+        })
+        .await;
+        match waited {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => {
+                return Err(ContainerError::DeadlineExceeded(format!(
+                    "container {} did not exit within {}s of SIGKILL",
+                    rec.id,
+                    KILL_WAIT.as_secs()
+                )));
+            }
+        }
         self.refresh(&rec.id).await?;
         Ok(())
     }
@@ -737,7 +815,7 @@ impl Containers {
         tokio::spawn(async move {
             loop {
                 let paths = ShimPaths::new(&this.state_dir, &id);
-                let waited = match shim_client::connect(&paths.socket).await {
+                let waited = match shim_client::connect_streaming(&paths.socket).await {
                     Ok(mut c) => c.wait(shim::WaitRequest {}).await.is_ok(),
                     Err(_) => false,
                 };
@@ -767,16 +845,28 @@ impl Containers {
         let before = rec.clone();
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
         let live = match shim_client::connect(&paths.socket).await {
-            Ok(mut c) => c
-                .state(shim::StateRequest {})
-                .await
-                .ok()
-                .map(|r| r.into_inner()),
-            Err(_) => None,
+            Ok(mut c) => match c.state(shim::StateRequest {}).await {
+                Ok(r) => Some(r.into_inner()),
+                Err(e) => {
+                    // Slow, stopped or dying: the record stands until the shim answers or is
+                    // found gone.
+                    tracing::warn!(container = %rec.id, error = %e, "the shim did not answer State");
+                    return Ok(rec);
+                }
+            },
+            // A create (or remove) of this container is under way: its shim may not be up yet.
+            Err(_) if self.locks.busy(&rec.id) => return Ok(rec),
+            Err(e) if e.is_gone() => None,
+            Err(e) => {
+                tracing::warn!(container = %rec.id, error = %e, "the shim did not answer");
+                return Ok(rec);
+            }
         };
         match live {
             Some(st) => apply_state(&mut rec, &st),
             None => {
+                // What the dead shim supervised dies with it (containerd's `shim delete`).
+                self.kill_cgroup(&rec.id).await;
                 // The shim is gone: its exit file, if any, has the truth; else it died with
                 // the node (reboot) or was killed, and the container is reported exited.
                 rec.state = ContainerState::Exited;

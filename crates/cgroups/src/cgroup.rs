@@ -196,13 +196,66 @@ impl Cgroup {
         }
     }
 
+    /// SIGKILL every process in the cgroup with none escaping by forking meanwhile: the kernel's
+    /// `cgroup.kill` where a v2 directory has it (also the hybrid host's unified one, which
+    /// holds the same processes); else the processes are frozen (v2 `cgroup.freeze`, v1
+    /// freezer), killed and thawed (killed processes only die once thawed); else one pass over
+    /// `cgroup.procs`.
+    pub fn kill_all(&self) -> Result<()> {
+        let unified = match self {
+            Cgroup::V1(v1) => v1.unified.as_ref().map(|(_, d)| d.as_path()),
+            Cgroup::V2(v2) => Some(v2.dir.as_path()),
+        };
+        if let Some(dir) = unified
+            && dir.join("cgroup.kill").exists()
+        {
+            match fs::write(dir.join("cgroup.kill"), "1") {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => tracing::warn!("cgroup.kill in {}: {e}", dir.display()),
+            }
+        }
+        let freezer = match self {
+            Cgroup::V1(v1) => v1
+                .dir_of("freezer")
+                .map(|d| (d.join("freezer.state"), "FROZEN", "THAWED")),
+            Cgroup::V2(v2) => Some((v2.dir.join("cgroup.freeze"), "1", "0")),
+        }
+        .filter(|(file, _, _)| file.exists());
+        let Some((file, frozen, thawed)) = freezer else {
+            return self.kill(libc::SIGKILL);
+        };
+        let froze = fs::write(&file, frozen).is_ok();
+        if froze {
+            // v1 reports FREEZING until every task stopped; v2 says so in cgroup.events.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < deadline && !self.frozen(&file) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let killed = self.kill(libc::SIGKILL);
+        if froze {
+            let _ = fs::write(&file, thawed);
+        }
+        killed
+    }
+
+    /// Whether the freeze written to `file` has taken hold.
+    fn frozen(&self, file: &Path) -> bool {
+        match self {
+            Cgroup::V1(_) => fs::read_to_string(file).is_ok_and(|s| s.trim() == "FROZEN"),
+            Cgroup::V2(v2) => fs::read_to_string(v2.dir.join("cgroup.events"))
+                .is_ok_and(|s| s.lines().any(|l| l.trim() == "frozen 1")),
+        }
+    }
+
     /// Kill whatever is left in the cgroup and remove it, retrying up to `timeout` while the
     /// kernel releases the processes. Blocks: for callers with nothing else to do (the children
     /// must be reaped by someone else, or already).
     pub fn destroy(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.kill(libc::SIGKILL)?;
+            self.kill_all()?;
             match self.remove() {
                 Err(e) if e.is_busy() && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10))

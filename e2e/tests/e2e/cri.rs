@@ -85,6 +85,15 @@ pub const TESTS: &[(&str, TestFn)] = &[
         a_hung_removal_does_not_block_other_creates,
     ),
     (
+        "a_stopped_shim_delays_only_its_own_container",
+        a_stopped_shim_delays_only_its_own_container,
+    ),
+    (
+        "a_dead_shim_takes_its_container_with_it",
+        a_dead_shim_takes_its_container_with_it,
+    ),
+    ("exec_helpers_die_with_berthd", exec_helpers_die_with_berthd),
+    (
         "container_mounts_image_view_and_log_reopen",
         container_mounts_image_view_and_log_reopen,
     ),
@@ -1962,6 +1971,250 @@ fn a_hung_removal_does_not_block_other_creates(env: &Env) {
         .unwrap();
         assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
         assert!(dir_entries(&node.state.join("shims")).is_empty());
+    });
+}
+
+/// A pod with a running `sleep 100` container per name; returns (pod, container ids).
+async fn sleeping_pod(node: &Node, env: &Env, pod: &str, names: &[&str]) -> (String, Vec<String>) {
+    let bb = &env.set.busybox;
+    pull_ok(node, &bb.reference()).await;
+    let mut pod_cfg = pod_config(pod, NamespaceMode::Pod);
+    pod_cfg.log_directory = node.dir.path().join("logs").display().to_string();
+    let pod = run_pod(node, pod_cfg).await.unwrap();
+    let mut ids = Vec::new();
+    for name in names {
+        let id = create_container(
+            node,
+            &pod,
+            container_config(name, &bb.reference(), &["sleep", "100"]),
+        )
+        .await
+        .unwrap();
+        start_container(node, &id).await;
+        ids.push(id);
+    }
+    (pod, ids)
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn process_gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+async fn wait_gone(pid: i32, what: &str) {
+    for _ in 0..500 {
+        if process_gone(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} (pid {pid}) is still alive");
+}
+
+/// Every shim call has a timeout (issue 12 item 7): a stopped shim costs its own container's
+/// calls that much, never another container's, and never berthd's start-up.
+fn a_stopped_shim_delays_only_its_own_container(env: &Env) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let (pod, ids) = sleeping_pod(&node, env, "stopped", &["a", "b"]).await;
+        let (a, b) = (ids[0].clone(), ids[1].clone());
+        let shims = berth_e2e::node::pids_with_cmdline(&["berth-shim", &a]);
+        assert!(!shims.is_empty());
+        for &pid in &shims {
+            kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        }
+        let mut rt = node.runtime().await;
+        // The other container: at once.
+        let mut req = tonic::Request::new(ContainerStatusRequest {
+            container_id: b.clone(),
+            verbose: false,
+        });
+        req.set_timeout(Duration::from_secs(2));
+        let st = rt
+            .container_status(req)
+            .await
+            .expect("status of the other container");
+        assert_eq!(
+            st.into_inner().status.unwrap().state,
+            ContainerState::ContainerRunning as i32
+        );
+        let mut req = tonic::Request::new(ListContainersRequest { filter: None });
+        req.set_timeout(Duration::from_secs(2));
+        assert_eq!(
+            rt.list_containers(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .containers
+                .len(),
+            2
+        );
+        // Its own and everyone's stats: within the shim call timeout (5 s).
+        let mut req = tonic::Request::new(ContainerStatusRequest {
+            container_id: a.clone(),
+            verbose: false,
+        });
+        req.set_timeout(Duration::from_secs(10));
+        let st = rt
+            .container_status(req)
+            .await
+            .expect("status of the stopped shim's container");
+        assert_eq!(
+            st.into_inner().status.unwrap().state,
+            ContainerState::ContainerRunning as i32,
+            "a shim that does not answer is not a dead one"
+        );
+        let mut req = tonic::Request::new(ListContainerStatsRequest { filter: None });
+        req.set_timeout(Duration::from_secs(10));
+        let stats = rt
+            .list_container_stats(req)
+            .await
+            .expect("ListContainerStats")
+            .into_inner();
+        assert!(
+            stats
+                .stats
+                .iter()
+                .any(|s| s.attributes.as_ref().is_some_and(|a| a.id == b))
+        );
+        // berthd restarts while the shim is stopped: start-up does not wait on it for ever.
+        node.kill9();
+        node.spawn().await;
+        let st = container_status(&node, &b).await;
+        assert_eq!(st.state, ContainerState::ContainerRunning as i32);
+        for &pid in &shims {
+            kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+        }
+        let st = container_status(&node, &a).await;
+        assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+        assert!(dir_entries(&node.state.join("shims")).is_empty());
+    });
+}
+
+/// A shim that dies takes its container with it (as containerd's `shim delete`): the processes
+/// are killed through the cgroup and the container is reported exited.
+fn a_dead_shim_takes_its_container_with_it(env: &Env) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let (pod, ids) = sleeping_pod(&node, env, "orphan", &["c"]).await;
+        let c = ids[0].clone();
+        let init = container_status(&node, &c).await;
+        let pid = node
+            .runtime()
+            .await
+            .container_status(ContainerStatusRequest {
+                container_id: c.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info["info"]
+            .clone();
+        let pid: i32 = serde_json::from_str::<serde_json::Value>(&pid).unwrap()["pid"]
+            .as_i64()
+            .expect("the verbose status names the pid") as i32;
+        assert_eq!(init.state, ContainerState::ContainerRunning as i32);
+        for shim in berth_e2e::node::pids_with_cmdline(&["berth-shim", &c]) {
+            kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
+        }
+        wait_gone(pid, "the container's process").await;
+        let mut st = container_status(&node, &c).await;
+        for _ in 0..100 {
+            if st.state == ContainerState::ContainerExited as i32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            st = container_status(&node, &c).await;
+        }
+        assert_eq!(st.state, ContainerState::ContainerExited as i32, "{st:?}");
+        let mut rt = node.runtime().await;
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+        assert!(dir_entries(&node.state.join("shims")).is_empty());
+    });
+}
+
+/// The `berth-shim exec` helper, and the process it runs in the container, die with berthd.
+fn exec_helpers_die_with_berthd(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let (pod, ids) = sleeping_pod(&node, env, "execs", &["c"]).await;
+        let c = ids[0].clone();
+        let call = {
+            let mut rt = node.runtime().await;
+            let c = c.clone();
+            tokio::spawn(async move {
+                rt.exec_sync(ExecSyncRequest {
+                    container_id: c,
+                    cmd: vec!["sleep".into(), "313".into()],
+                    timeout: 0,
+                })
+                .await
+            })
+        };
+        let mut helpers = Vec::new();
+        let mut slept = Vec::new();
+        for _ in 0..250 {
+            helpers = berth_e2e::node::pids_with_cmdline(&["berth-shim", "exec", &c]);
+            slept = berth_e2e::node::pids_with_cmdline(&["sleep", "313"])
+                .into_iter()
+                .filter(|p| !helpers.contains(p))
+                .filter(|p| {
+                    !std::fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("berth-shim"))
+                })
+                .collect();
+            if !helpers.is_empty() && !slept.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!helpers.is_empty() && !slept.is_empty(), "the exec runs");
+        node.kill9();
+        let _ = call.await;
+        for pid in helpers {
+            wait_gone(pid, "the exec helper").await;
+        }
+        for pid in slept {
+            wait_gone(pid, "the exec'd process").await;
+        }
+        node.spawn().await;
+        let mut rt = node.runtime().await;
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+        assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
     });
 }
 
