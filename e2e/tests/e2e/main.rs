@@ -2,7 +2,8 @@
 //! next to this one: `cri` (images, pods, containers, the daemon's lifecycle), `resources`
 //! (ExecSync, limits, stats, events; also run on a cgroup v2 kernel by `make test-cgroup2`),
 //! `network` (CNI pod networking) and `streaming` (Exec, Attach and PortForward over SPDY and
-//! WebSocket). One binary links the test bed once instead of four times.
+//! WebSocket), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
+//! never `make e2e`). One binary links the test bed once instead of five times.
 //!
 //! Every test is named `<suite>::<test>`, so libtest's usual filter picks a suite or one test:
 //!
@@ -20,6 +21,7 @@
 //! a suite needs it: `network` runs one test at a time, as its checks count the namespace's
 //! veths and IP reservations.
 
+mod chaos;
 mod cri;
 mod network;
 mod resources;
@@ -86,6 +88,15 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: streaming::setup,
                 tests: streaming::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "chaos",
+                max_threads: Some(1),
+                setup: chaos::setup,
+                tests: chaos::TESTS,
             },
         ),
     ];

@@ -417,47 +417,6 @@ fn failures_leave_nothing(env: &Env) {
     });
 }
 
-/// A CNI plugin of the test's own (Python): records each command in `marker`, sleeps `sleep`
-/// seconds on ADD, fails ADD and DEL when `fail`, else passes its prevResult on.
-const TEST_PLUGIN: &str = r#"#!/usr/bin/python3
-import json, os, sys, time
-conf = json.load(sys.stdin)
-cmd = os.environ.get("CNI_COMMAND", "")
-version = conf.get("cniVersion", "1.0.0")
-if cmd == "VERSION":
-    print(json.dumps({"cniVersion": version, "supportedVersions": ["0.4.0", "1.0.0"]}))
-    sys.exit(0)
-if conf.get("marker"):
-    with open(conf["marker"], "a") as f:
-        f.write(cmd + "\n")
-if cmd == "ADD":
-    time.sleep(conf.get("sleep", 0))
-if conf.get("fail") and cmd in ("ADD", "DEL"):
-    print(json.dumps({"cniVersion": version, "code": 999, "msg": "berth-test plugin fails " + cmd}))
-    sys.exit(1)
-if cmd == "ADD":
-    print(json.dumps(conf.get("prevResult", {"cniVersion": version})))
-"#;
-
-/// Put the test plugin after the bridge in the node's network, with `params`; returns the
-/// marker file it writes its commands to.
-fn insert_test_plugin(node: &Node, params: serde_json::Value) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let bin = node.dir.path().join("cni-bin").join("berth-test");
-    std::fs::write(&bin, TEST_PLUGIN).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let marker = node.dir.path().join("berth-test.log");
-    let conf_path = node.cni_conf.join("10-pods.conflist");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&conf_path).unwrap()).unwrap();
-    let mut plugin = params;
-    plugin["type"] = "berth-test".into();
-    plugin["marker"] = marker.display().to_string().into();
-    v["plugins"].as_array_mut().unwrap().insert(1, plugin);
-    std::fs::write(&conf_path, v.to_string()).unwrap();
-    marker
-}
-
 /// kubelet's deadline passes while the CNI ADD still runs: the pod is made all the same, and
 /// the retry (same name) gets it rather than "already exists" (issue 12 item 6).
 fn a_timed_out_run_pod_sandbox_finishes_and_its_retry_gets_it(env: &Env) {
