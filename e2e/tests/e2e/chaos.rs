@@ -576,7 +576,7 @@ fn random_operations_and_kills(env: &Env) {
         };
         while chaos.counts.ops < ops {
             chaos.step().await;
-            if chaos.counts.ops % 50 == 0 {
+            if chaos.counts.ops.is_multiple_of(50) {
                 chaos.check().await;
             }
         }
