@@ -11,8 +11,10 @@
 //!   readings. Each lives in one file, [`v1`]`/<name>.rs` or [`v2`]`/<name>.rs`, and is listed
 //!   once in that version's `CONTROLLERS`, in the order they are written.
 //!
-//! Not here: v2 device rules (they need an eBPF program: logged and skipped), blockIO, network
-//! and rdma resources (logged and skipped), relative cgroupsPaths (refused), the systemd driver.
+//! v2 device rules are an eBPF program berth emits and attaches ([`v2`]`/devices.rs`).
+//!
+//! Not here: blockIO, network and rdma resources (logged and skipped), relative cgroupsPaths
+//! (refused), the systemd driver.
 
 pub mod cgroup;
 mod common;

@@ -28,6 +28,7 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("supplemental_groups_policy", supplemental_groups_policy),
     ("recursive_read_only_binds", recursive_read_only_binds),
     ("target_pid_namespace", target_pid_namespace),
+    ("device_rules", device_rules),
 ];
 
 /// The suite's environment: a runtime, and a registry holding the runtime image set.
@@ -1137,6 +1138,124 @@ fn target_pid_namespace(env: &Env) {
         target("no-such-container")(&mut cfg);
         let err = create_container(&node, &pod, cfg).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// A block device this test (root, outside any container) can open for reading, as (major,
+/// minor, /dev path): a disk or partition, else a loop device (this machine's sandbox may
+/// refuse its disk to everyone).
+fn some_block_device() -> (u64, u64, String) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let partitions = std::fs::read_to_string("/proc/partitions").unwrap_or_default();
+    let names = partitions
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .chain((0..8).map(|n| format!("loop{n}")));
+    for name in names {
+        let path = format!("/dev/{name}");
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_block_device() && std::fs::File::open(&path).is_ok() {
+            let rdev = meta.rdev();
+            return (
+                nix::sys::stat::major(rdev),
+                nix::sys::stat::minor(rdev),
+                path,
+            );
+        }
+    }
+    panic!("no block device opens here");
+}
+
+/// Device rules hold on cgroup v1 and v2 (an eBPF program there). With the default security
+/// context a container may mknod any device (CAP_MKNOD, containerd's `c *:* m` and `b *:* m`)
+/// but opens only what the rules allow: not /dev/kmsg, not a block device of the node; the
+/// defaults open, a requested device opens with its permissions only; a privileged container
+/// opens anything.
+fn device_rules(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        pull_ok(&node, &env.set.busybox.reference()).await;
+        let bb = env.set.busybox.reference();
+        let (major, minor, disk) = some_block_device();
+        let mut pcfg = pod_config("devices", NamespaceMode::Pod);
+        pcfg.log_directory = node.dir.path().join("logs").display().to_string();
+        pcfg.linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .as_mut()
+            .unwrap()
+            .privileged = true;
+        let pod = run_pod(&node, pcfg).await.unwrap();
+        let refused = |r: ExecSyncResponse, what: &str| {
+            let err = String::from_utf8_lossy(&r.stderr).into_owned();
+            assert!(
+                r.exit_code != 0 && err.contains("Operation not permitted"),
+                "{what}: exit {}, stderr {err}",
+                r.exit_code
+            );
+        };
+
+        let plain = running(&node, &pod, "plain", &bb, "sleep 3600", |_| {}).await;
+        let r = exec(
+            &node,
+            &plain,
+            &["sh", "-c", "mknod /dev/kmsg2 c 1 11 && head -c1 /dev/kmsg2"],
+            30,
+        )
+        .await
+        .unwrap();
+        refused(r, "reading a new /dev/kmsg");
+        let script = format!("mknod /dev/disk b {major} {minor} && : < /dev/disk");
+        let r = exec(&node, &plain, &["sh", "-c", &script], 30)
+            .await
+            .unwrap();
+        refused(r, &format!("reading {disk}"));
+        // What the defaults allow: a new null, the zero the runtime made.
+        let out = sh(
+            &node,
+            &plain,
+            "mknod /dev/null2 c 1 3 && echo x > /dev/null2 && head -c 4 /dev/zero | wc -c",
+        )
+        .await;
+        assert_eq!(out.trim(), "4");
+
+        // A requested device, read-only.
+        let granted = running(&node, &pod, "granted", &bb, "sleep 3600", |c| {
+            c.devices = vec![Device {
+                container_path: "/dev/disk".into(),
+                host_path: disk.clone(),
+                permissions: "r".into(),
+            }];
+        })
+        .await;
+        sh(&node, &granted, ": < /dev/disk").await;
+        // Opened for writing (nothing is written): refused.
+        let r = exec(&node, &granted, &["sh", "-c", ": >> /dev/disk"], 30)
+            .await
+            .unwrap();
+        refused(r, &format!("opening {disk} for writing"));
+
+        // Privileged: every device.
+        let all = running(&node, &pod, "privileged", &bb, "sleep 3600", |c| {
+            c.linux
+                .get_or_insert_default()
+                .security_context
+                .get_or_insert_default()
+                .privileged = true;
+        })
+        .await;
+        let script = format!(
+            "mknod /dev/disk b {major} {minor} && : < /dev/disk && \
+             mknod /dev/kmsg2 c 1 11 && dd if=/dev/kmsg2 bs=8192 count=1 2>/dev/null | wc -c"
+        );
+        let out = sh(&node, &all, &script).await;
+        assert!(out.trim().parse::<u64>().is_ok_and(|n| n > 0), "{out}");
+
         remove_pod(&node, &pod).await;
     });
 }

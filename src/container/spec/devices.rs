@@ -1,5 +1,6 @@
 //! The container's devices: the requested host devices, and the device cgroup rules (deny
-//! all, allow containerd's defaults and the requested devices).
+//! all, allow containerd's defaults and the requested devices; allow all for a privileged
+//! container, as containerd's `WithAllDevicesAllowed`).
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -47,16 +48,19 @@ fn allow(
 }
 
 /// `linux.devices` from the request, and `linux.resources.devices`: deny all, then allow
-/// containerd's defaults and the requested devices.
+/// containerd's defaults and the requested devices; allow all when privileged.
 pub fn with_devices(req: &Request<'_>, draft: &mut Draft) -> Result<(), SpecError> {
+    let privileged = req.sec.privileged;
     let mut rules = vec![
         LinuxDeviceCgroupBuilder::default()
-            .allow(false)
+            .allow(privileged)
             .access("rwm")
             .build()?,
     ];
-    for (typ, major, minor, access) in DEFAULT_RULES {
-        rules.push(allow(*typ, *major, *minor, access)?);
+    if !privileged {
+        for (typ, major, minor, access) in DEFAULT_RULES {
+            rules.push(allow(*typ, *major, *minor, access)?);
+        }
     }
     let mut devices = Vec::new();
     for d in &req.config.devices {
@@ -106,7 +110,9 @@ pub fn with_devices(req: &Request<'_>, draft: &mut Draft) -> Result<(), SpecErro
                 .gid(meta.gid())
                 .build()?,
         );
-        rules.push(allow(typ, Some(major), Some(minor), access)?);
+        if !privileged {
+            rules.push(allow(typ, Some(major), Some(minor), access)?);
+        }
     }
     draft.linux.set_devices(Some(devices));
     draft.resources.set_devices(Some(rules));

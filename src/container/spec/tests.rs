@@ -247,6 +247,11 @@ fn security_context() {
         .unwrap()
         .clone();
     assert!(sys["options"].as_array().unwrap().contains(&json!("rw")));
+    // Every device: one rule allowing all.
+    assert_eq!(
+        s["linux"]["resources"]["devices"],
+        json!([{"allow": true, "access": "rwm"}])
+    );
     // Unknown capability and unknown user are the client's error.
     let sec = c.linux.as_mut().unwrap().security_context.as_mut().unwrap();
     sec.capabilities = Some(Capability {

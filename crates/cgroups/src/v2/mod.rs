@@ -4,6 +4,7 @@
 //! The typed fields are written controller by controller, then `linux.resources.unified`
 //! verbatim ([`unified`]), which overrides them (as runc).
 
+mod bpf;
 mod cpu;
 mod cpuset;
 mod devices;
@@ -154,7 +155,6 @@ pub(crate) mod tests {
                 "memory": {"limit": 33554432, "swap": 67108864, "reservation": 1048576},
                 "pids": {"limit": 100},
                 "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
-                "devices": [{"allow": false, "access": "rwm"}],
                 "unified": {"memory.high": "30000000", "cpu.weight": "7"}
             }"#,
         ))
