@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -31,6 +31,8 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 use xattr::FileExt;
+
+use super::tarstream::{EntryHead, Sparse, TarError, TarStream};
 
 /// Size of the buffer file contents are streamed through.
 const COPY_BUF_SIZE: usize = 256 * 1024;
@@ -49,10 +51,36 @@ const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 /// Overlayfs' own xattr namespace; only whiteout translation may write it.
 const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
 
+/// Default of [`Limits::max_bytes`]: 64 GiB.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
+/// Default of [`Limits::max_inodes`]: 4 Mi.
+pub const DEFAULT_MAX_LAYER_INODES: u64 = 4 << 20;
+
+/// What one layer's unpack may write (config `[image] max_layer_bytes` and
+/// `max_layer_inodes`). Both count everything written, even what a later entry of the same
+/// layer replaces, so a layer cannot make the node write more by rewriting one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of regular file data written (a sparse file's holes cost nothing).
+    pub max_bytes: u64,
+    /// Files, directories, symlinks, devices, FIFOs, whiteouts and hardlinks created.
+    pub max_inodes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: DEFAULT_MAX_LAYER_BYTES,
+            max_inodes: DEFAULT_MAX_LAYER_INODES,
+        }
+    }
+}
+
 /// What one unpacked layer occupies on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnpackStats {
-    /// Sum of the sizes of the regular files written (a hardlinked file counts once).
+    /// Sum of the sizes of the regular files written (a hardlinked file counts once; a sparse
+    /// file counts its data, not its holes).
     pub bytes: u64,
     /// Filesystem objects created: files, directories, symlinks, devices, FIFOs and whiteouts
     /// (hardlinks add none).
@@ -76,6 +104,40 @@ pub enum UnpackError {
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+    },
+    /// The archive's framing or a metadata record (checksum, size, PAX record, sparse map) is
+    /// malformed.
+    #[error("malformed layer tar: {why}")]
+    Malformed {
+        /// What is wrong.
+        why: String,
+    },
+    /// A PAX header, GNU long name or sparse map is larger than containerd reads (1 MiB); it is
+    /// refused before it is read.
+    #[error("layer {what} of {size} bytes exceeds the limit of {limit} bytes")]
+    MetadataTooLarge {
+        /// Which record.
+        what: &'static str,
+        /// The size it announces.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The layer writes more file data than `[image] max_layer_bytes` allows.
+    #[error("layer entry {path}: the layer writes more than max_layer_bytes ({limit} bytes)")]
+    TooManyBytes {
+        /// The entry being written when the budget ran out.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// The layer creates more objects than `[image] max_layer_inodes` allows.
+    #[error("layer entry {path}: the layer creates more than max_layer_inodes ({limit} objects)")]
+    TooManyInodes {
+        /// The entry that would exceed the budget.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
     },
     /// A header field (owner, mode, time, device number, PAX record) is invalid.
     #[error("layer entry {path}: invalid header: {source}")]
@@ -160,7 +222,7 @@ pub enum UnpackError {
         target: PathBuf,
     },
     /// The entry type is not one a layer may contain (e.g. GNU volume labels, multi-volume
-    /// continuations, PAX-format sparse files).
+    /// continuations).
     #[error("layer entry {path}: unsupported entry type {kind:?}")]
     UnsupportedEntry {
         /// The entry.
@@ -205,11 +267,19 @@ impl UnpackError {
 /// Unpack one OCI/Docker layer tar stream (already decompressed) into `root`, which exists and
 /// is empty. The result is an overlayfs "diff" directory (a lower layer).
 ///
+/// Memory stays bounded whatever the stream: a metadata record over 1 MiB is refused from its
+/// header, sparse files are written with holes, and the unpack stops once it would write more
+/// than `limits` allows.
+///
 /// Must run with the privileges to chown, mknod and set `trusted.*` xattrs (root). On error
 /// `root` is left half-written for the caller to delete. The stream is read up to the tar's
 /// end-of-archive marker (possibly a little beyond, as it is read ahead); the caller drains the
 /// rest if it needs it, e.g. for hashing.
-pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats, UnpackError> {
+pub fn unpack_layer<R: Read>(
+    reader: R,
+    root: &Path,
+    limits: Limits,
+) -> Result<UnpackStats, UnpackError> {
     let root_fd = open(
         root,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -225,16 +295,28 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats, Unpa
         dirs: BTreeMap::new(),
         stats: UnpackStats::default(),
         buf: vec![0; COPY_BUF_SIZE],
+        limits,
+        written: 0,
+        created: 0,
     };
-    let mut archive = tar::Archive::new(BufReader::with_capacity(READ_AHEAD_SIZE, reader));
-    let entries = archive
-        .entries()
-        .map_err(|source| UnpackError::Archive { source })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| UnpackError::Archive { source })?;
-        unpacker.entry(entry)?;
+    let mut stream = TarStream::new(BufReader::with_capacity(READ_AHEAD_SIZE, reader));
+    while let Some(head) = stream.next_entry().map_err(tar_error)? {
+        unpacker.entry(&head, &mut stream.data())?;
     }
     unpacker.finish()
+}
+
+/// An error of the tar framing as an unpack error.
+fn tar_error(e: TarError) -> UnpackError {
+    match e {
+        TarError::Io(source) => UnpackError::Archive { source },
+        TarError::TooLong { what, size } => UnpackError::MetadataTooLarge {
+            what,
+            size,
+            limit: super::tarstream::MAX_META_SIZE,
+        },
+        TarError::Invalid(why) => UnpackError::Malformed { why },
+    }
 }
 
 /// Header metadata applied to a created object.
@@ -263,23 +345,18 @@ struct Unpacker<'a> {
     dirs: BTreeMap<Vec<u8>, Option<TimeSpec>>,
     stats: UnpackStats,
     buf: Vec<u8>,
+    limits: Limits,
+    /// File data bytes written so far, including what was later replaced.
+    written: u64,
+    /// Objects created so far, including what was later replaced.
+    created: u64,
 }
 
 impl Unpacker<'_> {
-    /// Apply one archive entry.
-    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
-        let kind = entry.header().entry_type();
-        // The tar crate folds these into the entry they describe; stray ones carry no file.
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader
-                | tar::EntryType::XHeader
-                | tar::EntryType::GNULongName
-                | tar::EntryType::GNULongLink
-        ) {
-            return Ok(());
-        }
-        let raw = entry.path_bytes().into_owned();
+    /// Apply one archive entry, whose data `data` yields.
+    fn entry(&mut self, head: &EntryHead, data: &mut impl Read) -> Result<(), UnpackError> {
+        let kind = head.header.entry_type();
+        let raw = head.path.clone();
         let rel = normalize(&raw).map_err(|bad| match bad {
             BadName::Absolute => UnpackError::AbsolutePath {
                 path: to_path(&raw),
@@ -290,7 +367,7 @@ impl Unpacker<'_> {
         })?;
         // Old (pre-POSIX) archives mark directories by a trailing slash on a type-NUL entry.
         let is_dir = kind == tar::EntryType::Directory
-            || (entry.header().as_bytes()[156] == 0 && raw.ends_with(b"/"));
+            || (head.header.as_bytes()[156] == 0 && raw.ends_with(b"/"));
         if rel.is_empty() {
             // The root belongs to the snapshotter; its own entry carries nothing we keep.
             return if is_dir {
@@ -315,7 +392,7 @@ impl Unpacker<'_> {
         if base.starts_with(WHITEOUT_META_PREFIX) {
             return Ok(());
         }
-        let meta = read_meta(&mut entry, &raw)?;
+        let meta = read_meta(head, &raw)?;
         if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
             return self.whiteout(parent, name, &raw, &meta);
         }
@@ -324,28 +401,26 @@ impl Unpacker<'_> {
         }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                // A sparse entry's header size is the stored size, not the expanded one.
-                let expected = (kind != tar::EntryType::GNUSparse).then(|| entry.size());
-                self.file(&rel, &raw, &meta, &mut entry, expected)
+                self.file(&rel, &raw, &meta, data, head.size, head.sparse.as_ref())
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| header_error(&raw, "symlink without a target"))?
-                    .into_owned();
-                self.symlink(&rel, &raw, &target, &meta)
+                let target = head
+                    .link
+                    .as_deref()
+                    .ok_or_else(|| header_error(&raw, "symlink without a target"))?;
+                self.symlink(&rel, &raw, target, &meta)
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| header_error(&raw, "hardlink without a target"))?
-                    .into_owned();
-                self.hardlink(&rel, &raw, &target)
+                let target = head
+                    .link
+                    .as_deref()
+                    .ok_or_else(|| header_error(&raw, "hardlink without a target"))?;
+                self.hardlink(&rel, &raw, target)
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let (sflag, dev) = match kind {
-                    tar::EntryType::Char => (SFlag::S_IFCHR, device_number(entry.header(), &raw)?),
-                    tar::EntryType::Block => (SFlag::S_IFBLK, device_number(entry.header(), &raw)?),
+                    tar::EntryType::Char => (SFlag::S_IFCHR, device_number(&head.header, &raw)?),
+                    tar::EntryType::Block => (SFlag::S_IFBLK, device_number(&head.header, &raw)?),
                     _ => (SFlag::S_IFIFO, 0),
                 };
                 self.node(&rel, &raw, sflag, dev, &meta)
@@ -362,7 +437,10 @@ impl Unpacker<'_> {
         self.ensure_dirs(split_parent(rel).0, raw)?;
         if !self.dirs.contains_key(rel) {
             match mkdirat(self.root_fd.as_fd(), rel, Mode::S_IRWXU) {
-                Ok(()) => self.stats.inodes += 1,
+                Ok(()) => {
+                    self.stats.inodes += 1;
+                    self.charge_inode(raw)?;
+                }
                 Err(Errno::EEXIST) => {
                     let st = self.lstat(rel, raw)?;
                     if file_type(&st) != SFlag::S_IFDIR {
@@ -370,6 +448,7 @@ impl Unpacker<'_> {
                         mkdirat(self.root_fd.as_fd(), rel, Mode::S_IRWXU)
                             .map_err(|e| io_error(raw, e))?;
                         self.stats.inodes += 1;
+                        self.charge_inode(raw)?;
                     }
                 }
                 Err(e) => return Err(io_error(raw, e)),
@@ -391,14 +470,16 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// A regular file: stream its contents into a freshly created file.
+    /// A regular file: stream its `size` bytes of contents into a freshly created file; a
+    /// sparse one puts them at its runs' offsets and leaves the rest as holes.
     fn file(
         &mut self,
         rel: &[u8],
         raw: &[u8],
         meta: &Meta,
         data: &mut impl Read,
-        expected: Option<u64>,
+        size: u64,
+        sparse: Option<&Sparse>,
     ) -> Result<(), UnpackError> {
         self.ensure_dirs(split_parent(rel).0, raw)?;
         let flags =
@@ -406,37 +487,22 @@ impl Unpacker<'_> {
         let fd = self.create(rel, raw, |dir| {
             openat(dir, rel, flags, Mode::S_IRUSR | Mode::S_IWUSR)
         })?;
+        self.stats.inodes += 1;
+        self.charge_inode(raw)?;
         let mut file = File::from(fd);
-        let mut written = 0u64;
-        loop {
-            let n = match data.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(UnpackError::ReadData {
-                        path: to_path(raw),
-                        source,
-                    });
+        let io = |source| UnpackError::Io {
+            path: to_path(raw),
+            source,
+        };
+        match sparse {
+            None => self.copy(&mut file, data, size, raw)?,
+            Some(sparse) => {
+                for &(offset, length) in &sparse.runs {
+                    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+                    self.copy(&mut file, data, length, raw)?;
                 }
-            };
-            file.write_all(&self.buf[..n])
-                .map_err(|source| UnpackError::Io {
-                    path: to_path(raw),
-                    source,
-                })?;
-            written += n as u64;
-        }
-        if let Some(expected) = expected
-            && written != expected
-        {
-            return Err(UnpackError::ReadData {
-                path: to_path(raw),
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("stream ended after {written} of {expected} bytes"),
-                ),
-            });
+                file.set_len(sparse.real_size).map_err(io)?;
+            }
         }
         fchown(&file, Some(meta.uid), Some(meta.gid)).map_err(|e| io_error(raw, e))?;
         // After chown, which clears setuid/setgid.
@@ -448,8 +514,68 @@ impl Unpacker<'_> {
             }
         }
         futimens(&file, &meta.mtime, &meta.mtime).map_err(|e| io_error(raw, e))?;
-        self.stats.bytes += written;
-        self.stats.inodes += 1;
+        Ok(())
+    }
+
+    /// Copy exactly `len` bytes from `data` to `file`, within the layer's byte budget.
+    fn copy(
+        &mut self,
+        file: &mut File,
+        data: &mut impl Read,
+        len: u64,
+        raw: &[u8],
+    ) -> Result<(), UnpackError> {
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            let n = match data.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    return Err(UnpackError::ReadData {
+                        path: to_path(raw),
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("stream ended after {} of {len} bytes", len - left),
+                        ),
+                    });
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(UnpackError::ReadData {
+                        path: to_path(raw),
+                        source,
+                    });
+                }
+            };
+            self.written += n as u64;
+            if self.written > self.limits.max_bytes {
+                return Err(UnpackError::TooManyBytes {
+                    path: to_path(raw),
+                    limit: self.limits.max_bytes,
+                });
+            }
+            file.write_all(&self.buf[..n])
+                .map_err(|source| UnpackError::Io {
+                    path: to_path(raw),
+                    source,
+                })?;
+            self.stats.bytes += n as u64;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Count one created object against the layer's budget.
+    fn charge_inode(&mut self, raw: &[u8]) -> Result<(), UnpackError> {
+        self.created += 1;
+        if self.created > self.limits.max_inodes {
+            return Err(UnpackError::TooManyInodes {
+                path: to_path(raw),
+                limit: self.limits.max_inodes,
+            });
+        }
         Ok(())
     }
 
@@ -467,7 +593,7 @@ impl Unpacker<'_> {
         self.set_xattrs_path(rel, raw, &meta.xattrs, false)?;
         self.utimes_nofollow(rel, raw, meta.mtime)?;
         self.stats.inodes += 1;
-        Ok(())
+        self.charge_inode(raw)
     }
 
     /// A hardlink to an object already unpacked in this layer. The shared inode keeps the
@@ -492,7 +618,9 @@ impl Unpacker<'_> {
         // No AT_SYMLINK_FOLLOW: a symlink target is linked itself, never what it points to.
         self.create(rel, raw, |dir| {
             linkat(dir, &target[..], dir, rel, AtFlags::empty())
-        })
+        })?;
+        // A name costs the node a directory entry even though it shares the inode.
+        self.charge_inode(raw)
     }
 
     /// A character or block device or a FIFO.
@@ -520,7 +648,7 @@ impl Unpacker<'_> {
         self.set_xattrs_path(rel, raw, &meta.xattrs, false)?;
         self.utimes_nofollow(rel, raw, meta.mtime)?;
         self.stats.inodes += 1;
-        Ok(())
+        self.charge_inode(raw)
     }
 
     /// `parent/.wh.name`: an overlayfs whiteout (char device 0/0) at `parent/name`.
@@ -549,7 +677,7 @@ impl Unpacker<'_> {
         })?;
         self.chown_nofollow(&target, raw, meta)?;
         self.stats.inodes += 1;
-        Ok(())
+        self.charge_inode(raw)
     }
 
     /// `dir/.wh..wh..opq`: mark `dir` (created if absent) opaque.
@@ -675,6 +803,7 @@ impl Unpacker<'_> {
                     )
                     .map_err(|e| io_error(raw, e))?;
                     self.stats.inodes += 1;
+                    self.charge_inode(raw)?;
                 }
                 Err(Errno::EEXIST) => {
                     let st = self.lstat(prefix, raw)?;
@@ -817,13 +946,13 @@ impl Unpacker<'_> {
     }
 }
 
-/// Parse the metadata of `entry` from its header and PAX records.
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta, UnpackError> {
+/// Parse the metadata of an entry from its header and PAX records.
+fn read_meta(head: &EntryHead, raw: &[u8]) -> Result<Meta, UnpackError> {
     let bad = |source| UnpackError::Header {
         path: to_path(raw),
         source,
     };
-    let header = entry.header();
+    let header = &head.header;
     let old = header.as_old();
     let uid = u32::try_from(or_zero(header.uid(), &old.uid).map_err(bad)?)
         .map_err(|_| header_error(raw, "uid does not fit in 32 bits"))?;
@@ -835,25 +964,14 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta,
         .map_err(|_| header_error(raw, "mtime out of range"))?;
     let mut mtime = TimeSpec::new(secs, 0);
     let mut xattrs = Vec::new();
-    if let Some(pax) = entry.pax_extensions().map_err(bad)? {
-        for record in pax {
-            let record = record.map_err(bad)?;
-            let key = record.key_bytes();
-            if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                // Overlay metadata must come only from whiteouts, never from the image.
-                if !name.is_empty() && !name.starts_with(OVERLAY_XATTR_PREFIX) {
-                    xattrs.push((name.to_vec(), record.value_bytes().to_vec()));
-                }
-            } else if key == b"mtime" {
-                mtime = parse_pax_time(record.value_bytes())
-                    .ok_or_else(|| header_error(raw, "invalid PAX mtime"))?;
-            } else if key.starts_with(b"GNU.sparse.") {
-                // PAX-format sparse files need a map the tar crate does not apply.
-                return Err(UnpackError::UnsupportedEntry {
-                    path: to_path(raw),
-                    kind: 'S',
-                });
+    for (key, value) in &head.pax {
+        if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
+            // Overlay metadata must come only from whiteouts, never from the image.
+            if !name.is_empty() && !name.starts_with(OVERLAY_XATTR_PREFIX) {
+                xattrs.push((name.to_vec(), value.clone()));
             }
+        } else if key == b"mtime" {
+            mtime = parse_pax_time(value).ok_or_else(|| header_error(raw, "invalid PAX mtime"))?;
         }
     }
     Ok(Meta {
@@ -1155,7 +1273,7 @@ mod tests {
             }
         }
         fn unpack(&self, layer: &mut Layer) -> Result<UnpackStats, UnpackError> {
-            unpack_layer(&layer.bytes()[..], &self.root)
+            unpack_layer(&layer.bytes()[..], &self.root, Limits::default())
         }
         fn at(&self, rel: &str) -> PathBuf {
             self.root.join(rel)
@@ -1828,7 +1946,7 @@ mod tests {
         gz.write_all(&tar_bytes).unwrap();
         let gz = gz.finish().unwrap();
 
-        let stats = unpack_layer(GzDecoder::new(&gz[..]), &fx.root).unwrap();
+        let stats = unpack_layer(GzDecoder::new(&gz[..]), &fx.root, Limits::default()).unwrap();
         assert_eq!(fs::read(fx.at("big")).unwrap(), big);
         assert_eq!(fs::read(fx.at(&long)).unwrap(), b"long");
         assert_eq!(
@@ -1845,7 +1963,7 @@ mod tests {
         let mut l = Layer::new();
         l.file("f", 0o644, &[7u8; 4096]);
         let bytes = l.bytes();
-        let err = unpack_layer(&bytes[..512 + 1000], &fx.root).unwrap_err();
+        let err = unpack_layer(&bytes[..512 + 1000], &fx.root, Limits::default()).unwrap_err();
         assert!(
             matches!(
                 err,
