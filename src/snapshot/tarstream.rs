@@ -79,8 +79,6 @@ pub struct TarStream<R> {
     remaining: u64,
     /// Padding after the current entry's data.
     pad: u64,
-    /// Bytes read from `inner`.
-    consumed: u64,
 }
 
 impl<R: Read> TarStream<R> {
@@ -89,7 +87,6 @@ impl<R: Read> TarStream<R> {
             inner,
             remaining: 0,
             pad: 0,
-            consumed: 0,
         }
     }
 
@@ -148,12 +145,6 @@ impl<R: Read> TarStream<R> {
     /// Read the current entry's data (what is left of it).
     pub fn data(&mut self) -> Data<'_, R> {
         Data { stream: self }
-    }
-
-    /// Bytes read from the underlying reader so far.
-    #[cfg(test)]
-    pub fn consumed(&self) -> u64 {
-        self.consumed
     }
 
     fn file_entry(
@@ -368,10 +359,7 @@ impl<R: Read> TarStream<R> {
                     )
                     .into());
                 }
-                Ok(n) => {
-                    done += n;
-                    self.consumed += n as u64;
-                }
+                Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
@@ -424,7 +412,6 @@ impl<R: Read> Read for Data<'_, R> {
             ));
         }
         s.remaining -= n as u64;
-        s.consumed += n as u64;
         Ok(n)
     }
 }

@@ -1226,6 +1226,9 @@ mod tests {
             let h = header(tar::EntryType::Link, name.as_bytes(), 0o644);
             self.add(with_link(h, target.as_bytes()), b"")
         }
+        fn fifo(&mut self, name: &str) -> &mut Self {
+            self.add(header(tar::EntryType::Fifo, name.as_bytes(), 0o644), b"")
+        }
         /// A PAX extended header describing the next entry.
         fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
             let mut data = Vec::new();
@@ -1972,5 +1975,439 @@ mod tests {
             "{err}"
         );
         assert!(!err.is_invalid_layer());
+    }
+
+    /// A stream that is `head` followed by `zeros` zero bytes, generated as it is read, and
+    /// counts what was read from it.
+    struct Generated {
+        head: Vec<u8>,
+        at: usize,
+        zeros: u64,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl Generated {
+        fn new(head: Vec<u8>, zeros: u64) -> (Self, std::rc::Rc<std::cell::Cell<u64>>) {
+            let read = std::rc::Rc::new(std::cell::Cell::new(0));
+            let g = Generated {
+                head,
+                at: 0,
+                zeros,
+                read: read.clone(),
+            };
+            (g, read)
+        }
+    }
+
+    impl Read for Generated {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = if self.at < self.head.len() {
+                let n = buf.len().min(self.head.len() - self.at);
+                buf[..n].copy_from_slice(&self.head[self.at..self.at + n]);
+                self.at += n;
+                n
+            } else {
+                let n = buf
+                    .len()
+                    .min(usize::try_from(self.zeros).unwrap_or(usize::MAX));
+                buf[..n].fill(0);
+                self.zeros -= n as u64;
+                n
+            };
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    /// A header block announcing `size` bytes, checksummed.
+    fn block(mut h: tar::Header, size: u64) -> Vec<u8> {
+        h.set_size(size);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn metadata_records_over_1_mib_are_refused_before_they_are_read() {
+        const TWO_GIB: u64 = 2 << 30;
+        for (flag, what) in [
+            (b'x', "PAX extended header"),
+            (b'g', "PAX global header"),
+            (b'L', "GNU long name"),
+            (b'K', "GNU long link name"),
+        ] {
+            let fx = Fixture::new();
+            let h = header(tar::EntryType::new(flag), b"././@LongLink", 0o644);
+            let (stream, read) = Generated::new(block(h, TWO_GIB), TWO_GIB + 1024);
+            let err = unpack_layer(stream, &fx.root, Limits::default()).unwrap_err();
+            assert!(
+                matches!(&err, UnpackError::MetadataTooLarge { what: w, size, limit }
+                    if *w == what && *size == TWO_GIB && *limit == 1 << 20),
+                "{what}: {err}"
+            );
+            assert!(err.is_invalid_layer());
+            // Refused from its header: no more than one read-ahead of the record was read.
+            assert!(
+                read.get() <= 512 + READ_AHEAD_SIZE as u64,
+                "{what}: {} bytes read",
+                read.get()
+            );
+            assert_eq!(fs::read_dir(&fx.root).unwrap().count(), 0);
+            fx.assert_outside_untouched();
+        }
+    }
+
+    #[test]
+    fn metadata_records_up_to_1_mib_are_read() {
+        // A PAX header of exactly 1 MiB: a long comment, then the path.
+        let path_record = b"22 path=exactly-1-mib\n";
+        let comment_len = (1 << 20) - path_record.len();
+        let value_len = comment_len - format!("{comment_len} comment=\n").len();
+        let mut data = format!("{comment_len} comment=").into_bytes();
+        data.extend(std::iter::repeat_n(b'c', value_len));
+        data.push(b'\n');
+        data.extend_from_slice(path_record);
+        assert_eq!(data.len(), 1 << 20);
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        l.add(header(tar::EntryType::XHeader, b"PaxHeader", 0o644), &data)
+            .file("short", 0o644, b"x");
+        fx.unpack(&mut l).unwrap();
+        assert_eq!(fs::read(fx.at("exactly-1-mib")).unwrap(), b"x");
+        // One byte more is refused.
+        data.insert(0, b' ');
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        l.add(header(tar::EntryType::XHeader, b"PaxHeader", 0o644), &data)
+            .file("short", 0o644, b"x");
+        let err = fx.unpack(&mut l).unwrap_err();
+        assert!(
+            matches!(err, UnpackError::MetadataTooLarge { size, .. } if size == (1 << 20) + 1),
+            "{err}"
+        );
+    }
+
+    const HUNDRED_GIB: u64 = 100 << 30;
+
+    /// Old GNU sparse entry `name` of apparent size `real` with `runs`, 4 in the header and the
+    /// rest in extension blocks, followed by its data (each run filled with its index + 1).
+    fn old_gnu_sparse(l: &mut Layer, name: &str, real: u64, runs: &[(u64, u64)]) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_mode(0o640);
+        h.set_mtime(MTIME);
+        h.set_path(name).unwrap();
+        let stored: u64 = runs.iter().map(|r| r.1).sum();
+        h.set_size(stored);
+        let mut ext_blocks = Vec::new();
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.set_real_size(real);
+            for (slot, &(off, len)) in gnu.sparse.iter_mut().zip(runs) {
+                slot.set_offset(off);
+                slot.set_length(len);
+            }
+            gnu.set_is_extended(runs.len() > 4);
+            let rest: Vec<_> = runs.iter().skip(4).collect();
+            let chunks: Vec<_> = rest.chunks(21).collect();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let mut ext = tar::GnuExtSparseHeader::new();
+                for (slot, &&(off, len)) in ext.sparse.iter_mut().zip(chunk.iter()) {
+                    slot.set_offset(off);
+                    slot.set_length(len);
+                }
+                ext.set_is_extended(i + 1 < chunks.len());
+                ext_blocks.extend_from_slice(ext.as_bytes());
+            }
+        }
+        h.set_cksum();
+        let mut data = Vec::new();
+        for (i, &(_, len)) in runs.iter().enumerate() {
+            data.extend(std::iter::repeat_n(i as u8 + 1, len as usize));
+        }
+        let raw = l.0.get_mut();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(&ext_blocks);
+        raw.extend_from_slice(&data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+
+    /// The file at `rel` is `real` bytes long, occupies little disk, and holds run `i` filled
+    /// with `i + 1` and zeros elsewhere (checked at the runs' edges and between them).
+    fn assert_sparse(fx: &Fixture, rel: &str, real: u64, runs: &[(u64, u64)]) {
+        use std::os::unix::fs::FileExt as _;
+        let md = fx.lstat(rel);
+        assert_eq!(md.len(), real);
+        let data: u64 = runs.iter().map(|r| r.1).sum();
+        assert!(
+            md.blocks() * 512 <= data + 64 * 1024 * runs.len() as u64,
+            "{} blocks allocated",
+            md.blocks()
+        );
+        let f = File::open(fx.at(rel)).unwrap();
+        let byte = |at: u64| {
+            let mut b = [9u8];
+            f.read_exact_at(&mut b, at).unwrap();
+            b[0]
+        };
+        for (i, &(off, len)) in runs.iter().enumerate() {
+            if len > 0 {
+                assert_eq!((byte(off), byte(off + len - 1)), (i as u8 + 1, i as u8 + 1));
+            }
+            if off + len < real {
+                assert_eq!(byte(off + len), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn gnu_sparse_file_of_100_gib_is_written_with_holes() {
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        // Seven runs: four in the header, three in an extension block; the last one ends the
+        // file, the others are spread over it.
+        let mut runs: Vec<(u64, u64)> = (0..6).map(|i| (i * (16 << 30), 1000 + i)).collect();
+        runs.push((HUNDRED_GIB - 700, 700));
+        old_gnu_sparse(&mut l, "big/sparse", HUNDRED_GIB, &runs);
+        l.file("after", 0o644, b"framing holds");
+        let stats = fx.unpack(&mut l).unwrap();
+        assert_sparse(&fx, "big/sparse", HUNDRED_GIB, &runs);
+        assert_eq!(mode(&fx.lstat("big/sparse")), 0o640);
+        assert_eq!(fs::read(fx.at("after")).unwrap(), b"framing holds");
+        let data: u64 = runs.iter().map(|r| r.1).sum();
+        assert_eq!(
+            stats,
+            UnpackStats {
+                bytes: data + 13,
+                inodes: 3
+            }
+        );
+        // A hole at the end: the size still comes out right.
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        old_gnu_sparse(&mut l, "tail-hole", HUNDRED_GIB, &[(0, 10)]);
+        fx.unpack(&mut l).unwrap();
+        assert_sparse(&fx, "tail-hole", HUNDRED_GIB, &[(0, 10)]);
+    }
+
+    #[test]
+    fn pax_sparse_formats_are_written_with_holes() {
+        let runs = [(0u64, 5u64), (HUNDRED_GIB - 5, 5)];
+        let data = [[1u8; 5], [2u8; 5]].concat();
+        // 1.0: the map opens the data.
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        let real = HUNDRED_GIB.to_string();
+        l.pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"v1/sparse"),
+            ("GNU.sparse.realsize", real.as_bytes()),
+        ]);
+        let mut body = format!("2\n0\n5\n{}\n5\n", HUNDRED_GIB - 5).into_bytes();
+        body.resize(512, 0);
+        body.extend_from_slice(&data);
+        l.add(
+            header(tar::EntryType::Regular, b"GNUSparseFile.0/sparse", 0o644),
+            &body,
+        );
+        // 0.1: the map in one record.
+        let map = format!("0,5,{},5", HUNDRED_GIB - 5);
+        l.pax(&[
+            ("GNU.sparse.size", real.as_bytes()),
+            ("GNU.sparse.numblocks", b"2"),
+            ("GNU.sparse.map", map.as_bytes()),
+            ("GNU.sparse.name", b"v01"),
+        ]);
+        l.add(header(tar::EntryType::Regular, b"ignored", 0o644), &data);
+        // 0.0: offset and numbytes records in pairs.
+        let last = (HUNDRED_GIB - 5).to_string();
+        l.pax(&[
+            ("GNU.sparse.size", real.as_bytes()),
+            ("GNU.sparse.numblocks", b"2"),
+            ("GNU.sparse.offset", b"0"),
+            ("GNU.sparse.numbytes", b"5"),
+            ("GNU.sparse.offset", last.as_bytes()),
+            ("GNU.sparse.numbytes", b"5"),
+        ]);
+        l.add(header(tar::EntryType::Regular, b"v00", 0o644), &data);
+        let stats = fx.unpack(&mut l).unwrap();
+        for rel in ["v1/sparse", "v01", "v00"] {
+            assert_sparse(&fx, rel, HUNDRED_GIB, &runs);
+        }
+        assert!(!fx.exists("GNUSparseFile.0") && !fx.exists("ignored"));
+        assert_eq!(stats.bytes, 30);
+    }
+
+    #[test]
+    fn hostile_sparse_maps_are_refused() {
+        let malformed = |e: &UnpackError| matches!(e, UnpackError::Malformed { .. });
+        // Overlapping runs, a run past the end, more or less data than the map describes.
+        for runs in [&[(0u64, 10u64), (5, 10)][..], &[(HUNDRED_GIB - 5, 10)]] {
+            let fx = Fixture::new();
+            let mut l = Layer::new();
+            old_gnu_sparse(&mut l, "s", HUNDRED_GIB, runs);
+            let err = fx.unpack(&mut l).unwrap_err();
+            assert!(malformed(&err), "{runs:?}: {err}");
+            assert!(err.is_invalid_layer());
+        }
+        for stored in [9u64, 11] {
+            let fx = Fixture::new();
+            let mut l = Layer::new();
+            let map = "0,10";
+            l.pax(&[
+                ("GNU.sparse.size", b"100"),
+                ("GNU.sparse.numblocks", b"1"),
+                ("GNU.sparse.map", map.as_bytes()),
+            ]);
+            l.add(
+                header(tar::EntryType::Regular, b"s", 0o644),
+                &vec![1u8; stored as usize],
+            );
+            let err = fx.unpack(&mut l).unwrap_err();
+            assert!(malformed(&err), "{stored}: {err}");
+        }
+        // A 1.0 map that claims more entries than 1 MiB holds.
+        let fx = Fixture::new();
+        let mut pax = Layer::new();
+        pax.pax(&[("GNU.sparse.major", b"1"), ("GNU.sparse.minor", b"0")]);
+        let mut head = pax.0.get_mut().clone();
+        head.extend(block(header(tar::EntryType::Regular, b"s", 0o644), 1 << 40));
+        let mut map = b"1000000000\n".to_vec();
+        map.resize(512, 0);
+        head.extend(map);
+        // Then lines of zeros, without end.
+        let (stream, read) = Generated::new(head, 1 << 40);
+        // Zeros hold no newline, so blocks are read until the limit.
+        let err = unpack_layer(stream, &fx.root, Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UnpackError::MetadataTooLarge {
+                    what: "GNU sparse map",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(read.get() < (1 << 20) + 4 * READ_AHEAD_SIZE as u64);
+        // Old GNU extension blocks without end.
+        let fx = Fixture::new();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_path("s").unwrap();
+        h.as_gnu_mut().unwrap().set_real_size(0);
+        h.as_gnu_mut().unwrap().set_is_extended(true);
+        let mut ext = tar::GnuExtSparseHeader::new();
+        ext.set_is_extended(true);
+        let mut head = block(h, 0);
+        for _ in 0..4096 {
+            head.extend_from_slice(ext.as_bytes());
+        }
+        let (stream, read) = Generated::new(head, 0);
+        let err = unpack_layer(stream, &fx.root, Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UnpackError::MetadataTooLarge {
+                    what: "GNU sparse map",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(read.get() < (1 << 20) + 4 * READ_AHEAD_SIZE as u64);
+        assert_eq!(fs::read_dir(&fx.root).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn byte_budget_counts_everything_written() {
+        let limits = Limits {
+            max_bytes: 10,
+            max_inodes: 100,
+        };
+        let run = |l: &mut Layer| {
+            let fx = Fixture::new();
+            let r = unpack_layer(&l.bytes()[..], &fx.root, limits);
+            fx.assert_outside_untouched();
+            r
+        };
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"12345").file("b", 0o644, b"12345");
+        assert_eq!(run(&mut l).unwrap().bytes, 10);
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"12345").file("b", 0o644, b"123456");
+        let err = run(&mut l).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::TooManyBytes { path, limit: 10 } if path == Path::new("b")),
+            "{err}"
+        );
+        assert!(err.is_invalid_layer());
+        // Rewriting one file still spends the budget.
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"123456").file("a", 0o644, b"123456");
+        assert!(matches!(run(&mut l), Err(UnpackError::TooManyBytes { .. })));
+        // A sparse file's holes are free, its data is not.
+        let mut l = Layer::new();
+        old_gnu_sparse(&mut l, "s", HUNDRED_GIB, &[(0, 5), (HUNDRED_GIB - 5, 5)]);
+        assert_eq!(run(&mut l).unwrap().bytes, 10);
+        let mut l = Layer::new();
+        old_gnu_sparse(&mut l, "s", HUNDRED_GIB, &[(0, 5), (HUNDRED_GIB - 6, 6)]);
+        assert!(matches!(run(&mut l), Err(UnpackError::TooManyBytes { .. })));
+    }
+
+    #[test]
+    fn inode_budget_counts_every_object_and_name() {
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            max_inodes: 4,
+        };
+        let run = |l: &mut Layer| {
+            let fx = Fixture::new();
+            let r = unpack_layer(&l.bytes()[..], &fx.root, limits);
+            fx.assert_outside_untouched();
+            r
+        };
+        // Implicit parents count: d, d/e, d/e/f, g.
+        let mut l = Layer::new();
+        l.file("d/e/f", 0o644, b"").symlink("g", "d");
+        assert_eq!(run(&mut l).unwrap().inodes, 4);
+        let mut l = Layer::new();
+        l.file("d/e/f", 0o644, b"").symlink("g", "d").fifo("h");
+        let err = run(&mut l).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::TooManyInodes { path, limit: 4 } if path == Path::new("h")),
+            "{err}"
+        );
+        assert!(err.is_invalid_layer());
+        // Hardlinks and whiteouts count too.
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"")
+            .hardlink("b", "a")
+            .hardlink("c", "a")
+            .file(".wh.x", 0o644, b"")
+            .hardlink("d", "a");
+        assert!(matches!(
+            run(&mut l),
+            Err(UnpackError::TooManyInodes { .. })
+        ));
+    }
+
+    #[test]
+    fn header_only_entries_carry_no_data_whatever_their_size() {
+        // As Go's archive/tar reads them: the next header follows at once.
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        let raw = l.0.get_mut();
+        for (kind, name) in [
+            (tar::EntryType::Directory, &b"dir"[..]),
+            (tar::EntryType::Symlink, b"link"),
+        ] {
+            raw.extend(block(with_link(header(kind, name, 0o755), b"dir"), 4096));
+        }
+        l.file("dir/f", 0o644, b"data");
+        fx.unpack(&mut l).unwrap();
+        assert!(fx.lstat("dir").is_dir());
+        assert!(fx.lstat("link").is_symlink());
+        assert_eq!(fs::read(fx.at("dir/f")).unwrap(), b"data");
     }
 }
