@@ -21,6 +21,9 @@ pub const MAX_META_SIZE: u64 = 1 << 20;
 
 const BLOCK: u64 = 512;
 
+/// PAX records, `(key, value)` in archive order.
+pub type PaxRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Why the stream cannot be read as a layer tar.
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
@@ -64,7 +67,7 @@ pub struct EntryHead {
     /// The link target (GNU long link, PAX `linkpath`, else the header's), if any.
     pub link: Option<Vec<u8>>,
     /// The local PAX records, in archive order.
-    pub pax: Vec<(Vec<u8>, Vec<u8>)>,
+    pub pax: PaxRecords,
     /// Bytes of data stored in the archive for this entry.
     pub size: u64,
     /// The sparse map, for a sparse file.
@@ -95,7 +98,7 @@ impl<R: Read> TarStream<R> {
         self.skip(self.remaining + self.pad)?;
         self.remaining = 0;
         self.pad = 0;
-        let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
+        let mut pax: Option<PaxRecords> = None;
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
         loop {
@@ -151,7 +154,7 @@ impl<R: Read> TarStream<R> {
         &mut self,
         mut header: tar::Header,
         mut size: u64,
-        pax: Vec<(Vec<u8>, Vec<u8>)>,
+        pax: PaxRecords,
         long_name: Option<Vec<u8>>,
         long_link: Option<Vec<u8>>,
     ) -> Result<EntryHead, TarError> {
@@ -506,7 +509,7 @@ fn check_runs(sparse: &Sparse, stored: u64) -> Result<(), TarError> {
 }
 
 /// Parse the PAX records of an extended header, in order.
-fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
+fn parse_pax(data: &[u8]) -> Result<PaxRecords, TarError> {
     let mut out = Vec::new();
     for record in tar::PaxExtensions::new(data) {
         let record = record.map_err(|e| invalid(format!("PAX record: {e}")))?;
