@@ -90,6 +90,21 @@ pub struct ImageConfig {
     pub max_concurrent_downloads: usize,
     /// Seconds a registry may stay silent during a pull before the pull fails.
     pub read_timeout_secs: u64,
+    /// Bytes of file data one layer may write when it is unpacked (holes of sparse files are
+    /// free); a layer that writes more fails the pull.
+    pub max_layer_bytes: u64,
+    /// Files, directories, links and other objects one layer may create when it is unpacked.
+    pub max_layer_inodes: u64,
+}
+
+impl ImageConfig {
+    /// The unpack budget of one layer.
+    pub fn layer_limits(&self) -> crate::snapshot::unpack::Limits {
+        crate::snapshot::unpack::Limits {
+            max_bytes: self.max_layer_bytes,
+            max_inodes: self.max_layer_inodes,
+        }
+    }
 }
 
 impl Default for Config {
@@ -147,6 +162,8 @@ impl Default for ImageConfig {
         ImageConfig {
             max_concurrent_downloads: 8,
             read_timeout_secs: 60,
+            max_layer_bytes: crate::snapshot::unpack::DEFAULT_MAX_LAYER_BYTES,
+            max_layer_inodes: crate::snapshot::unpack::DEFAULT_MAX_LAYER_INODES,
         }
     }
 }
@@ -200,6 +217,11 @@ impl Config {
         if self.image.max_concurrent_downloads == 0 {
             return Err(ConfigError::Invalid(
                 "image.max_concurrent_downloads must be at least 1".into(),
+            ));
+        }
+        if self.image.max_layer_bytes == 0 || self.image.max_layer_inodes == 0 {
+            return Err(ConfigError::Invalid(
+                "image.max_layer_bytes and image.max_layer_inodes must be at least 1".into(),
             ));
         }
         if !self.metrics.address.is_empty()

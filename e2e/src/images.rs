@@ -428,6 +428,34 @@ impl BuiltLayer {
     }
 }
 
+/// A hostile layer whose tar opens with a PAX extended header announcing a 2 GiB record of
+/// zeros: a gzip blob of a few MB (one member for the header, then the same member of 64 MiB of
+/// zeros again and again). Its `diff_id` is not the tar's (hashing 2 GiB would only slow the
+/// test): a runtime that read the record would fail on the diff id instead.
+pub fn huge_pax_record_layer() -> BuiltLayer {
+    const RECORD: u64 = 2 << 30;
+    const CHUNK: usize = 64 << 20;
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_path("PaxHeaders/huge").expect("header path");
+    header.set_mode(0o644);
+    header.set_size(RECORD);
+    header.set_cksum();
+    let mut blob = Compression::Gzip.compress(header.as_bytes());
+    let zeros = Compression::Gzip.compress(&vec![0u8; CHUNK]);
+    // The record, its padding and the end-of-archive blocks are all zeros.
+    for _ in 0..RECORD.div_ceil(CHUNK as u64) + 1 {
+        blob.extend_from_slice(&zeros);
+    }
+    BuiltLayer {
+        digest: sha256_digest(&blob),
+        diff_id: sha256_digest(b"not the diff id of a 2 GiB tar"),
+        size: blob.len() as u64,
+        blob,
+        compression: Compression::Gzip,
+    }
+}
+
 /// Deterministic incompressible bytes (splitmix64 seeded from `seed`).
 pub fn pseudo_random_bytes(seed: &str, len: usize) -> Vec<u8> {
     let h = Sha256::digest(seed.as_bytes());

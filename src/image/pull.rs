@@ -486,7 +486,8 @@ impl Images {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let worker = {
             let (ingest, fs, diff_id) = (ingest.clone(), fs.clone(), diff_id.to_string());
-            tokio::task::spawn_blocking(move || apply_layer(rx, &ingest, &fs, &diff_id))
+            let limits = self.config.layer_limits();
+            tokio::task::spawn_blocking(move || apply_layer(rx, &ingest, &fs, &diff_id, limits))
         };
         let downloaded = self.stream_layer(remote, image, layer, tx).await;
         let applied = worker

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::unpack::{UnpackError, UnpackStats, unpack_layer};
+use super::unpack::{Limits, UnpackError, UnpackStats, unpack_layer};
 
 /// What the network side sends: data, a clean end (digest verified), or the reason it stopped.
 #[derive(Debug)]
@@ -114,12 +114,16 @@ fn sniff(head: &[u8]) -> Compression {
 }
 
 /// Unpack the decompressed stream and hash all of it (the tar's trailing padding counts too).
-fn decode_unpack<R: Read>(decoder: R, dest: &Path) -> Result<(String, UnpackStats), ApplyError> {
+fn decode_unpack<R: Read>(
+    decoder: R,
+    dest: &Path,
+    limits: Limits,
+) -> Result<(String, UnpackStats), ApplyError> {
     let mut hashed = Hashing {
         inner: decoder,
         hash: Sha256::new(),
     };
-    let stats = unpack_layer(&mut hashed, dest)?;
+    let stats = unpack_layer(&mut hashed, dest, limits)?;
     std::io::copy(&mut hashed, &mut std::io::sink()).map_err(ApplyError::Decompress)?;
     Ok((
         format!("sha256:{}", hex::encode(hashed.hash.finalize())),
@@ -128,12 +132,14 @@ fn decode_unpack<R: Read>(decoder: R, dest: &Path) -> Result<(String, UnpackStat
 }
 
 /// Apply one layer: `rx` feeds the compressed blob, `ingest` receives a copy of it, `dest` (an
-/// empty directory) receives the unpacked layer. On error the caller removes `dest` and `ingest`.
+/// empty directory) receives the unpacked layer, within `limits`. On error the caller removes
+/// `dest` and `ingest`.
 pub fn apply_layer(
     rx: tokio::sync::mpsc::Receiver<Chunk>,
     ingest: &Path,
     dest: &Path,
     expected_diff_id: &str,
+    limits: Limits,
 ) -> Result<Applied, ApplyError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -152,13 +158,14 @@ pub fn apply_layer(
         let kind = sniff(buf.fill_buf().map_err(ApplyError::Decompress)?);
         let (diff_id, stats) = match kind {
             Compression::Gzip => {
-                decode_unpack(flate2::bufread::MultiGzDecoder::new(&mut buf), dest)?
+                decode_unpack(flate2::bufread::MultiGzDecoder::new(&mut buf), dest, limits)?
             }
             Compression::Zstd => decode_unpack(
                 zstd::Decoder::with_buffer(&mut buf).map_err(ApplyError::Decompress)?,
                 dest,
+                limits,
             )?,
-            Compression::None => decode_unpack(&mut buf, dest)?,
+            Compression::None => decode_unpack(&mut buf, dest, limits)?,
         };
         std::io::copy(&mut buf, &mut std::io::sink()).map_err(ApplyError::Decompress)?;
         Ok((diff_id, stats))
@@ -200,7 +207,8 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let expected = expected.to_string();
         let (d2, i2) = (dest.clone(), ingest.clone());
-        let worker = std::thread::spawn(move || apply_layer(rx, &i2, &d2, &expected));
+        let worker =
+            std::thread::spawn(move || apply_layer(rx, &i2, &d2, &expected, Limits::default()));
         for c in blob.chunks(7) {
             tx.blocking_send(Chunk::Data(Bytes::copy_from_slice(c)))
                 .unwrap();
@@ -244,7 +252,13 @@ mod tests {
         tx.blocking_send(Chunk::Data(Bytes::copy_from_slice(&tar[..100])))
             .unwrap();
         drop(tx);
-        let r = apply_layer(rx, &dir.path().join("i"), dir.path(), &diff);
+        let r = apply_layer(
+            rx,
+            &dir.path().join("i"),
+            dir.path(),
+            &diff,
+            Limits::default(),
+        );
         assert!(matches!(r, Err(ApplyError::Download(_))));
     }
 }

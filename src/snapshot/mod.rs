@@ -7,6 +7,7 @@
 pub mod active;
 pub mod apply;
 pub mod mount;
+mod tarstream;
 pub mod unpack;
 
 pub use active::ActiveSnapshot;

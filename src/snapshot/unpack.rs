@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -31,6 +31,8 @@ use nix::sys::stat::{
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 use xattr::FileExt;
+
+use super::tarstream::{EntryHead, Sparse, TarError, TarStream};
 
 /// Size of the buffer file contents are streamed through.
 const COPY_BUF_SIZE: usize = 256 * 1024;
@@ -49,10 +51,36 @@ const PAX_XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 /// Overlayfs' own xattr namespace; only whiteout translation may write it.
 const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
 
+/// Default of [`Limits::max_bytes`]: 64 GiB.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
+/// Default of [`Limits::max_inodes`]: 4 Mi.
+pub const DEFAULT_MAX_LAYER_INODES: u64 = 4 << 20;
+
+/// What one layer's unpack may write (config `[image] max_layer_bytes` and
+/// `max_layer_inodes`). Both count everything written, even what a later entry of the same
+/// layer replaces, so a layer cannot make the node write more by rewriting one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of regular file data written (a sparse file's holes cost nothing).
+    pub max_bytes: u64,
+    /// Files, directories, symlinks, devices, FIFOs, whiteouts and hardlinks created.
+    pub max_inodes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: DEFAULT_MAX_LAYER_BYTES,
+            max_inodes: DEFAULT_MAX_LAYER_INODES,
+        }
+    }
+}
+
 /// What one unpacked layer occupies on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UnpackStats {
-    /// Sum of the sizes of the regular files written (a hardlinked file counts once).
+    /// Sum of the sizes of the regular files written (a hardlinked file counts once; a sparse
+    /// file counts its data, not its holes).
     pub bytes: u64,
     /// Filesystem objects created: files, directories, symlinks, devices, FIFOs and whiteouts
     /// (hardlinks add none).
@@ -76,6 +104,40 @@ pub enum UnpackError {
         path: PathBuf,
         /// The underlying error.
         source: io::Error,
+    },
+    /// The archive's framing or a metadata record (checksum, size, PAX record, sparse map) is
+    /// malformed.
+    #[error("malformed layer tar: {why}")]
+    Malformed {
+        /// What is wrong.
+        why: String,
+    },
+    /// A PAX header, GNU long name or sparse map is larger than containerd reads (1 MiB); it is
+    /// refused before it is read.
+    #[error("layer {what} of {size} bytes exceeds the limit of {limit} bytes")]
+    MetadataTooLarge {
+        /// Which record.
+        what: &'static str,
+        /// The size it announces.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The layer writes more file data than `[image] max_layer_bytes` allows.
+    #[error("layer entry {path}: the layer writes more than max_layer_bytes ({limit} bytes)")]
+    TooManyBytes {
+        /// The entry being written when the budget ran out.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// The layer creates more objects than `[image] max_layer_inodes` allows.
+    #[error("layer entry {path}: the layer creates more than max_layer_inodes ({limit} objects)")]
+    TooManyInodes {
+        /// The entry that would exceed the budget.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
     },
     /// A header field (owner, mode, time, device number, PAX record) is invalid.
     #[error("layer entry {path}: invalid header: {source}")]
@@ -160,7 +222,7 @@ pub enum UnpackError {
         target: PathBuf,
     },
     /// The entry type is not one a layer may contain (e.g. GNU volume labels, multi-volume
-    /// continuations, PAX-format sparse files).
+    /// continuations).
     #[error("layer entry {path}: unsupported entry type {kind:?}")]
     UnsupportedEntry {
         /// The entry.
@@ -205,11 +267,19 @@ impl UnpackError {
 /// Unpack one OCI/Docker layer tar stream (already decompressed) into `root`, which exists and
 /// is empty. The result is an overlayfs "diff" directory (a lower layer).
 ///
+/// Memory stays bounded whatever the stream: a metadata record over 1 MiB is refused from its
+/// header, sparse files are written with holes, and the unpack stops once it would write more
+/// than `limits` allows.
+///
 /// Must run with the privileges to chown, mknod and set `trusted.*` xattrs (root). On error
 /// `root` is left half-written for the caller to delete. The stream is read up to the tar's
 /// end-of-archive marker (possibly a little beyond, as it is read ahead); the caller drains the
 /// rest if it needs it, e.g. for hashing.
-pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats, UnpackError> {
+pub fn unpack_layer<R: Read>(
+    reader: R,
+    root: &Path,
+    limits: Limits,
+) -> Result<UnpackStats, UnpackError> {
     let root_fd = open(
         root,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -225,16 +295,28 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats, Unpa
         dirs: BTreeMap::new(),
         stats: UnpackStats::default(),
         buf: vec![0; COPY_BUF_SIZE],
+        limits,
+        written: 0,
+        created: 0,
     };
-    let mut archive = tar::Archive::new(BufReader::with_capacity(READ_AHEAD_SIZE, reader));
-    let entries = archive
-        .entries()
-        .map_err(|source| UnpackError::Archive { source })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| UnpackError::Archive { source })?;
-        unpacker.entry(entry)?;
+    let mut stream = TarStream::new(BufReader::with_capacity(READ_AHEAD_SIZE, reader));
+    while let Some(head) = stream.next_entry().map_err(tar_error)? {
+        unpacker.entry(&head, &mut stream.data())?;
     }
     unpacker.finish()
+}
+
+/// An error of the tar framing as an unpack error.
+fn tar_error(e: TarError) -> UnpackError {
+    match e {
+        TarError::Io(source) => UnpackError::Archive { source },
+        TarError::TooLong { what, size } => UnpackError::MetadataTooLarge {
+            what,
+            size,
+            limit: super::tarstream::MAX_META_SIZE,
+        },
+        TarError::Invalid(why) => UnpackError::Malformed { why },
+    }
 }
 
 /// Header metadata applied to a created object.
@@ -263,23 +345,18 @@ struct Unpacker<'a> {
     dirs: BTreeMap<Vec<u8>, Option<TimeSpec>>,
     stats: UnpackStats,
     buf: Vec<u8>,
+    limits: Limits,
+    /// File data bytes written so far, including what was later replaced.
+    written: u64,
+    /// Objects created so far, including what was later replaced.
+    created: u64,
 }
 
 impl Unpacker<'_> {
-    /// Apply one archive entry.
-    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), UnpackError> {
-        let kind = entry.header().entry_type();
-        // The tar crate folds these into the entry they describe; stray ones carry no file.
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader
-                | tar::EntryType::XHeader
-                | tar::EntryType::GNULongName
-                | tar::EntryType::GNULongLink
-        ) {
-            return Ok(());
-        }
-        let raw = entry.path_bytes().into_owned();
+    /// Apply one archive entry, whose data `data` yields.
+    fn entry(&mut self, head: &EntryHead, data: &mut impl Read) -> Result<(), UnpackError> {
+        let kind = head.header.entry_type();
+        let raw = head.path.clone();
         let rel = normalize(&raw).map_err(|bad| match bad {
             BadName::Absolute => UnpackError::AbsolutePath {
                 path: to_path(&raw),
@@ -290,7 +367,7 @@ impl Unpacker<'_> {
         })?;
         // Old (pre-POSIX) archives mark directories by a trailing slash on a type-NUL entry.
         let is_dir = kind == tar::EntryType::Directory
-            || (entry.header().as_bytes()[156] == 0 && raw.ends_with(b"/"));
+            || (head.header.as_bytes()[156] == 0 && raw.ends_with(b"/"));
         if rel.is_empty() {
             // The root belongs to the snapshotter; its own entry carries nothing we keep.
             return if is_dir {
@@ -315,7 +392,7 @@ impl Unpacker<'_> {
         if base.starts_with(WHITEOUT_META_PREFIX) {
             return Ok(());
         }
-        let meta = read_meta(&mut entry, &raw)?;
+        let meta = read_meta(head, &raw)?;
         if let Some(name) = base.strip_prefix(WHITEOUT_PREFIX) {
             return self.whiteout(parent, name, &raw, &meta);
         }
@@ -324,28 +401,26 @@ impl Unpacker<'_> {
         }
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                // A sparse entry's header size is the stored size, not the expanded one.
-                let expected = (kind != tar::EntryType::GNUSparse).then(|| entry.size());
-                self.file(&rel, &raw, &meta, &mut entry, expected)
+                self.file(&rel, &raw, &meta, data, head.size, head.sparse.as_ref())
             }
             tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| header_error(&raw, "symlink without a target"))?
-                    .into_owned();
-                self.symlink(&rel, &raw, &target, &meta)
+                let target = head
+                    .link
+                    .as_deref()
+                    .ok_or_else(|| header_error(&raw, "symlink without a target"))?;
+                self.symlink(&rel, &raw, target, &meta)
             }
             tar::EntryType::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| header_error(&raw, "hardlink without a target"))?
-                    .into_owned();
-                self.hardlink(&rel, &raw, &target)
+                let target = head
+                    .link
+                    .as_deref()
+                    .ok_or_else(|| header_error(&raw, "hardlink without a target"))?;
+                self.hardlink(&rel, &raw, target)
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let (sflag, dev) = match kind {
-                    tar::EntryType::Char => (SFlag::S_IFCHR, device_number(entry.header(), &raw)?),
-                    tar::EntryType::Block => (SFlag::S_IFBLK, device_number(entry.header(), &raw)?),
+                    tar::EntryType::Char => (SFlag::S_IFCHR, device_number(&head.header, &raw)?),
+                    tar::EntryType::Block => (SFlag::S_IFBLK, device_number(&head.header, &raw)?),
                     _ => (SFlag::S_IFIFO, 0),
                 };
                 self.node(&rel, &raw, sflag, dev, &meta)
@@ -362,7 +437,10 @@ impl Unpacker<'_> {
         self.ensure_dirs(split_parent(rel).0, raw)?;
         if !self.dirs.contains_key(rel) {
             match mkdirat(self.root_fd.as_fd(), rel, Mode::S_IRWXU) {
-                Ok(()) => self.stats.inodes += 1,
+                Ok(()) => {
+                    self.stats.inodes += 1;
+                    self.charge_inode(raw)?;
+                }
                 Err(Errno::EEXIST) => {
                     let st = self.lstat(rel, raw)?;
                     if file_type(&st) != SFlag::S_IFDIR {
@@ -370,6 +448,7 @@ impl Unpacker<'_> {
                         mkdirat(self.root_fd.as_fd(), rel, Mode::S_IRWXU)
                             .map_err(|e| io_error(raw, e))?;
                         self.stats.inodes += 1;
+                        self.charge_inode(raw)?;
                     }
                 }
                 Err(e) => return Err(io_error(raw, e)),
@@ -391,14 +470,16 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    /// A regular file: stream its contents into a freshly created file.
+    /// A regular file: stream its `size` bytes of contents into a freshly created file; a
+    /// sparse one puts them at its runs' offsets and leaves the rest as holes.
     fn file(
         &mut self,
         rel: &[u8],
         raw: &[u8],
         meta: &Meta,
         data: &mut impl Read,
-        expected: Option<u64>,
+        size: u64,
+        sparse: Option<&Sparse>,
     ) -> Result<(), UnpackError> {
         self.ensure_dirs(split_parent(rel).0, raw)?;
         let flags =
@@ -406,37 +487,22 @@ impl Unpacker<'_> {
         let fd = self.create(rel, raw, |dir| {
             openat(dir, rel, flags, Mode::S_IRUSR | Mode::S_IWUSR)
         })?;
+        self.stats.inodes += 1;
+        self.charge_inode(raw)?;
         let mut file = File::from(fd);
-        let mut written = 0u64;
-        loop {
-            let n = match data.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(source) => {
-                    return Err(UnpackError::ReadData {
-                        path: to_path(raw),
-                        source,
-                    });
+        let io = |source| UnpackError::Io {
+            path: to_path(raw),
+            source,
+        };
+        match sparse {
+            None => self.copy(&mut file, data, size, raw)?,
+            Some(sparse) => {
+                for &(offset, length) in &sparse.runs {
+                    file.seek(SeekFrom::Start(offset)).map_err(io)?;
+                    self.copy(&mut file, data, length, raw)?;
                 }
-            };
-            file.write_all(&self.buf[..n])
-                .map_err(|source| UnpackError::Io {
-                    path: to_path(raw),
-                    source,
-                })?;
-            written += n as u64;
-        }
-        if let Some(expected) = expected
-            && written != expected
-        {
-            return Err(UnpackError::ReadData {
-                path: to_path(raw),
-                source: io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("stream ended after {written} of {expected} bytes"),
-                ),
-            });
+                file.set_len(sparse.real_size).map_err(io)?;
+            }
         }
         fchown(&file, Some(meta.uid), Some(meta.gid)).map_err(|e| io_error(raw, e))?;
         // After chown, which clears setuid/setgid.
@@ -448,8 +514,68 @@ impl Unpacker<'_> {
             }
         }
         futimens(&file, &meta.mtime, &meta.mtime).map_err(|e| io_error(raw, e))?;
-        self.stats.bytes += written;
-        self.stats.inodes += 1;
+        Ok(())
+    }
+
+    /// Copy exactly `len` bytes from `data` to `file`, within the layer's byte budget.
+    fn copy(
+        &mut self,
+        file: &mut File,
+        data: &mut impl Read,
+        len: u64,
+        raw: &[u8],
+    ) -> Result<(), UnpackError> {
+        let mut left = len;
+        while left > 0 {
+            let want = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            let n = match data.read(&mut self.buf[..want]) {
+                Ok(0) => {
+                    return Err(UnpackError::ReadData {
+                        path: to_path(raw),
+                        source: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("stream ended after {} of {len} bytes", len - left),
+                        ),
+                    });
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(UnpackError::ReadData {
+                        path: to_path(raw),
+                        source,
+                    });
+                }
+            };
+            self.written += n as u64;
+            if self.written > self.limits.max_bytes {
+                return Err(UnpackError::TooManyBytes {
+                    path: to_path(raw),
+                    limit: self.limits.max_bytes,
+                });
+            }
+            file.write_all(&self.buf[..n])
+                .map_err(|source| UnpackError::Io {
+                    path: to_path(raw),
+                    source,
+                })?;
+            self.stats.bytes += n as u64;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Count one created object against the layer's budget.
+    fn charge_inode(&mut self, raw: &[u8]) -> Result<(), UnpackError> {
+        self.created += 1;
+        if self.created > self.limits.max_inodes {
+            return Err(UnpackError::TooManyInodes {
+                path: to_path(raw),
+                limit: self.limits.max_inodes,
+            });
+        }
         Ok(())
     }
 
@@ -467,7 +593,7 @@ impl Unpacker<'_> {
         self.set_xattrs_path(rel, raw, &meta.xattrs, false)?;
         self.utimes_nofollow(rel, raw, meta.mtime)?;
         self.stats.inodes += 1;
-        Ok(())
+        self.charge_inode(raw)
     }
 
     /// A hardlink to an object already unpacked in this layer. The shared inode keeps the
@@ -492,7 +618,9 @@ impl Unpacker<'_> {
         // No AT_SYMLINK_FOLLOW: a symlink target is linked itself, never what it points to.
         self.create(rel, raw, |dir| {
             linkat(dir, &target[..], dir, rel, AtFlags::empty())
-        })
+        })?;
+        // A name costs the node a directory entry even though it shares the inode.
+        self.charge_inode(raw)
     }
 
     /// A character or block device or a FIFO.
@@ -520,7 +648,7 @@ impl Unpacker<'_> {
         self.set_xattrs_path(rel, raw, &meta.xattrs, false)?;
         self.utimes_nofollow(rel, raw, meta.mtime)?;
         self.stats.inodes += 1;
-        Ok(())
+        self.charge_inode(raw)
     }
 
     /// `parent/.wh.name`: an overlayfs whiteout (char device 0/0) at `parent/name`.
@@ -549,7 +677,7 @@ impl Unpacker<'_> {
         })?;
         self.chown_nofollow(&target, raw, meta)?;
         self.stats.inodes += 1;
-        Ok(())
+        self.charge_inode(raw)
     }
 
     /// `dir/.wh..wh..opq`: mark `dir` (created if absent) opaque.
@@ -675,6 +803,7 @@ impl Unpacker<'_> {
                     )
                     .map_err(|e| io_error(raw, e))?;
                     self.stats.inodes += 1;
+                    self.charge_inode(raw)?;
                 }
                 Err(Errno::EEXIST) => {
                     let st = self.lstat(prefix, raw)?;
@@ -817,13 +946,13 @@ impl Unpacker<'_> {
     }
 }
 
-/// Parse the metadata of `entry` from its header and PAX records.
-fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta, UnpackError> {
+/// Parse the metadata of an entry from its header and PAX records.
+fn read_meta(head: &EntryHead, raw: &[u8]) -> Result<Meta, UnpackError> {
     let bad = |source| UnpackError::Header {
         path: to_path(raw),
         source,
     };
-    let header = entry.header();
+    let header = &head.header;
     let old = header.as_old();
     let uid = u32::try_from(or_zero(header.uid(), &old.uid).map_err(bad)?)
         .map_err(|_| header_error(raw, "uid does not fit in 32 bits"))?;
@@ -835,25 +964,14 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>, raw: &[u8]) -> Result<Meta,
         .map_err(|_| header_error(raw, "mtime out of range"))?;
     let mut mtime = TimeSpec::new(secs, 0);
     let mut xattrs = Vec::new();
-    if let Some(pax) = entry.pax_extensions().map_err(bad)? {
-        for record in pax {
-            let record = record.map_err(bad)?;
-            let key = record.key_bytes();
-            if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                // Overlay metadata must come only from whiteouts, never from the image.
-                if !name.is_empty() && !name.starts_with(OVERLAY_XATTR_PREFIX) {
-                    xattrs.push((name.to_vec(), record.value_bytes().to_vec()));
-                }
-            } else if key == b"mtime" {
-                mtime = parse_pax_time(record.value_bytes())
-                    .ok_or_else(|| header_error(raw, "invalid PAX mtime"))?;
-            } else if key.starts_with(b"GNU.sparse.") {
-                // PAX-format sparse files need a map the tar crate does not apply.
-                return Err(UnpackError::UnsupportedEntry {
-                    path: to_path(raw),
-                    kind: 'S',
-                });
+    for (key, value) in &head.pax {
+        if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
+            // Overlay metadata must come only from whiteouts, never from the image.
+            if !name.is_empty() && !name.starts_with(OVERLAY_XATTR_PREFIX) {
+                xattrs.push((name.to_vec(), value.clone()));
             }
+        } else if key == b"mtime" {
+            mtime = parse_pax_time(value).ok_or_else(|| header_error(raw, "invalid PAX mtime"))?;
         }
     }
     Ok(Meta {
@@ -1108,6 +1226,9 @@ mod tests {
             let h = header(tar::EntryType::Link, name.as_bytes(), 0o644);
             self.add(with_link(h, target.as_bytes()), b"")
         }
+        fn fifo(&mut self, name: &str) -> &mut Self {
+            self.add(header(tar::EntryType::Fifo, name.as_bytes(), 0o644), b"")
+        }
         /// A PAX extended header describing the next entry.
         fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
             let mut data = Vec::new();
@@ -1155,7 +1276,7 @@ mod tests {
             }
         }
         fn unpack(&self, layer: &mut Layer) -> Result<UnpackStats, UnpackError> {
-            unpack_layer(&layer.bytes()[..], &self.root)
+            unpack_layer(&layer.bytes()[..], &self.root, Limits::default())
         }
         fn at(&self, rel: &str) -> PathBuf {
             self.root.join(rel)
@@ -1828,7 +1949,7 @@ mod tests {
         gz.write_all(&tar_bytes).unwrap();
         let gz = gz.finish().unwrap();
 
-        let stats = unpack_layer(GzDecoder::new(&gz[..]), &fx.root).unwrap();
+        let stats = unpack_layer(GzDecoder::new(&gz[..]), &fx.root, Limits::default()).unwrap();
         assert_eq!(fs::read(fx.at("big")).unwrap(), big);
         assert_eq!(fs::read(fx.at(&long)).unwrap(), b"long");
         assert_eq!(
@@ -1845,7 +1966,7 @@ mod tests {
         let mut l = Layer::new();
         l.file("f", 0o644, &[7u8; 4096]);
         let bytes = l.bytes();
-        let err = unpack_layer(&bytes[..512 + 1000], &fx.root).unwrap_err();
+        let err = unpack_layer(&bytes[..512 + 1000], &fx.root, Limits::default()).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -1854,5 +1975,439 @@ mod tests {
             "{err}"
         );
         assert!(!err.is_invalid_layer());
+    }
+
+    /// A stream that is `head` followed by `zeros` zero bytes, generated as it is read, and
+    /// counts what was read from it.
+    struct Generated {
+        head: Vec<u8>,
+        at: usize,
+        zeros: u64,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl Generated {
+        fn new(head: Vec<u8>, zeros: u64) -> (Self, std::rc::Rc<std::cell::Cell<u64>>) {
+            let read = std::rc::Rc::new(std::cell::Cell::new(0));
+            let g = Generated {
+                head,
+                at: 0,
+                zeros,
+                read: read.clone(),
+            };
+            (g, read)
+        }
+    }
+
+    impl Read for Generated {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = if self.at < self.head.len() {
+                let n = buf.len().min(self.head.len() - self.at);
+                buf[..n].copy_from_slice(&self.head[self.at..self.at + n]);
+                self.at += n;
+                n
+            } else {
+                let n = buf
+                    .len()
+                    .min(usize::try_from(self.zeros).unwrap_or(usize::MAX));
+                buf[..n].fill(0);
+                self.zeros -= n as u64;
+                n
+            };
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    /// A header block announcing `size` bytes, checksummed.
+    fn block(mut h: tar::Header, size: u64) -> Vec<u8> {
+        h.set_size(size);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn metadata_records_over_1_mib_are_refused_before_they_are_read() {
+        const TWO_GIB: u64 = 2 << 30;
+        for (flag, what) in [
+            (b'x', "PAX extended header"),
+            (b'g', "PAX global header"),
+            (b'L', "GNU long name"),
+            (b'K', "GNU long link name"),
+        ] {
+            let fx = Fixture::new();
+            let h = header(tar::EntryType::new(flag), b"././@LongLink", 0o644);
+            let (stream, read) = Generated::new(block(h, TWO_GIB), TWO_GIB + 1024);
+            let err = unpack_layer(stream, &fx.root, Limits::default()).unwrap_err();
+            assert!(
+                matches!(&err, UnpackError::MetadataTooLarge { what: w, size, limit }
+                    if *w == what && *size == TWO_GIB && *limit == 1 << 20),
+                "{what}: {err}"
+            );
+            assert!(err.is_invalid_layer());
+            // Refused from its header: no more than one read-ahead of the record was read.
+            assert!(
+                read.get() <= 512 + READ_AHEAD_SIZE as u64,
+                "{what}: {} bytes read",
+                read.get()
+            );
+            assert_eq!(fs::read_dir(&fx.root).unwrap().count(), 0);
+            fx.assert_outside_untouched();
+        }
+    }
+
+    #[test]
+    fn metadata_records_up_to_1_mib_are_read() {
+        // A PAX header of exactly 1 MiB: a long comment, then the path.
+        let path_record = b"22 path=exactly-1-mib\n";
+        let comment_len = (1 << 20) - path_record.len();
+        let value_len = comment_len - format!("{comment_len} comment=\n").len();
+        let mut data = format!("{comment_len} comment=").into_bytes();
+        data.extend(std::iter::repeat_n(b'c', value_len));
+        data.push(b'\n');
+        data.extend_from_slice(path_record);
+        assert_eq!(data.len(), 1 << 20);
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        l.add(header(tar::EntryType::XHeader, b"PaxHeader", 0o644), &data)
+            .file("short", 0o644, b"x");
+        fx.unpack(&mut l).unwrap();
+        assert_eq!(fs::read(fx.at("exactly-1-mib")).unwrap(), b"x");
+        // One byte more is refused.
+        data.insert(0, b' ');
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        l.add(header(tar::EntryType::XHeader, b"PaxHeader", 0o644), &data)
+            .file("short", 0o644, b"x");
+        let err = fx.unpack(&mut l).unwrap_err();
+        assert!(
+            matches!(err, UnpackError::MetadataTooLarge { size, .. } if size == (1 << 20) + 1),
+            "{err}"
+        );
+    }
+
+    const HUNDRED_GIB: u64 = 100 << 30;
+
+    /// Old GNU sparse entry `name` of apparent size `real` with `runs`, 4 in the header and the
+    /// rest in extension blocks, followed by its data (each run filled with its index + 1).
+    fn old_gnu_sparse(l: &mut Layer, name: &str, real: u64, runs: &[(u64, u64)]) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_mode(0o640);
+        h.set_mtime(MTIME);
+        h.set_path(name).unwrap();
+        let stored: u64 = runs.iter().map(|r| r.1).sum();
+        h.set_size(stored);
+        let mut ext_blocks = Vec::new();
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.set_real_size(real);
+            for (slot, &(off, len)) in gnu.sparse.iter_mut().zip(runs) {
+                slot.set_offset(off);
+                slot.set_length(len);
+            }
+            gnu.set_is_extended(runs.len() > 4);
+            let rest: Vec<_> = runs.iter().skip(4).collect();
+            let chunks: Vec<_> = rest.chunks(21).collect();
+            for (i, chunk) in chunks.iter().enumerate() {
+                let mut ext = tar::GnuExtSparseHeader::new();
+                for (slot, &&(off, len)) in ext.sparse.iter_mut().zip(chunk.iter()) {
+                    slot.set_offset(off);
+                    slot.set_length(len);
+                }
+                ext.set_is_extended(i + 1 < chunks.len());
+                ext_blocks.extend_from_slice(ext.as_bytes());
+            }
+        }
+        h.set_cksum();
+        let mut data = Vec::new();
+        for (i, &(_, len)) in runs.iter().enumerate() {
+            data.extend(std::iter::repeat_n(i as u8 + 1, len as usize));
+        }
+        let raw = l.0.get_mut();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(&ext_blocks);
+        raw.extend_from_slice(&data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+
+    /// The file at `rel` is `real` bytes long, occupies little disk, and holds run `i` filled
+    /// with `i + 1` and zeros elsewhere (checked at the runs' edges and between them).
+    fn assert_sparse(fx: &Fixture, rel: &str, real: u64, runs: &[(u64, u64)]) {
+        use std::os::unix::fs::FileExt as _;
+        let md = fx.lstat(rel);
+        assert_eq!(md.len(), real);
+        let data: u64 = runs.iter().map(|r| r.1).sum();
+        assert!(
+            md.blocks() * 512 <= data + 64 * 1024 * runs.len() as u64,
+            "{} blocks allocated",
+            md.blocks()
+        );
+        let f = File::open(fx.at(rel)).unwrap();
+        let byte = |at: u64| {
+            let mut b = [9u8];
+            f.read_exact_at(&mut b, at).unwrap();
+            b[0]
+        };
+        for (i, &(off, len)) in runs.iter().enumerate() {
+            if len > 0 {
+                assert_eq!((byte(off), byte(off + len - 1)), (i as u8 + 1, i as u8 + 1));
+            }
+            if off + len < real {
+                assert_eq!(byte(off + len), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn gnu_sparse_file_of_100_gib_is_written_with_holes() {
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        // Seven runs: four in the header, three in an extension block; the last one ends the
+        // file, the others are spread over it.
+        let mut runs: Vec<(u64, u64)> = (0..6).map(|i| (i * (16 << 30), 1000 + i)).collect();
+        runs.push((HUNDRED_GIB - 700, 700));
+        old_gnu_sparse(&mut l, "big/sparse", HUNDRED_GIB, &runs);
+        l.file("after", 0o644, b"framing holds");
+        let stats = fx.unpack(&mut l).unwrap();
+        assert_sparse(&fx, "big/sparse", HUNDRED_GIB, &runs);
+        assert_eq!(mode(&fx.lstat("big/sparse")), 0o640);
+        assert_eq!(fs::read(fx.at("after")).unwrap(), b"framing holds");
+        let data: u64 = runs.iter().map(|r| r.1).sum();
+        assert_eq!(
+            stats,
+            UnpackStats {
+                bytes: data + 13,
+                inodes: 3
+            }
+        );
+        // A hole at the end: the size still comes out right.
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        old_gnu_sparse(&mut l, "tail-hole", HUNDRED_GIB, &[(0, 10)]);
+        fx.unpack(&mut l).unwrap();
+        assert_sparse(&fx, "tail-hole", HUNDRED_GIB, &[(0, 10)]);
+    }
+
+    #[test]
+    fn pax_sparse_formats_are_written_with_holes() {
+        let runs = [(0u64, 5u64), (HUNDRED_GIB - 5, 5)];
+        let data = [[1u8; 5], [2u8; 5]].concat();
+        // 1.0: the map opens the data.
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        let real = HUNDRED_GIB.to_string();
+        l.pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"v1/sparse"),
+            ("GNU.sparse.realsize", real.as_bytes()),
+        ]);
+        let mut body = format!("2\n0\n5\n{}\n5\n", HUNDRED_GIB - 5).into_bytes();
+        body.resize(512, 0);
+        body.extend_from_slice(&data);
+        l.add(
+            header(tar::EntryType::Regular, b"GNUSparseFile.0/sparse", 0o644),
+            &body,
+        );
+        // 0.1: the map in one record.
+        let map = format!("0,5,{},5", HUNDRED_GIB - 5);
+        l.pax(&[
+            ("GNU.sparse.size", real.as_bytes()),
+            ("GNU.sparse.numblocks", b"2"),
+            ("GNU.sparse.map", map.as_bytes()),
+            ("GNU.sparse.name", b"v01"),
+        ]);
+        l.add(header(tar::EntryType::Regular, b"ignored", 0o644), &data);
+        // 0.0: offset and numbytes records in pairs.
+        let last = (HUNDRED_GIB - 5).to_string();
+        l.pax(&[
+            ("GNU.sparse.size", real.as_bytes()),
+            ("GNU.sparse.numblocks", b"2"),
+            ("GNU.sparse.offset", b"0"),
+            ("GNU.sparse.numbytes", b"5"),
+            ("GNU.sparse.offset", last.as_bytes()),
+            ("GNU.sparse.numbytes", b"5"),
+        ]);
+        l.add(header(tar::EntryType::Regular, b"v00", 0o644), &data);
+        let stats = fx.unpack(&mut l).unwrap();
+        for rel in ["v1/sparse", "v01", "v00"] {
+            assert_sparse(&fx, rel, HUNDRED_GIB, &runs);
+        }
+        assert!(!fx.exists("GNUSparseFile.0") && !fx.exists("ignored"));
+        assert_eq!(stats.bytes, 30);
+    }
+
+    #[test]
+    fn hostile_sparse_maps_are_refused() {
+        let malformed = |e: &UnpackError| matches!(e, UnpackError::Malformed { .. });
+        // Overlapping runs, a run past the end, more or less data than the map describes.
+        for runs in [&[(0u64, 10u64), (5, 10)][..], &[(HUNDRED_GIB - 5, 10)]] {
+            let fx = Fixture::new();
+            let mut l = Layer::new();
+            old_gnu_sparse(&mut l, "s", HUNDRED_GIB, runs);
+            let err = fx.unpack(&mut l).unwrap_err();
+            assert!(malformed(&err), "{runs:?}: {err}");
+            assert!(err.is_invalid_layer());
+        }
+        for stored in [9u64, 11] {
+            let fx = Fixture::new();
+            let mut l = Layer::new();
+            let map = "0,10";
+            l.pax(&[
+                ("GNU.sparse.size", b"100"),
+                ("GNU.sparse.numblocks", b"1"),
+                ("GNU.sparse.map", map.as_bytes()),
+            ]);
+            l.add(
+                header(tar::EntryType::Regular, b"s", 0o644),
+                &vec![1u8; stored as usize],
+            );
+            let err = fx.unpack(&mut l).unwrap_err();
+            assert!(malformed(&err), "{stored}: {err}");
+        }
+        // A 1.0 map that claims more entries than 1 MiB holds.
+        let fx = Fixture::new();
+        let mut pax = Layer::new();
+        pax.pax(&[("GNU.sparse.major", b"1"), ("GNU.sparse.minor", b"0")]);
+        let mut head = pax.0.get_mut().clone();
+        head.extend(block(header(tar::EntryType::Regular, b"s", 0o644), 1 << 40));
+        let mut map = b"1000000000\n".to_vec();
+        map.resize(512, 0);
+        head.extend(map);
+        // Then lines of zeros, without end.
+        let (stream, read) = Generated::new(head, 1 << 40);
+        // Zeros hold no newline, so blocks are read until the limit.
+        let err = unpack_layer(stream, &fx.root, Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UnpackError::MetadataTooLarge {
+                    what: "GNU sparse map",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(read.get() < (1 << 20) + 4 * READ_AHEAD_SIZE as u64);
+        // Old GNU extension blocks without end.
+        let fx = Fixture::new();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNUSparse);
+        h.set_path("s").unwrap();
+        h.as_gnu_mut().unwrap().set_real_size(0);
+        h.as_gnu_mut().unwrap().set_is_extended(true);
+        let mut ext = tar::GnuExtSparseHeader::new();
+        ext.set_is_extended(true);
+        let mut head = block(h, 0);
+        for _ in 0..4096 {
+            head.extend_from_slice(ext.as_bytes());
+        }
+        let (stream, read) = Generated::new(head, 0);
+        let err = unpack_layer(stream, &fx.root, Limits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                UnpackError::MetadataTooLarge {
+                    what: "GNU sparse map",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(read.get() < (1 << 20) + 4 * READ_AHEAD_SIZE as u64);
+        assert_eq!(fs::read_dir(&fx.root).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn byte_budget_counts_everything_written() {
+        let limits = Limits {
+            max_bytes: 10,
+            max_inodes: 100,
+        };
+        let run = |l: &mut Layer| {
+            let fx = Fixture::new();
+            let r = unpack_layer(&l.bytes()[..], &fx.root, limits);
+            fx.assert_outside_untouched();
+            r
+        };
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"12345").file("b", 0o644, b"12345");
+        assert_eq!(run(&mut l).unwrap().bytes, 10);
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"12345").file("b", 0o644, b"123456");
+        let err = run(&mut l).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::TooManyBytes { path, limit: 10 } if path == Path::new("b")),
+            "{err}"
+        );
+        assert!(err.is_invalid_layer());
+        // Rewriting one file still spends the budget.
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"123456").file("a", 0o644, b"123456");
+        assert!(matches!(run(&mut l), Err(UnpackError::TooManyBytes { .. })));
+        // A sparse file's holes are free, its data is not.
+        let mut l = Layer::new();
+        old_gnu_sparse(&mut l, "s", HUNDRED_GIB, &[(0, 5), (HUNDRED_GIB - 5, 5)]);
+        assert_eq!(run(&mut l).unwrap().bytes, 10);
+        let mut l = Layer::new();
+        old_gnu_sparse(&mut l, "s", HUNDRED_GIB, &[(0, 5), (HUNDRED_GIB - 6, 6)]);
+        assert!(matches!(run(&mut l), Err(UnpackError::TooManyBytes { .. })));
+    }
+
+    #[test]
+    fn inode_budget_counts_every_object_and_name() {
+        let limits = Limits {
+            max_bytes: 1 << 20,
+            max_inodes: 4,
+        };
+        let run = |l: &mut Layer| {
+            let fx = Fixture::new();
+            let r = unpack_layer(&l.bytes()[..], &fx.root, limits);
+            fx.assert_outside_untouched();
+            r
+        };
+        // Implicit parents count: d, d/e, d/e/f, g.
+        let mut l = Layer::new();
+        l.file("d/e/f", 0o644, b"").symlink("g", "d");
+        assert_eq!(run(&mut l).unwrap().inodes, 4);
+        let mut l = Layer::new();
+        l.file("d/e/f", 0o644, b"").symlink("g", "d").fifo("h");
+        let err = run(&mut l).unwrap_err();
+        assert!(
+            matches!(&err, UnpackError::TooManyInodes { path, limit: 4 } if path == Path::new("h")),
+            "{err}"
+        );
+        assert!(err.is_invalid_layer());
+        // Hardlinks and whiteouts count too.
+        let mut l = Layer::new();
+        l.file("a", 0o644, b"")
+            .hardlink("b", "a")
+            .hardlink("c", "a")
+            .file(".wh.x", 0o644, b"")
+            .hardlink("d", "a");
+        assert!(matches!(
+            run(&mut l),
+            Err(UnpackError::TooManyInodes { .. })
+        ));
+    }
+
+    #[test]
+    fn header_only_entries_carry_no_data_whatever_their_size() {
+        // As Go's archive/tar reads them: the next header follows at once.
+        let fx = Fixture::new();
+        let mut l = Layer::new();
+        let raw = l.0.get_mut();
+        for (kind, name) in [
+            (tar::EntryType::Directory, &b"dir"[..]),
+            (tar::EntryType::Symlink, b"link"),
+        ] {
+            raw.extend(block(with_link(header(kind, name, 0o755), b"dir"), 4096));
+        }
+        l.file("dir/f", 0o644, b"data");
+        fx.unpack(&mut l).unwrap();
+        assert!(fx.lstat("dir").is_dir());
+        assert!(fx.lstat("link").is_symlink());
+        assert_eq!(fs::read(fx.at("dir/f")).unwrap(), b"data");
     }
 }

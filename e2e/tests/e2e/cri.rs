@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use berth_e2e::cri::*;
 use berth_e2e::images::{
-    ImageConfig, ImageSpec, ManifestFlavour, Pusher, StandardSet, busybox_layer, push_multilayer,
-    push_standard_set,
+    ImageConfig, ImageSpec, ManifestFlavour, Pusher, StandardSet, busybox_layer,
+    huge_pax_record_layer, push_multilayer, push_standard_set,
 };
 use berth_e2e::netns;
 use berth_e2e::node::{Node, free_port};
@@ -48,6 +48,10 @@ pub const TESTS: &[(&str, TestFn)] = &[
     (
         "hostile_layers_leave_no_trace",
         hostile_layers_leave_no_trace,
+    ),
+    (
+        "huge_layer_metadata_is_refused",
+        huge_layer_metadata_is_refused,
     ),
     ("errors_are_precise", errors_are_precise),
     ("registry_auth", registry_auth),
@@ -858,6 +862,43 @@ fn hostile_layers_leave_no_trace(env: &Env) {
         }
         // A good pull still works afterwards.
         pull_ok(&node, &s.busybox.reference()).await;
+    });
+}
+
+/// A layer whose PAX header announces a 2 GiB record (a few MB gzipped) is refused from that
+/// header: the pull answers INVALID_ARGUMENT naming the record, and nothing stays on the node.
+fn huge_layer_metadata_is_refused(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let layer = huge_pax_record_layer();
+        assert!(layer.size < 8 << 20, "blob of {} bytes", layer.size);
+        let img = Pusher::for_registry(&env.reg)
+            .push_image(
+                "evil-huge-pax:latest",
+                &ImageSpec::new(vec![layer], ImageConfig::default()),
+            )
+            .await;
+        let started = std::time::Instant::now();
+        let err = pull(&node, &img.reference(), None)
+            .await
+            .expect_err("a 2 GiB PAX record was accepted");
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message().contains(&img.reference())
+                && err.message().contains(
+                    "PAX extended header of 2147483648 bytes exceeds the limit of 1048576 bytes"
+                ),
+            "message {:?}",
+            err.message()
+        );
+        // Refused from the header, not after decompressing 2 GiB.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_empty(&node, &img.reference()).await;
+        pull_ok(&node, &env.set.busybox.reference()).await;
     });
 }
 

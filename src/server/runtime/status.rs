@@ -62,6 +62,8 @@ pub async fn handle(daemon: &Daemon, req: StatusRequest) -> Result<StatusRespons
             "image": {
                 "max_concurrent_downloads": cfg.image.max_concurrent_downloads,
                 "read_timeout_secs": cfg.image.read_timeout_secs,
+                "max_layer_bytes": cfg.image.max_layer_bytes,
+                "max_layer_inodes": cfg.image.max_layer_inodes,
             },
         });
         info.insert("config".to_string(), config.to_string());
