@@ -165,6 +165,8 @@ struct Chaos<'a> {
     /// Containers whose shim was killed: they must become exited.
     shim_killed: HashSet<String>,
     generation: usize,
+    /// What happened, for the report of a failure.
+    journal: Vec<String>,
 }
 
 impl Chaos<'_> {
@@ -442,8 +444,53 @@ impl Chaos<'_> {
                 want_ctrs.insert(c.id.clone(), (pod.id.clone(), c.name.clone(), c.state));
             }
         }
+        if pods != want_pods || ctrs != want_ctrs {
+            let odd: Vec<&String> = pods
+                .keys()
+                .chain(want_pods.keys())
+                .chain(ctrs.keys())
+                .chain(want_ctrs.keys())
+                .filter(|id| {
+                    pods.get(*id) != want_pods.get(*id) || ctrs.get(*id) != want_ctrs.get(*id)
+                })
+                .collect();
+            let short: Vec<&str> = odd.iter().map(|id| &id[..12]).collect();
+            for line in self
+                .journal
+                .iter()
+                .filter(|l| short.iter().any(|id| l.contains(id)))
+            {
+                println!("journal: {line}");
+            }
+            for line in self
+                .node
+                .log_text()
+                .lines()
+                .filter(|l| !l.contains("DEBUG") && short.iter().any(|id| l.contains(id)))
+            {
+                println!("berthd: {line}");
+            }
+        }
         assert_eq!(pods, want_pods, "pods as acknowledged");
         assert_eq!(ctrs, want_ctrs, "containers as acknowledged");
+    }
+
+    /// `op` with the ids it acts on, for the journal.
+    fn describe(&self, op: &Op) -> String {
+        let pod = |slot: &usize| self.slots[*slot].as_ref();
+        match op {
+            Op::RunPod { .. } => format!("{op:?}"),
+            Op::Create { slot, .. } | Op::StopPod { slot } | Op::RemovePod { slot } => {
+                format!("{op:?} pod {:?}", pod(slot).map(|p| p.id.clone()))
+            }
+            Op::Start { slot, c } | Op::StopCtr { slot, c } | Op::RemoveCtr { slot, c } => format!(
+                "{op:?} pod {:?} container {:?}",
+                pod(slot).map(|p| p.id.clone()),
+                pod(slot)
+                    .and_then(|p| p.containers.get(*c))
+                    .map(|c| c.id.clone())
+            ),
+        }
     }
 
     async fn restart(&mut self) {
@@ -471,6 +518,7 @@ impl Chaos<'_> {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
+        self.journal.push(format!("killed the shim of {id}"));
         self.shim_killed.insert(id);
         self.counts.shim_kills += 1;
     }
@@ -491,13 +539,17 @@ impl Chaos<'_> {
                 let fut = Self::call(&self.node, &op, &self.slots, &image);
                 tokio::time::timeout(delay, fut).await
             };
+            let what = self.describe(&op);
             match call {
                 Ok(Ok(id)) => {
+                    self.journal.push(format!("{what} -> {id:?}, then kill -9"));
                     self.counts.acknowledged += 1;
                     self.apply(&op, id);
                     self.restart().await;
                 }
-                _ => {
+                other => {
+                    self.journal
+                        .push(format!("{what} -> kill -9 under it ({other:?})"));
                     self.counts.kills_mid_call += 1;
                     self.restart().await;
                     self.reconcile(&op).await;
@@ -505,7 +557,10 @@ impl Chaos<'_> {
             }
             return;
         }
-        match Self::call(&self.node, &op, &self.slots, &image).await {
+        let what = self.describe(&op);
+        let result = Self::call(&self.node, &op, &self.slots, &image).await;
+        self.journal.push(format!("{what} -> {result:?}"));
+        match result {
             Ok(id) => {
                 self.counts.acknowledged += 1;
                 self.apply(&op, id);
@@ -573,6 +628,7 @@ fn random_operations_and_kills(env: &Env) {
             seen: HashSet::new(),
             shim_killed: HashSet::new(),
             generation: 0,
+            journal: Vec::new(),
         };
         while chaos.counts.ops < ops {
             chaos.step().await;
