@@ -9,6 +9,7 @@ pub mod ids;
 pub mod image;
 pub mod metrics;
 pub mod network;
+pub mod records;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
