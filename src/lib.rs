@@ -5,6 +5,7 @@ pub mod container;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod http_limits;
 pub mod ids;
 pub mod image;
 pub mod metrics;
