@@ -2,8 +2,11 @@
 //! plus an optional drop-in directory (`<config>.d/*.toml`, applied in name order).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::http_limits::HttpLimits;
 
 /// The default config file location.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/berth.toml";
@@ -69,6 +72,11 @@ pub struct CniConfig {
 pub struct MetricsConfig {
     /// `host:port` serving `GET /metrics`; empty disables the endpoint.
     pub address: String,
+    /// Seconds a client has to send a request's headers (an idle keep-alive connection is
+    /// closed after as long).
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once; more are closed as they are accepted.
+    pub max_connections: usize,
 }
 
 /// `[streaming]`: the HTTP server behind Exec, Attach and PortForward URLs.
@@ -80,6 +88,12 @@ pub struct StreamingConfig {
     pub address: String,
     /// Seconds a streaming URL stays valid (it can be used once).
     pub token_ttl_secs: u64,
+    /// Seconds a client has to send a request's headers (an idle keep-alive connection is
+    /// closed after as long).
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once, upgraded sessions included; more are closed as they are
+    /// accepted.
+    pub max_connections: usize,
 }
 
 /// `[image]`: pull behaviour.
@@ -144,6 +158,8 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             address: "127.0.0.1:9717".to_string(),
+            header_read_timeout_secs: 30,
+            max_connections: 64,
         }
     }
 }
@@ -153,6 +169,8 @@ impl Default for StreamingConfig {
         StreamingConfig {
             address: "127.0.0.1:0".to_string(),
             token_ttl_secs: 60,
+            header_read_timeout_secs: 30,
+            max_connections: 1024,
         }
     }
 }
@@ -164,6 +182,24 @@ impl Default for ImageConfig {
             read_timeout_secs: 60,
             max_layer_bytes: crate::snapshot::unpack::DEFAULT_MAX_LAYER_BYTES,
             max_layer_inodes: crate::snapshot::unpack::DEFAULT_MAX_LAYER_INODES,
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_connections: self.max_connections,
+        }
+    }
+}
+
+impl StreamingConfig {
+    pub fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            max_connections: self.max_connections,
         }
     }
 }
@@ -246,6 +282,29 @@ impl Config {
                 "streaming.address must be host:port, got {:?}",
                 self.streaming.address
             )));
+        }
+        for (key, secs, max) in [
+            (
+                "metrics",
+                self.metrics.header_read_timeout_secs,
+                self.metrics.max_connections,
+            ),
+            (
+                "streaming",
+                self.streaming.header_read_timeout_secs,
+                self.streaming.max_connections,
+            ),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.header_read_timeout_secs must be at least 1"
+                )));
+            }
+            if max == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.max_connections must be at least 1"
+                )));
+            }
         }
         if self.streaming.token_ttl_secs == 0 {
             return Err(ConfigError::Invalid(

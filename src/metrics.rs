@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
+use crate::http_limits::{Gate, HttpLimits};
+
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -150,24 +152,43 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Serve `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener) {
+/// Serve `GET /metrics` on `listener` until the task is dropped, within `limits`.
+pub async fn serve(listener: tokio::net::TcpListener, limits: HttpLimits) {
+    let gate = Gate::new(limits);
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics accept");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let Some(permit) = gate.admit() else {
+            tracing::debug!("metrics: connection limit reached, closing a new connection");
+            continue;
+        };
+        let builder = gate.builder();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(handle);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
                 tracing::debug!(error = %e, "metrics connection");
             }
+            drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::http_limits::tests::{LIMITS, check_server};
+
+    #[tokio::test]
+    async fn slow_headers_and_too_many_connections_are_closed() {
+        let l = super::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(super::serve(l, LIMITS));
+        check_server(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        server.abort();
     }
 }

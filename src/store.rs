@@ -1,8 +1,10 @@
 //! Crash-safe metadata: one redb file under the root dir. Records are JSON values in one table
 //! per object kind; several changes commit in one ACID transaction, so a crash leaves either
-//! all of them or none.
+//! all of them or none. Each value is `{"version": N, "record": ...}` (records.rs: how records of
+//! older versions still load).
 
 use crate::error::{self, DomainError};
+use crate::records::RECORD_VERSION;
 use std::path::Path;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -30,6 +32,15 @@ pub enum StoreError {
         kind: &'static str,
         key: String,
         source: serde_json::Error,
+    },
+    #[error(
+        "metadata record {kind}/{key} has version {version}, newer than this berth's {}",
+        crate::records::RECORD_VERSION
+    )]
+    TooNew {
+        kind: &'static str,
+        key: String,
+        version: u64,
     },
 }
 
@@ -72,7 +83,11 @@ pub enum Change {
 impl Change {
     /// Store `value` under `key`.
     pub fn put<T: Serialize>(kind: Kind, key: &str, value: &T) -> Result<Change, StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+        let envelope = Envelope {
+            version: RECORD_VERSION,
+            record: value,
+        };
+        let bytes = serde_json::to_vec(&envelope).map_err(|source| StoreError::Encode {
             kind: kind.0,
             key: key.to_string(),
             source,
@@ -84,6 +99,39 @@ impl Change {
     pub fn delete(kind: Kind, key: &str) -> Change {
         Change::Delete(kind, key.to_string())
     }
+}
+
+/// A stored value: the record and the version of berth's records it was written as.
+#[derive(Serialize)]
+struct Envelope<'a, T> {
+    version: u32,
+    record: &'a T,
+}
+
+/// One stored value as a record of this version: unwrapped from its envelope, or, without one, a
+/// version 1 record (written before records had a version).
+fn decode<T: DeserializeOwned>(kind: Kind, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    let corrupt = |source| StoreError::Corrupt {
+        kind: kind.0,
+        key: key.to_string(),
+        source,
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let enveloped = value.as_object().is_some_and(|o| {
+        o.len() == 2 && o.get("version").is_some_and(|v| v.is_u64()) && o.contains_key("record")
+    });
+    if enveloped {
+        let version = value["version"].as_u64().unwrap_or(0);
+        if version > u64::from(RECORD_VERSION) {
+            return Err(StoreError::TooNew {
+                kind: kind.0,
+                key: key.to_string(),
+                version,
+            });
+        }
+        value = value["record"].take();
+    }
+    serde_json::from_value(value).map_err(corrupt)
 }
 
 /// The metadata store.
@@ -116,12 +164,7 @@ impl Store {
         for row in table.iter().map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
             let key = k.value().to_string();
-            let value =
-                serde_json::from_slice(v.value()).map_err(|source| StoreError::Corrupt {
-                    kind: kind.0,
-                    key: key.clone(),
-                    source,
-                })?;
+            let value = decode(kind, &key, v.value())?;
             out.push((key, value));
         }
         Ok(out)

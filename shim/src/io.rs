@@ -25,7 +25,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -176,11 +176,55 @@ pub fn format_record(out: &mut Vec<u8>, t: SystemTime, stream: Stream, tag: Tag,
     out.push(b'\n');
 }
 
+/// Warnings about one log file that cannot be written: at most this many per [`WARN_WINDOW`].
+const WARN_BURST: u32 = 5;
+const WARN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Rate limit of the shim's own warnings: a full disk fails every record of a chatty container,
+/// and the shim's log (on the same disk, often) must not grow by a line per record.
+#[derive(Debug)]
+struct WarnLimit {
+    window_start: Option<Instant>,
+    in_window: u32,
+    /// Warnings dropped since the last one logged.
+    suppressed: u64,
+}
+
+impl WarnLimit {
+    const fn new() -> WarnLimit {
+        WarnLimit {
+            window_start: None,
+            in_window: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether a warning at `now` is logged: Some(how many were suppressed before it), or None
+    /// (suppressed, counted).
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        let new_window = self
+            .window_start
+            .is_none_or(|start| now.saturating_duration_since(start) >= WARN_WINDOW);
+        if new_window {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        if self.in_window < WARN_BURST {
+            self.in_window += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
 /// The container's CRI log file, shared by the stdout and stderr pumps.
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
     file: Mutex<File>,
+    warnings: Mutex<WarnLimit>,
 }
 
 impl LogFile {
@@ -189,7 +233,31 @@ impl LogFile {
         Ok(LogFile {
             path: path.to_path_buf(),
             file: Mutex::new(open_log(path)?),
+            warnings: Mutex::new(WarnLimit::new()),
         })
+    }
+
+    /// Warn that a record of `stream` could not be written: at most [`WARN_BURST`] times a
+    /// minute, the next warning after a pause saying how many were suppressed.
+    pub fn warn_write_failed(&self, stream: Stream, e: &io::Error) {
+        let admitted = self
+            .warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(Instant::now());
+        match admitted {
+            None => {}
+            Some(0) => tracing::warn!(
+                "writing {} to {}: {e}",
+                stream.as_str(),
+                self.path.display()
+            ),
+            Some(suppressed) => tracing::warn!(
+                "writing {} to {}: {e} ({suppressed} similar warnings suppressed)",
+                stream.as_str(),
+                self.path.display()
+            ),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -309,11 +377,7 @@ pub async fn pump(
         format_record(&mut record, SystemTime::now(), stream, tag, content);
         if let Err(e) = log.write_record(&record) {
             // Keep draining the container's output even when the log cannot take it.
-            tracing::warn!(
-                "writing {} to {}: {e}",
-                stream.as_str(),
-                log.path().display()
-            );
+            log.warn_write_failed(stream, &e);
         }
     };
     loop {
@@ -362,7 +426,76 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn warnings_are_rate_limited() {
+        let mut w = WarnLimit::new();
+        let t0 = Instant::now();
+        let got: Vec<_> = (0..8)
+            .map(|i| w.admit(t0 + Duration::from_secs(i)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                Some(0),
+                None,
+                None,
+                None
+            ]
+        );
+        // A new window: the first warning says how many were dropped.
+        let later = t0 + WARN_WINDOW + Duration::from_secs(1);
+        assert_eq!(w.admit(later), Some(3));
+        assert_eq!(w.admit(later), Some(0));
+    }
+
+    /// A container writing many lines to a log that cannot be written (a full disk:
+    /// /dev/full): its output is drained, and the shim warns a handful of times, not per line.
+    #[tokio::test]
+    async fn a_full_log_warns_a_few_times() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(Arc<AtomicUsize>);
+        impl Write for Count {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                let lines = b.iter().filter(|c| **c == b'\n').count();
+                self.0.fetch_add(lines, Ordering::Relaxed);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Arc::new(AtomicUsize::new(0));
+        let counter = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Count(counter.clone()))
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let log = Arc::new(LogFile::open(Path::new("/dev/full")).unwrap());
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let (attachers, _) = tokio::sync::broadcast::channel(1);
+        let pumping = pump(r, Stream::Stdout, log, attachers);
+        let writing = tokio::task::spawn_blocking(move || {
+            let mut w = File::from(w);
+            for i in 0..1000 {
+                writeln!(w, "line {i}").unwrap();
+            }
+        });
+        let (pumped, written) = tokio::join!(pumping, writing);
+        pumped.unwrap();
+        written.unwrap();
+        let n = lines.load(Ordering::Relaxed);
+        // A handful (the burst), not one per line.
+        assert!(
+            (1..=10).contains(&n),
+            "{n} warnings for 1000 failed records"
+        );
+    }
 
     fn split(max: usize, chunks: &[&[u8]]) -> Vec<(Tag, Vec<u8>)> {
         let mut out = Vec::new();

@@ -103,6 +103,8 @@ fn init_tracing(level: &str) {
 async fn run(config: Config) -> anyhow::Result<()> {
     let address = config.address.clone();
     let metrics_address = config.metrics.address.clone();
+    let metrics_limits = config.metrics.limits();
+    let streaming_limits = config.streaming.limits();
     let daemon = Daemon::open(config).await?;
     let listener = bind_socket(&address).await?;
     let metrics = if metrics_address.is_empty() {
@@ -114,11 +116,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let l = berth::metrics::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {metrics_address}"))?;
-        Some(tokio::spawn(berth::metrics::serve(l)))
+        Some(tokio::spawn(berth::metrics::serve(l, metrics_limits)))
     };
-    let streaming = tokio::spawn(daemon.streaming.clone().serve(std::sync::Arc::new(
-        berth::daemon::streaming_runtime::DaemonRuntime::new(daemon.clone()),
-    )));
+    let streaming = tokio::spawn(daemon.streaming.clone().serve(
+        std::sync::Arc::new(berth::daemon::streaming_runtime::DaemonRuntime::new(
+            daemon.clone(),
+        )),
+        streaming_limits,
+    ));
     daemon.set_ready();
     let (runtime_svc, image_svc) = berth::server::services(daemon.clone());
     tracing::info!(

@@ -24,8 +24,13 @@ use super::{ContainerError, ContainerState, Containers};
 use crate::error::IoContext;
 use crate::ids::new_id;
 
-/// Most bytes kept of each of stdout and stderr (the rest is read and dropped).
-pub const MAX_OUTPUT: usize = 16 << 20;
+/// Most bytes ExecSync keeps of stdout and stderr together, in the order they arrive (the rest
+/// is read and dropped): the reply then fits kubelet's (and berth's) 16 MiB gRPC message, with
+/// room for the exit code and the fields' framing. containerd caps each stream at 16 MiB
+/// (`maxStreamSize`, its `cappedWriter` in internal/cri/server/container_execsync.go) and keeps
+/// the first bytes as berth does, but a reply over 16 MiB then fails at its gRPC limit: berth
+/// caps the total, so a large output is truncated, never a transport error.
+pub const MAX_OUTPUT: usize = (16 << 20) - 4096;
 
 /// How long a pty's output may keep coming once the command has exited: the command's
 /// background children may hold the terminal open, so it is not waited for to its end.
@@ -140,7 +145,7 @@ impl Containers {
     }
 
     /// ExecSync: run `cmd` in container `id` and collect its output (at most [`MAX_OUTPUT`] of
-    /// each stream); `timeout` None waits as long as it takes. On timeout the command is killed
+    /// both streams together); `timeout` None waits as long as it takes. On timeout the command is killed
     /// and the call fails with DeadlineExceeded.
     pub async fn exec_sync(
         &self,
@@ -159,10 +164,11 @@ impl Containers {
             timeout,
             output_grace: None,
         };
+        let budget = std::sync::atomic::AtomicUsize::new(MAX_OUTPUT);
         let (exit_code, stdout, stderr) = tokio::join!(
             self.exec(id, cmd, options),
-            stdio::collect_capped(stdout, MAX_OUTPUT),
-            stdio::collect_capped(stderr, MAX_OUTPUT),
+            stdio::collect_within(stdout, &budget),
+            stdio::collect_within(stderr, &budget),
         );
         Ok(ExecOutput {
             stdout,

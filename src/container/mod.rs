@@ -86,34 +86,50 @@ impl From<MountError> for ContainerError {
 }
 
 /// Lifecycle state, as CRI has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ContainerState {
     Created,
     Running,
     Exited,
+    #[default]
     Unknown,
 }
 
-/// One container.
+/// One container. Stored (records.rs): berth's fields default when a record lacks them, the
+/// CRI config is kept as protobuf.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     pub id: String,
+    #[serde(default)]
     pub sandbox_id: String,
+    #[serde(default, with = "crate::records::cri")]
     pub config: ContainerConfig,
     /// The image id (config digest) and the reference the client asked for.
+    #[serde(default)]
     pub image_id: String,
+    #[serde(default)]
     pub image_ref: String,
     /// The image's chain ids, base first: the rootfs lowers.
+    #[serde(default)]
     pub layers: Vec<String>,
+    #[serde(default)]
     pub state: ContainerState,
+    #[serde(default)]
     pub pid: u32,
+    #[serde(default)]
     pub created_at: i64,
+    #[serde(default)]
     pub started_at: i64,
+    #[serde(default)]
     pub finished_at: i64,
+    #[serde(default)]
     pub exit_code: i32,
+    #[serde(default)]
     pub reason: String,
+    #[serde(default)]
     pub message: String,
     /// The CRI log file (sandbox log_directory joined with the container's log_path), if any.
+    #[serde(default)]
     pub log_path: Option<PathBuf>,
 }
 

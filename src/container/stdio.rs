@@ -2,6 +2,8 @@
 //! container's own (attach). They are protocol-neutral: the streaming server's sessions (through
 //! the daemon) and ExecSync's output collector both use them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -52,13 +54,17 @@ pub(super) async fn copy_in<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Bytes>
     }
 }
 
-/// Collect what `rx` yields, keeping at most `cap` bytes (the rest is read and dropped, so the
-/// writer never blocks on a full channel).
-pub(super) async fn collect_capped(mut rx: mpsc::Receiver<Bytes>, cap: usize) -> Vec<u8> {
+/// Everything `rx` delivers, kept while `budget` (shared with the other stream of the same
+/// command) lasts; the rest is received and dropped.
+pub(super) async fn collect_within(mut rx: mpsc::Receiver<Bytes>, budget: &AtomicUsize) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(b) = rx.recv().await {
-        let room = cap.saturating_sub(out.len());
-        out.extend_from_slice(&b[..b.len().min(room)]);
+        let taken = budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left - left.min(b.len()))
+            })
+            .map_or(0, |left| left.min(b.len()));
+        out.extend_from_slice(&b[..taken]);
     }
     out
 }
@@ -69,10 +75,25 @@ mod tests {
 
     #[tokio::test]
     async fn copies_and_caps() {
+        let budget = AtomicUsize::new(5);
         let (tx, rx) = mpsc::channel(4);
-        let collector = tokio::spawn(collect_capped(rx, 5));
-        copy_out(&b"hello world"[..], tx).await;
-        assert_eq!(collector.await.unwrap(), b"hello");
+        let collect = collect_within(rx, &budget);
+        let (got, ()) = tokio::join!(collect, copy_out(&b"hello world"[..], tx));
+        assert_eq!(got, b"hello");
+        // The budget is shared: the other stream of the command gets what is left.
+        budget.store(7, Ordering::Relaxed);
+        let (tx1, rx1) = mpsc::channel(4);
+        let (tx2, rx2) = mpsc::channel(4);
+        tx1.send(Bytes::from_static(b"abcd")).await.unwrap();
+        tx2.send(Bytes::from_static(b"ABCD")).await.unwrap();
+        tx1.send(Bytes::from_static(b"efgh")).await.unwrap();
+        drop((tx1, tx2));
+        let one = collect_within(rx1, &budget).await;
+        let two = collect_within(rx2, &budget).await;
+        assert_eq!(
+            (one.as_slice(), two.as_slice()),
+            (&b"abcdefg"[..], &b""[..])
+        );
 
         let (tx, rx) = mpsc::channel(4);
         let (r, w) = tokio::io::duplex(64);

@@ -59,24 +59,31 @@ impl DomainError for SandboxError {
 }
 
 /// Lifecycle state, as CRI has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SandboxState {
     Ready,
+    #[default]
     NotReady,
 }
 
-/// One pod sandbox.
+/// One pod sandbox. Stored (records.rs): berth's fields default when a record lacks them, the
+/// CRI config is kept as protobuf.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SandboxRecord {
     /// 64 hex characters.
     pub id: String,
     /// The config kubelet sent, verbatim.
+    #[serde(default, with = "crate::records::cri")]
     pub config: PodSandboxConfig,
+    #[serde(default)]
     pub runtime_handler: String,
     /// Unix nanoseconds.
+    #[serde(default)]
     pub created_at: i64,
+    #[serde(default)]
     pub state: SandboxState,
     /// Pinned namespaces: kind name → pin path.
+    #[serde(default)]
     pub pins: Vec<(String, PathBuf)>,
     /// The pod's IPs from CNI, IPv4 first (none for host-network pods).
     #[serde(default)]

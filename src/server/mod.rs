@@ -13,6 +13,10 @@ use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
 
 use crate::daemon::Daemon;
 
+/// Largest gRPC message berthd sends or accepts (kubelet's limit too): kubelet sends image lists
+/// and container lists well beyond the 4 MiB default.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
 /// The gRPC services for one daemon.
 pub fn services(
     daemon: Arc<Daemon>,
@@ -20,8 +24,6 @@ pub fn services(
     RuntimeServiceServer<runtime::RuntimeServer>,
     ImageServiceServer<image::ImageServer>,
 ) {
-    // kubelet sends image lists and container lists well beyond the 4 MiB default.
-    const MAX_MESSAGE: usize = 16 << 20;
     (
         RuntimeServiceServer::new(runtime::RuntimeServer::new(daemon.clone()))
             .max_decoding_message_size(MAX_MESSAGE)

@@ -19,9 +19,11 @@ use hyper::header::{CONNECTION, HeaderValue, UPGRADE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::session::{self, Transport};
 use super::{Command, Pending, StreamingRuntime, spdy, ws};
+use crate::http_limits::{Gate, HttpLimits};
 
 /// The streaming server's state: its address and the outstanding tokens.
 pub struct Streaming {
@@ -78,9 +80,11 @@ impl Streaming {
         Some(p)
     }
 
-    /// Serve until the process ends, running sessions on `runtime`. Each connection is its own
-    /// task.
-    pub async fn serve<R: StreamingRuntime>(self: Arc<Self>, runtime: Arc<R>) {
+    /// Serve until the process ends, running sessions on `runtime`, within `limits`. Each
+    /// connection is its own task; it holds its place among `max_connections` until it ends,
+    /// an upgraded one until its session ends.
+    pub async fn serve<R: StreamingRuntime>(self: Arc<Self>, runtime: Arc<R>, limits: HttpLimits) {
+        let gate = Gate::new(limits);
         let Some(listener) = self
             .listener
             .lock()
@@ -98,16 +102,23 @@ impl Streaming {
                     continue;
                 }
             };
+            let Some(permit) = gate.admit() else {
+                tracing::debug!("streaming: connection limit reached, closing a new connection");
+                continue;
+            };
+            let permit = Arc::new(permit);
             let _ = tcp.set_nodelay(true);
             let this = self.clone();
             let runtime = runtime.clone();
+            let builder = gate.builder();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let this = this.clone();
                     let runtime = runtime.clone();
-                    async move { Ok::<_, std::convert::Infallible>(this.route(req, runtime)) }
+                    let permit = permit.clone();
+                    async move { Ok::<_, std::convert::Infallible>(this.route(req, runtime, permit)) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                if let Err(e) = builder
                     .serve_connection(TokioIo::new(tcp), service)
                     .with_upgrades()
                     .await
@@ -122,6 +133,7 @@ impl Streaming {
         &self,
         req: Request<Incoming>,
         runtime: Arc<R>,
+        permit: Arc<OwnedSemaphorePermit>,
     ) -> Response<Full<Bytes>> {
         let path = req.uri().path().trim_matches('/').to_string();
         let Some((kind, token)) = path.split_once('/') else {
@@ -132,9 +144,9 @@ impl Streaming {
         };
         let upgrade = header(&req, UPGRADE.as_str()).to_ascii_lowercase();
         if upgrade.contains("spdy/3.1") {
-            self.upgrade_spdy(req, pending, runtime)
+            self.upgrade_spdy(req, pending, runtime, permit)
         } else if upgrade.contains("websocket") {
-            self.upgrade_ws(req, pending, runtime)
+            self.upgrade_ws(req, pending, runtime, permit)
         } else {
             plain(
                 StatusCode::BAD_REQUEST,
@@ -148,6 +160,7 @@ impl Streaming {
         req: Request<Incoming>,
         pending: Pending,
         runtime: Arc<R>,
+        permit: Arc<OwnedSemaphorePermit>,
     ) -> Response<Full<Bytes>> {
         let offered = header_list(&req, "x-stream-protocol-version");
         let Some(chosen) = spdy::choose_protocol(&offered, pending.is_port_forward()) else {
@@ -161,6 +174,7 @@ impl Streaming {
                 Ok(up) => session::serve(runtime, TokioIo::new(up), Transport::Spdy, pending).await,
                 Err(e) => tracing::warn!("SPDY upgrade: {e}"),
             }
+            drop(permit);
         });
         let mut resp = Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -178,6 +192,7 @@ impl Streaming {
         req: Request<Incoming>,
         pending: Pending,
         runtime: Arc<R>,
+        permit: Arc<OwnedSemaphorePermit>,
     ) -> Response<Full<Bytes>> {
         let key = header(&req, "sec-websocket-key");
         if key.is_empty() {
@@ -221,6 +236,7 @@ impl Streaming {
                 }
                 Err(e) => tracing::warn!("WebSocket upgrade: {e}"),
             }
+            drop(permit);
         });
         let mut resp = Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -283,6 +299,32 @@ fn header_list(req: &Request<Incoming>, name: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streaming::{Failure, PortStream, Streams};
+
+    /// A runtime no test session reaches.
+    struct Idle;
+
+    impl StreamingRuntime for Idle {
+        async fn exec(&self, _: &str, _: &[String], _: Streams) -> Result<i32, Failure> {
+            Ok(0)
+        }
+        async fn attach(&self, _: &str, _: Streams) -> Result<(), Failure> {
+            Ok(())
+        }
+        async fn port_forward(&self, _: &str, _: u16, _: PortStream) {}
+    }
+
+    #[tokio::test]
+    async fn slow_headers_and_too_many_connections_are_closed() {
+        use crate::http_limits::tests::{LIMITS, check_server};
+        let s = Streaming::bind("127.0.0.1:0", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let addr = s.local_addr();
+        let server = tokio::spawn(s.serve(Arc::new(Idle), LIMITS));
+        check_server(addr, b"GET /exec/unknown HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        server.abort();
+    }
 
     #[tokio::test]
     async fn tokens_are_single_use_and_expire() {

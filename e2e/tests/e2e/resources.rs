@@ -175,6 +175,30 @@ fn exec_sync(env: &Env) {
             .await
             .unwrap();
         assert_eq!((r.stdout.len(), r.exit_code), (3_000_000, 0));
+        // Output beyond one 16 MiB gRPC message (kubelet's client limit) is truncated so the
+        // reply fits: stdout and stderr together, never a transport error.
+        let r = node
+            .runtime()
+            .await
+            .max_decoding_message_size(16 << 20)
+            .exec_sync(ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: ["sh", "-c", "head -c 1000 /dev/zero >&2; head -c 20000000 /dev/zero"]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                timeout: 60,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("ExecSync of 20 MB: {e:?}"))
+            .into_inner();
+        assert_eq!(r.exit_code, 0);
+        assert_eq!(r.stderr.len(), 1000);
+        assert!(
+            r.stdout.len() > 15 << 20 && r.stdout.len() + r.stderr.len() < 16 << 20,
+            "{} bytes of stdout",
+            r.stdout.len()
+        );
 
         // The image's user, with its groups.
         let uid = running(&node, &pod, "user", &env.set.user.reference(), "sleep 3600", |_| {}).await;

@@ -23,3 +23,23 @@ pub async fn handle(daemon: &Daemon, req: ExecSyncRequest) -> Result<ExecSyncRes
         exit_code: out.exit_code,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::exec::MAX_OUTPUT;
+    use prost::Message;
+
+    /// The most output ExecSync keeps, however split, fits one gRPC message with any exit code.
+    #[test]
+    fn largest_reply_fits_a_message() {
+        for split in [0, 1, MAX_OUTPUT / 2, MAX_OUTPUT] {
+            let r = ExecSyncResponse {
+                stdout: vec![b'x'; split],
+                stderr: vec![b'y'; MAX_OUTPUT - split],
+                exit_code: i32::MIN,
+            };
+            assert!(r.encoded_len() <= crate::server::MAX_MESSAGE, "{split}");
+        }
+    }
+}

@@ -35,6 +35,10 @@ const MAX_CHUNK: usize = 32 * 1024;
 /// Depth of the bounded channels handed to the session (in messages).
 pub(super) const CHANNEL_DEPTH: usize = 16;
 /// How long berth waits for the client to close after GOAWAY.
+/// Streams one connection may have open at once (either side still sending); SYN_STREAMs
+/// beyond it are refused (RST_STREAM REFUSED_STREAM). An exec uses at most five; kubectl
+/// port-forward two per forwarded connection, all on one SPDY connection.
+pub(super) const MAX_STREAMS: usize = 1024;
 pub(super) const LINGER: Duration = Duration::from_secs(5);
 
 enum Out {
@@ -235,15 +239,23 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             Frame::SynStream {
                 id, flags, headers, ..
             } => {
-                let (last_id, closing) = {
+                let (last_id, closing, open) = {
                     let flow = self.conn.shared.flow();
-                    (flow.last_id, flow.closing)
+                    let open = self.inbound.len()
+                        + flow
+                            .streams
+                            .keys()
+                            .filter(|k| !self.inbound.contains_key(k))
+                            .count();
+                    (flow.last_id, flow.closing, open)
                 };
                 if id == 0 || id % 2 == 0 || id <= last_id {
                     let status = RST_PROTOCOL_ERROR;
                     return self.conn.frame(Frame::RstStream { id, status }).await;
                 }
-                if closing {
+                if closing || open >= MAX_STREAMS {
+                    // The id is used up all the same: ids only grow.
+                    self.conn.shared.flow().last_id = id;
                     let status = RST_REFUSED_STREAM;
                     return self.conn.frame(Frame::RstStream { id, status }).await;
                 }
@@ -591,6 +603,40 @@ mod tests {
             }
         }
         assert_eq!(got, total);
+    }
+
+    /// At most MAX_STREAMS streams are open at once: one more is refused; when one ends, a new
+    /// one is accepted again.
+    #[tokio::test]
+    async fn streams_per_connection_are_bounded() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut c = Client::new(a);
+        let mut started = start(b).unwrap();
+        let mut streams = std::mem::replace(&mut started.streams, mpsc::channel(1).1);
+        let keep = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Some(s) = streams.recv().await {
+                kept.push(s);
+            }
+            kept
+        });
+        for _ in 0..MAX_STREAMS {
+            let id = c.open(&st("data")).await;
+            assert!(matches!(c.next_nwu().await, Some(Frame::SynReply { id: r, .. }) if r == id));
+        }
+        let refused = c.open(&st("data")).await;
+        match c.next_nwu().await {
+            Some(Frame::RstStream { id, status }) => {
+                assert_eq!((id, status), (refused, RST_REFUSED_STREAM));
+            }
+            other => panic!("{other:?}"),
+        }
+        // The client resets its first stream: room for one more.
+        c.send(Frame::RstStream { id: 1, status: 5 }).await;
+        let id = c.open(&st("data")).await;
+        assert!(matches!(c.next_nwu().await, Some(Frame::SynReply { id: r, .. }) if r == id));
+        started.abort();
+        keep.abort();
     }
 
     /// spdystream never sends WINDOW_UPDATE: output must not stall at 64 KiB.

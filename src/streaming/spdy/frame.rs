@@ -32,6 +32,9 @@ pub const DEFAULT_WINDOW: u32 = 65536;
 const MAX_FRAME_LEN: usize = (1 << 24) - 1;
 /// Cap on a decompressed header block.
 const MAX_HEADER_BLOCK: usize = 1 << 20;
+/// The first buffer a header block inflates into; it grows (up to [`MAX_HEADER_BLOCK`]) only as
+/// the block really inflates, never from what a length claims.
+const INITIAL_HEADER_BUFFER: usize = 4096;
 
 /// The zlib dictionary of SPDY/3 header blocks (its Adler-32, the zlib DICTID, is 0xe3c6a7c2).
 pub const DICTIONARY: [u8; 1423] = [
@@ -364,7 +367,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     fn header_block(&mut self, input: &[u8]) -> Result<HeaderBlock, SpdyError> {
         let zerr = |e: flate2::DecompressError| SpdyError::Compression(e.to_string());
-        let mut out = Vec::with_capacity(input.len() * 4 + 64);
+        let mut out =
+            Vec::with_capacity(input.len().saturating_mul(4).min(INITIAL_HEADER_BUFFER) + 64);
         let start = self.inflate.total_in();
         loop {
             if out.len() == out.capacity() {
@@ -410,8 +414,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let first = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
         let flags = head[4];
         let len = (usize::from(head[5]) << 16) | (usize::from(head[6]) << 8) | usize::from(head[7]);
-        let mut p = vec![0u8; len];
-        self.io.read_exact(&mut p).await?;
+        // The payload buffer grows with the bytes that arrive: a frame head claiming 16 MiB that
+        // sends nothing more costs nothing.
+        let mut p = Vec::new();
+        (&mut self.io).take(len as u64).read_to_end(&mut p).await?;
+        if p.len() < len {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
         if first & 0x8000_0000 == 0 {
             return Ok(Some(Frame::Data {
                 id: first,
@@ -552,6 +561,75 @@ mod tests {
             assert_eq!(r.read_frame().await.unwrap().as_ref(), Some(f));
         }
         assert_eq!(r.read_frame().await.unwrap(), None);
+    }
+
+    /// An AsyncRead over bytes that remembers the largest buffer it was handed.
+    struct Recording<'a> {
+        data: &'a [u8],
+        largest: usize,
+    }
+
+    impl AsyncRead for Recording<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            self.largest = self.largest.max(buf.remaining());
+            let n = buf.remaining().min(self.data.len());
+            buf.put_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A frame head claiming the largest payload, then a little and the end: the reader fails
+    /// without having set aside a buffer of the claimed size.
+    #[tokio::test]
+    async fn a_claimed_length_is_not_preallocated() {
+        let mut wire = vec![0, 0, 0, 1, 0, 0xff, 0xff, 0xff];
+        wire.extend([7u8; 1000]);
+        let mut io = Recording {
+            data: &wire,
+            largest: 0,
+        };
+        let mut r = FrameReader::new(&mut io);
+        let err = r.read_frame().await.unwrap_err();
+        assert!(matches!(err, SpdyError::Io(_)), "{err:?}");
+        drop(r);
+        assert!(io.largest < 64 * 1024, "a {} byte buffer", io.largest);
+    }
+
+    /// Header blocks whose counts and lengths claim more than the block holds, or that inflate
+    /// past the cap, are refused.
+    #[tokio::test]
+    async fn header_block_claims_are_checked() {
+        let syn = |block: &[u8]| {
+            let mut deflate = Compress::new(Compression::default(), true);
+            deflate.set_dictionary(&DICTIONARY).unwrap();
+            let mut z = Vec::with_capacity(block.len() + 1024);
+            deflate
+                .compress_vec(block, &mut z, FlushCompress::Sync)
+                .unwrap();
+            let mut p = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            p.extend(z);
+            control(TYPE_SYN_STREAM, 0, &p).unwrap()
+        };
+        // 2^31 - 1 pairs; one name 2^31 - 1 bytes long; then a block inflating to 4 MiB.
+        let mut huge_name = vec![0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff];
+        huge_name.extend(b"abc");
+        let mut bomb = vec![0, 0, 0, 1, 0, 0x40, 0, 0];
+        bomb.resize(4 << 20, b'a');
+        for (block, want) in [
+            (vec![0x7f, 0xff, 0xff, 0xff], "truncated"),
+            (huge_name, "truncated"),
+            (bomb, "too large"),
+        ] {
+            let wire = syn(&block);
+            let mut r = FrameReader::new(&wire[..]);
+            let err = r.read_frame().await.unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
     }
 
     /// Two SYN_STREAMs compressed by C zlib (Python's zlib, level 9, SPDY/3 dictionary, one
