@@ -414,6 +414,17 @@ impl Containers {
         Ok(())
     }
 
+    /// Write back an updated record of an existing container, unless it was removed while the
+    /// update was being made (an exit watcher's refresh must never bring a removed container
+    /// back). Under the container's lock, so that a removal is either before or after.
+    async fn persist_existing(&self, rec: &ContainerRecord) -> Result<(), ContainerError> {
+        let _l = self.locks.lock(&rec.id).await;
+        if self.registry.get(&rec.id).is_ok_and(|r| r.id == rec.id) {
+            self.persist(rec)?;
+        }
+        Ok(())
+    }
+
     /// CreateContainer: rootfs, spec, shim with the init process waiting. Undone on failure.
     pub async fn create(
         &self,
@@ -683,7 +694,7 @@ impl Containers {
             .into_inner();
         crate::metrics::phase("shim_start", t);
         apply_state(&mut rec, &st);
-        self.persist(&rec)?;
+        self.persist_existing(&rec).await?;
         tracing::info!(container = %rec.id, pid = rec.pid, "container started");
         self.events
             .container(&rec.id, &rec.sandbox_id, EventKind::Started);
@@ -905,7 +916,7 @@ impl Containers {
         }
         // Status is polled (kubelet, crictl): the store is written only when something changed.
         if rec != before {
-            self.persist(&rec)?;
+            self.persist_existing(&rec).await?;
         }
         Ok(rec)
     }
