@@ -7,6 +7,7 @@
 
 pub mod console;
 pub mod fs;
+pub mod in_root;
 pub mod mount_api;
 pub mod mountinfo;
 pub mod netdev;

@@ -28,6 +28,7 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("supplemental_groups_policy", supplemental_groups_policy),
     ("recursive_read_only_binds", recursive_read_only_binds),
     ("target_pid_namespace", target_pid_namespace),
+    ("mount_destination_race", mount_destination_race),
 ];
 
 /// The suite's environment: a runtime, and a registry holding the runtime image set.
@@ -1137,6 +1138,105 @@ fn target_pid_namespace(env: &Env) {
         target("no-such-container")(&mut cfg);
         let err = create_container(&node, &pod, cfg).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// CVE-2021-30465's class (runc's reproducer, with the host in the attacker's place): while
+/// berth mounts volumes below a directory of a shared volume, that directory is swapped again and
+/// again (renameat2 RENAME_EXCHANGE) with a symlink to a host directory. No mount point may be
+/// created there, no mount may land there, and every container that was created has each of
+/// its mounts inside its own root.
+fn mount_destination_race(env: &Env) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const ATTEMPTS: usize = 8;
+    const MOUNTS: usize = 32;
+    env.rt.block_on(async {
+        let (node, pod) = node_with_pod(env, "race").await;
+        let bb = env.set.busybox.reference();
+        let host = tempfile::Builder::new()
+            .prefix("berth-e2e-race-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let (vol, canary, src) = (
+            host.path().join("vol"),
+            host.path().join("canary"),
+            host.path().join("src"),
+        );
+        for d in [vol.join("d"), canary.clone(), src.clone()] {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        std::os::unix::fs::symlink(&canary, vol.join("s")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicUsize::new(0));
+        let swapper = {
+            let (stop, swaps, vol) = (stop.clone(), swaps.clone(), vol.clone());
+            std::thread::spawn(move || {
+                let dir = std::fs::File::open(&vol).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    if nix::fcntl::renameat2(
+                        &dir,
+                        "d",
+                        &dir,
+                        "s",
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    )
+                    .is_ok()
+                    {
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        let mut created = 0;
+        for attempt in 0..ATTEMPTS {
+            let mut cfg = container_config(&format!("race-{attempt}"), &bb, &["sleep", "3600"]);
+            cfg.mounts = std::iter::once(Mount {
+                container_path: "/vol".into(),
+                host_path: vol.display().to_string(),
+                ..Default::default()
+            })
+            .chain((0..MOUNTS).map(|i| Mount {
+                container_path: format!("/vol/d/m{attempt}-{i}"),
+                host_path: src.display().to_string(),
+                ..Default::default()
+            }))
+            .collect();
+            // Losing the race may fail the creation: that is allowed, a mount outside is not.
+            let created_id = create_container(&node, &pod, cfg).await;
+            let outside = dir_entries(&canary);
+            assert!(
+                outside.is_empty(),
+                "attempt {attempt}: mount points created outside the rootfs: {outside:?}"
+            );
+            let Ok(id) = created_id else {
+                continue;
+            };
+            created += 1;
+            start_container(&node, &id).await;
+            let mountinfo = sh(&node, &id, "cat /proc/self/mountinfo").await;
+            for i in 0..MOUNTS {
+                let suffix = format!("/m{attempt}-{i}");
+                assert!(
+                    mountinfo
+                        .lines()
+                        .any(|l| l.split(' ').nth(4).is_some_and(|p| p.ends_with(&suffix))),
+                    "attempt {attempt}: mount {suffix} is not in the container:\n{mountinfo}"
+                );
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(swaps.load(Ordering::Relaxed) > 0, "the swapper never ran");
+        assert!(
+            created > 0,
+            "no container could be created:\n{}",
+            node.log_text()
+        );
+        let host_mounts = berth_e2e::node::mounts_under(host.path());
+        assert!(host_mounts.is_empty(), "host mounts: {host_mounts:?}");
+        assert!(dir_entries(&canary).is_empty());
         remove_pod(&node, &pod).await;
     });
 }

@@ -9,6 +9,8 @@
 // Capabilities, the bounding set, rlimits and signal dispositions are set with libc calls.
 #![allow(unsafe_code)]
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use nix::sys::prctl;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{
@@ -270,6 +272,27 @@ pub fn apply_capabilities(sets: &CapSets) -> Result<()> {
     Ok(())
 }
 
+/// Write `value` to the /proc file at `path`, after checking that what was opened is on procfs
+/// (fstatfs PROC_SUPER_MAGIC): a volume mounted over /proc, or a symlink raced in, must not
+/// turn an AppArmor, sysctl or oom_score_adj write into a write to a file of the container's
+/// choosing (CVE-2019-16884, CVE-2019-19921).
+pub fn write_proc(path: &std::path::Path, value: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    let fs = nix::sys::statfs::fstatfs(&f).map_err(std::io::Error::from)?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other(format!(
+            "{} is not on procfs (filesystem type {:#x})",
+            path.display(),
+            fs.filesystem_type().0
+        )));
+    }
+    f.write_all(value)
+}
+
 /// `process.apparmorProfile`: ask the kernel to confine the next execve with `profile`, as
 /// runc does (`exec <profile>` into the task's AppArmor exec attribute; the older kernels'
 /// attribute path when the per-LSM one is absent). None or empty: unchanged.
@@ -283,14 +306,13 @@ pub fn apply_apparmor(profile: Option<&str>) -> Result<()> {
         "/proc/thread-self/attr/apparmor/exec",
         "/proc/thread-self/attr/exec",
     ] {
-        match std::fs::OpenOptions::new().write(true).open(path) {
-            Ok(mut f) => {
-                use std::io::Write;
-                return f
-                    .write_all(request.as_bytes())
-                    .ctx(|| format!("setting the AppArmor profile {profile:?}"));
+        match write_proc(std::path::Path::new(path), request.as_bytes()) {
+            Ok(()) => return Ok(()),
+            // Absent on this kernel: try the older attribute.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = Some(e),
+            Err(e) => {
+                return Err(e).ctx(|| format!("setting the AppArmor profile {profile:?}"));
             }
-            Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no AppArmor attribute")))
@@ -357,14 +379,14 @@ pub fn set_oom_score_adj(value: i32) -> Option<String> {
     if own == Some(value) {
         return None;
     }
-    let written = std::fs::write(PATH, value.to_string());
+    let written = write_proc(std::path::Path::new(PATH), value.to_string().as_bytes());
     let now = read();
     if written.is_ok() && now == Some(value) {
         return None;
     }
     if let Some(own) = own {
         // Put back the shim's own score in case a partial value stuck.
-        let _ = std::fs::write(PATH, own.to_string());
+        let _ = write_proc(std::path::Path::new(PATH), own.to_string().as_bytes());
     }
     Some(format!(
         "oom_score_adj {value} refused ({}); keeping {}",
@@ -419,6 +441,26 @@ mod tests {
         assert_eq!(cap_mask(Some(&caps)), 0xa80425fb);
         assert_eq!(cap_mask(None), 0);
         assert_eq!(cap_number(Capability::CheckpointRestore), 40);
+    }
+
+    #[test]
+    fn proc_writes_go_to_procfs_only() {
+        let d = tempfile::tempdir().unwrap();
+        let fake = d.path().join("oom_score_adj");
+        std::fs::write(&fake, "0").unwrap();
+        let e = write_proc(&fake, b"-999").unwrap_err();
+        assert!(e.to_string().contains("not on procfs"), "{e}");
+        assert_eq!(std::fs::read_to_string(&fake).unwrap(), "0");
+        // The real one: this thread's name.
+        write_proc(
+            std::path::Path::new("/proc/thread-self/comm"),
+            b"procfs-check",
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string("/proc/thread-self/comm").unwrap(),
+            "procfs-check\n"
+        );
     }
 
     #[test]
