@@ -319,6 +319,26 @@ pub fn apply_apparmor(profile: Option<&str>) -> Result<()> {
         .ctx(|| format!("setting the AppArmor profile {profile:?}"))
 }
 
+/// chdir to `cwd`, then make sure the new working directory is inside the process's root: a
+/// directory descriptor of the host leaked into the container (`cwd: /proc/self/fd/N`,
+/// CVE-2024-21626) would otherwise leave the container's process working in the host's tree.
+/// getcwd(3) reports such a directory, unreachable from the root, as ENOENT.
+pub fn enter_cwd(cwd: &std::path::Path) -> Result<()> {
+    std::env::set_current_dir(cwd).ctx(|| format!("chdir to cwd {}", cwd.display()))?;
+    let outside = || {
+        Err(super::error::Error::Init(format!(
+            "cwd {} is outside the container's root",
+            cwd.display()
+        )))
+    };
+    match std::env::current_dir() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(_) => outside(),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => outside(),
+        Err(e) => Err(e).ctx(|| format!("getcwd after chdir to {}", cwd.display())),
+    }
+}
+
 /// PR_SET_NO_NEW_PRIVS.
 pub fn set_no_new_privs() -> Result<()> {
     prctl::set_no_new_privs().ctx(|| "PR_SET_NO_NEW_PRIVS")
@@ -461,6 +481,42 @@ mod tests {
             std::fs::read_to_string("/proc/thread-self/comm").unwrap(),
             "procfs-check\n"
         );
+    }
+
+    /// chroot without chdir leaves the cwd outside the root, as a leaked host directory would.
+    #[test]
+    fn cwd_outside_the_root_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let root_c = std::ffi::CString::new(root.path().as_os_str().as_encoded_bytes()).unwrap();
+        let outside_c =
+            std::ffi::CString::new(outside.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: the child only makes system calls and the checks under test, then _exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: NUL-terminated paths alive for the calls; _exit ends the child.
+                let code = unsafe {
+                    let userns = libc::geteuid() == 0 || libc::unshare(libc::CLONE_NEWUSER) == 0;
+                    if !userns || libc::chdir(outside_c.as_ptr()) != 0 {
+                        10
+                    } else if libc::chroot(root_c.as_ptr()) != 0 {
+                        11
+                    } else if enter_cwd(std::path::Path::new(".")).is_ok() {
+                        12
+                    } else if enter_cwd(std::path::Path::new("/")).is_err() {
+                        13
+                    } else {
+                        0
+                    }
+                };
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
     }
 
     #[test]
