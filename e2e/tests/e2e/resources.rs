@@ -29,6 +29,7 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("recursive_read_only_binds", recursive_read_only_binds),
     ("target_pid_namespace", target_pid_namespace),
     ("mount_destination_race", mount_destination_race),
+    ("shim_binary_not_writable", shim_binary_not_writable),
 ];
 
 /// The suite's environment: a runtime, and a registry holding the runtime image set.
@@ -1237,6 +1238,98 @@ fn mount_destination_race(env: &Env) {
         let host_mounts = berth_e2e::node::mounts_under(host.path());
         assert!(host_mounts.is_empty(), "host mounts: {host_mounts:?}");
         assert!(dir_entries(&canary).is_empty());
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// CVE-2019-5736's class: a container reaches the runtime's binary through `/proc/<pid>/exe`,
+/// by running it (an image whose /bin/sh is `#!/proc/self/exe`) or by finding a process of it in
+/// a shared PID namespace (another container's init, created and not started, runs berth-shim),
+/// and opens it for writing. What it reaches is a read-only view: EROFS (not the host file, which
+/// only "Text file busy" would keep), and the host's berth-shim is unchanged.
+fn shim_binary_not_writable(env: &Env) {
+    use berth_e2e::images::{
+        BuiltLayer, Compression, Entry, ImageConfig, ImageSpec, Pusher, busybox_layer,
+        sha256_digest,
+    };
+    const ATTACK: &str = r#"found=0
+for d in /proc/[0-9]*; do
+  case "$(readlink $d/exe 2>/dev/null)" in
+    *berth-shim) found=1; echo "target $d"; (echo pwned > $d/exe) 2>&1 ;;
+  esac
+done
+echo "found=$found""#;
+    env.rt.block_on(async {
+        let installed = berth_e2e::node::berthd_binary().with_file_name("berth-shim");
+        let hash = || sha256_digest(&std::fs::read(&installed).expect("reading berth-shim"));
+        let before = hash();
+        let evil = Pusher::for_registry(&env.reg)
+            .push_image(
+                "evil-exe:latest",
+                &ImageSpec::new(
+                    vec![
+                        busybox_layer().clone(),
+                        BuiltLayer::from_entries(
+                            &[Entry::file("bin/sh", "#!/proc/self/exe\n", 0o755)],
+                            Compression::Gzip,
+                        ),
+                    ],
+                    ImageConfig::default(),
+                ),
+            )
+            .await;
+        let node = Node::start().await;
+        pull_ok(&node, &env.set.busybox.reference()).await;
+        pull_ok(&node, &evil.reference()).await;
+        let mut cfg = pod_config("exe", NamespaceMode::Pod);
+        cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        if let Some(ns) = cfg
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.pid = NamespaceMode::Pod as i32;
+        }
+        let pod = run_pod(&node, cfg).await.expect("RunPodSandbox");
+        let attacker = create_container(
+            &node,
+            &pod,
+            container_config(
+                "attacker",
+                &evil.reference(),
+                &["/bin/busybox", "sleep", "3600"],
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e:?}\n{}", node.log_text()));
+        start_container(&node, &attacker).await;
+        // Created, not started: its init waits in the pod's PID namespace, running berth-shim.
+        create_container(
+            &node,
+            &pod,
+            container_config("waiting", &env.set.busybox.reference(), &["true"]),
+        )
+        .await
+        .expect("CreateContainer waiting");
+
+        // /bin/sh runs berth-shim itself inside the container; it must not get anywhere.
+        let r = exec(&node, &attacker, &["/bin/sh"], 10).await;
+        assert!(
+            r.as_ref().is_ok_and(|r| r.exit_code != 0) || r.is_err(),
+            "{r:?}"
+        );
+        let r = exec(&node, &attacker, &["/bin/busybox", "sh", "-c", ATTACK], 30)
+            .await
+            .expect("ExecSync");
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(out.contains("found=1"), "no berth-shim process seen: {out}");
+        assert!(out.contains("Read-only file system"), "{out}");
+        assert!(
+            !out.contains("Text file busy"),
+            "the host's binary was reached: {out}"
+        );
+        assert_eq!(hash(), before, "berth-shim changed");
         remove_pod(&node, &pod).await;
     });
 }
