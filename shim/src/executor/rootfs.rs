@@ -846,4 +846,36 @@ mod tests {
 
         assert!(parse_mount_options(&["idmap".to_string()]).is_err());
     }
+
+    /// `rro` is applied with mount_setattr or the mount fails: where the kernel refuses it (here:
+    /// a directory that is no mount's root), the error comes back and nothing is changed; there
+    /// is no read-only-top-mount fallback.
+    #[test]
+    fn recursive_read_only_fails_rather_than_downgrades() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("not-a-mount");
+        fs::create_dir(&dir).unwrap();
+        let fd = open(
+            &dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let o = opts(&["rbind", "ro", "rro", "rprivate"]);
+        assert_eq!(o.rec_attr.set & mount_attr::RDONLY, mount_attr::RDONLY);
+        assert!(apply_recursive_attrs(fd.as_fd(), &o.rec_attr).is_err());
+        fs::write(dir.join("still-writable"), "").unwrap();
+        // Nothing asked, nothing done.
+        apply_recursive_attrs(fd.as_fd(), &RecursiveAttrs::default()).unwrap();
+    }
+
+    #[test]
+    fn bind_flags_as_mount_attrs() {
+        use mount_attr::*;
+        let (set, clr) = bind_attrs(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!((set, clr), (RDONLY | NOSUID | NODEV, 0));
+        let (set, clr) = bind_attrs(MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME);
+        assert_eq!((set, clr), (NOEXEC | NOATIME, ATIME_MASK));
+        assert_eq!(bind_attrs(MsFlags::empty()), (0, 0));
+    }
 }
