@@ -255,8 +255,8 @@ pub fn mknod_in_root(
     let (parent, name) = parent_in_root(root, path, 0o755)?;
     let c_name = c_string(name)?;
     let p = parent.as_raw_fd();
-    // SAFETY (this block's calls): a NUL-terminated name alive for each call, relative to a
-    // directory we own; no other memory is passed.
+    // SAFETY: each call gets a NUL-terminated name alive for it, relative to a directory we
+    // own, and fstatat a stat buffer of its own type to fill; no other memory is passed.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
         if libc::fstatat(p, c_name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) == 0 {
