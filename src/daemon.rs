@@ -37,6 +37,8 @@ pub enum StartError {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Container(#[from] crate::container::ContainerError),
+    #[error(transparent)]
+    ShimView(#[from] crate::shim_view::ShimViewError),
 }
 
 /// Everything a CRI handler can reach.
@@ -60,6 +62,8 @@ pub struct Daemon {
     container_calls: Calls<ContainerRecord>,
     unit_calls: Calls<()>,
     _lock: Flock<File>,
+    /// The read-only view every shim process is started from (held for the daemon's life).
+    _shim: crate::shim_view::ShimView,
 }
 
 impl Daemon {
@@ -69,6 +73,13 @@ impl Daemon {
             std::fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
         }
         let lock = take_lock(&config.root)?;
+        // Every shim process runs from one read-only view of the binary (CVE-2019-5736).
+        let shim = crate::shim_view::ShimView::open(&default_shim_binary())?;
+        tracing::info!(
+            "berth-shim {} runs from its read-only view {}",
+            shim.installed().display(),
+            shim.path().display()
+        );
         let store = Arc::new(Store::open(&config.root.join("meta.db"))?);
         let events = Events::default();
         let streaming = crate::streaming::server::Streaming::bind(
@@ -89,7 +100,7 @@ impl Daemon {
             crate::sandbox::SandboxSettings {
                 conf_dir: config.cni.conf_dir.clone(),
                 bin_dirs: config.cni.bin_dirs.clone(),
-                shim_binary: default_shim_binary(),
+                shim_binary: shim.path().to_path_buf(),
             },
         )?;
         let containers = Arc::new(
@@ -97,7 +108,7 @@ impl Daemon {
                 store.clone(),
                 &config.root,
                 &config.state,
-                default_shim_binary(),
+                shim.path().to_path_buf(),
                 events.clone(),
             )
             .await?,
@@ -115,19 +126,14 @@ impl Daemon {
             Box::new(move || roots.held_layers()),
         )
         .await?;
-        let user_namespaces = match crate::sandbox::userns::probe(
-            &default_shim_binary(),
-            &config.root,
-            &config.state,
-        )
-        .await
-        {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::info!("user namespaces (hostUsers: false) not available: {e}");
-                false
-            }
-        };
+        let user_namespaces =
+            match crate::sandbox::userns::probe(shim.path(), &config.root, &config.state).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::info!("user namespaces (hostUsers: false) not available: {e}");
+                    false
+                }
+            };
         Ok(Arc::new(Daemon {
             user_namespaces,
             config,
@@ -142,6 +148,7 @@ impl Daemon {
             container_calls: Calls::keeping(),
             unit_calls: Calls::joining(),
             _lock: lock,
+            _shim: shim,
         }))
     }
 

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod shim_client;
+pub mod shim_view;
 pub mod snapshot;
 pub mod store;
 pub mod streaming;

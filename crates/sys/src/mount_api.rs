@@ -112,15 +112,30 @@ pub fn idmap(
 /// Attach a detached tree at `target` (an existing file or directory).
 pub fn move_mount(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
     let target = c_path(target)?;
+    move_mount_raw(tree, libc::AT_FDCWD, &target, 0)
+}
+
+/// Attach a detached tree on exactly what `target` is open on (an O_PATH descriptor of a
+/// mount point opened inside a container's root).
+pub fn move_mount_at(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    move_mount_raw(tree, target.as_raw_fd(), c"", libc::MOVE_MOUNT_T_EMPTY_PATH)
+}
+
+fn move_mount_raw(
+    tree: BorrowedFd<'_>,
+    to_dirfd: RawFd,
+    to_path: &std::ffi::CStr,
+    to_flags: libc::c_uint,
+) -> io::Result<()> {
     // SAFETY: an empty and a NUL-terminated path alive for the call; plain integer flags.
     let r = unsafe {
         libc::syscall(
             libc::SYS_move_mount,
             tree.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
+            to_dirfd,
+            to_path.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | to_flags,
         )
     };
     if r < 0 {
@@ -130,15 +145,14 @@ pub fn move_mount(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
     }
 }
 
-/// `source` bound at `target` through an idmapped clone (runc's and containerd's way: the top
-/// mount only unless `recursive`); `readonly` as part of the same attribute change.
-pub fn bind_idmapped(
+/// An idmapped clone of `source` (the top mount only unless `recursive`; `readonly` as part of
+/// the same attribute change), still detached.
+pub fn idmapped_clone(
     source: &Path,
-    target: &Path,
     userns: BorrowedFd<'_>,
     recursive: bool,
     readonly: bool,
-) -> io::Result<()> {
+) -> io::Result<OwnedFd> {
     let tree = open_tree_clone(source, recursive)?;
     let extra = if readonly { mount_attr::RDONLY } else { 0 };
     idmap(tree.as_fd(), userns, false, extra).map_err(|e| {
@@ -150,5 +164,30 @@ pub fn bind_idmapped(
             ),
         )
     })?;
+    Ok(tree)
+}
+
+/// `source` bound at `target` through an idmapped clone (runc's and containerd's way: the top
+/// mount only unless `recursive`); `readonly` as part of the same attribute change.
+pub fn bind_idmapped(
+    source: &Path,
+    target: &Path,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+    readonly: bool,
+) -> io::Result<()> {
+    let tree = idmapped_clone(source, userns, recursive, readonly)?;
     move_mount(tree.as_fd(), target)
+}
+
+/// [`bind_idmapped`] onto what `target` is open on.
+pub fn bind_idmapped_at(
+    source: &Path,
+    target: BorrowedFd<'_>,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+    readonly: bool,
+) -> io::Result<()> {
+    let tree = idmapped_clone(source, userns, recursive, readonly)?;
+    move_mount_at(tree.as_fd(), target)
 }

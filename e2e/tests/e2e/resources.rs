@@ -29,6 +29,8 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("recursive_read_only_binds", recursive_read_only_binds),
     ("target_pid_namespace", target_pid_namespace),
     ("device_rules", device_rules),
+    ("mount_destination_race", mount_destination_race),
+    ("shim_binary_not_writable", shim_binary_not_writable),
 ];
 
 /// The suite's environment: a runtime, and a registry holding the runtime image set.
@@ -1280,6 +1282,197 @@ fn device_rules(env: &Env) {
         let out = sh(&node, &all, &script).await;
         assert!(out.trim().parse::<u64>().is_ok_and(|n| n > 0), "{out}");
 
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// CVE-2021-30465's class (runc's reproducer, with the host in the attacker's place): while
+/// berth mounts volumes below a directory of a shared volume, that directory is swapped again and
+/// again (renameat2 RENAME_EXCHANGE) with a symlink to a host directory. No mount point may be
+/// created there, no mount may land there, and every container that was created has each of
+/// its mounts inside its own root.
+fn mount_destination_race(env: &Env) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const ATTEMPTS: usize = 8;
+    const MOUNTS: usize = 32;
+    env.rt.block_on(async {
+        let (node, pod) = node_with_pod(env, "race").await;
+        let bb = env.set.busybox.reference();
+        let host = tempfile::Builder::new()
+            .prefix("berth-e2e-race-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let (vol, canary, src) = (
+            host.path().join("vol"),
+            host.path().join("canary"),
+            host.path().join("src"),
+        );
+        for d in [vol.join("d"), canary.clone(), src.clone()] {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        std::os::unix::fs::symlink(&canary, vol.join("s")).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let swaps = Arc::new(AtomicUsize::new(0));
+        let swapper = {
+            let (stop, swaps, vol) = (stop.clone(), swaps.clone(), vol.clone());
+            std::thread::spawn(move || {
+                let dir = std::fs::File::open(&vol).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    if nix::fcntl::renameat2(
+                        &dir,
+                        "d",
+                        &dir,
+                        "s",
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    )
+                    .is_ok()
+                    {
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        let mut created = 0;
+        for attempt in 0..ATTEMPTS {
+            let mut cfg = container_config(&format!("race-{attempt}"), &bb, &["sleep", "3600"]);
+            cfg.mounts = std::iter::once(Mount {
+                container_path: "/vol".into(),
+                host_path: vol.display().to_string(),
+                ..Default::default()
+            })
+            .chain((0..MOUNTS).map(|i| Mount {
+                container_path: format!("/vol/d/m{attempt}-{i}"),
+                host_path: src.display().to_string(),
+                ..Default::default()
+            }))
+            .collect();
+            // Losing the race may fail the creation: that is allowed, a mount outside is not.
+            let created_id = create_container(&node, &pod, cfg).await;
+            let outside = dir_entries(&canary);
+            assert!(
+                outside.is_empty(),
+                "attempt {attempt}: mount points created outside the rootfs: {outside:?}"
+            );
+            let Ok(id) = created_id else {
+                continue;
+            };
+            created += 1;
+            start_container(&node, &id).await;
+            let mountinfo = sh(&node, &id, "cat /proc/self/mountinfo").await;
+            for i in 0..MOUNTS {
+                let suffix = format!("/m{attempt}-{i}");
+                assert!(
+                    mountinfo
+                        .lines()
+                        .any(|l| l.split(' ').nth(4).is_some_and(|p| p.ends_with(&suffix))),
+                    "attempt {attempt}: mount {suffix} is not in the container:\n{mountinfo}"
+                );
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(swaps.load(Ordering::Relaxed) > 0, "the swapper never ran");
+        assert!(
+            created > 0,
+            "no container could be created:\n{}",
+            node.log_text()
+        );
+        let host_mounts = berth_e2e::node::mounts_under(host.path());
+        assert!(host_mounts.is_empty(), "host mounts: {host_mounts:?}");
+        assert!(dir_entries(&canary).is_empty());
+        remove_pod(&node, &pod).await;
+    });
+}
+
+/// CVE-2019-5736's class: a container reaches the runtime's binary through `/proc/<pid>/exe`,
+/// by running it (an image whose /bin/sh is `#!/proc/self/exe`) or by finding a process of it in
+/// a shared PID namespace (another container's init, created and not started, runs berth-shim),
+/// and opens it for writing. What it reaches is a read-only view: EROFS (not the host file, which
+/// only "Text file busy" would keep), and the host's berth-shim is unchanged.
+fn shim_binary_not_writable(env: &Env) {
+    use berth_e2e::images::{
+        BuiltLayer, Compression, Entry, ImageConfig, ImageSpec, Pusher, busybox_layer,
+        sha256_digest,
+    };
+    const ATTACK: &str = r#"found=0
+for d in /proc/[0-9]*; do
+  case "$(readlink $d/exe 2>/dev/null)" in
+    *berth-shim) found=1; echo "target $d"; (echo pwned > $d/exe) 2>&1 ;;
+  esac
+done
+echo "found=$found""#;
+    env.rt.block_on(async {
+        let installed = berth_e2e::node::berthd_binary().with_file_name("berth-shim");
+        let hash = || sha256_digest(&std::fs::read(&installed).expect("reading berth-shim"));
+        let before = hash();
+        let evil = Pusher::for_registry(&env.reg)
+            .push_image(
+                "evil-exe:latest",
+                &ImageSpec::new(
+                    vec![
+                        busybox_layer().clone(),
+                        BuiltLayer::from_entries(
+                            &[Entry::file("bin/sh", "#!/proc/self/exe\n", 0o755)],
+                            Compression::Gzip,
+                        ),
+                    ],
+                    ImageConfig::default(),
+                ),
+            )
+            .await;
+        let node = Node::start().await;
+        pull_ok(&node, &env.set.busybox.reference()).await;
+        pull_ok(&node, &evil.reference()).await;
+        let mut cfg = pod_config("exe", NamespaceMode::Pod);
+        cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        if let Some(ns) = cfg
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+        {
+            ns.pid = NamespaceMode::Pod as i32;
+        }
+        let pod = run_pod(&node, cfg).await.expect("RunPodSandbox");
+        let attacker = create_container(
+            &node,
+            &pod,
+            container_config(
+                "attacker",
+                &evil.reference(),
+                &["/bin/busybox", "sleep", "3600"],
+            ),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e:?}\n{}", node.log_text()));
+        start_container(&node, &attacker).await;
+        // Created, not started: its init waits in the pod's PID namespace, running berth-shim.
+        create_container(
+            &node,
+            &pod,
+            container_config("waiting", &env.set.busybox.reference(), &["true"]),
+        )
+        .await
+        .expect("CreateContainer waiting");
+
+        // /bin/sh runs berth-shim itself inside the container; it must not get anywhere.
+        let r = exec(&node, &attacker, &["/bin/sh"], 10).await;
+        assert!(
+            r.as_ref().is_ok_and(|r| r.exit_code != 0) || r.is_err(),
+            "{r:?}"
+        );
+        let r = exec(&node, &attacker, &["/bin/busybox", "sh", "-c", ATTACK], 30)
+            .await
+            .expect("ExecSync");
+        let out = String::from_utf8_lossy(&r.stdout).into_owned();
+        assert!(out.contains("found=1"), "no berth-shim process seen: {out}");
+        assert!(out.contains("Read-only file system"), "{out}");
+        assert!(
+            !out.contains("Text file busy"),
+            "the host's binary was reached: {out}"
+        );
+        assert_eq!(hash(), before, "berth-shim changed");
         remove_pod(&node, &pod).await;
     });
 }

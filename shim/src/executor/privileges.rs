@@ -14,7 +14,7 @@
 //!  8. clear keepcaps; effective, permitted,           │
 //!     inheritable and ambient sets                    ┘
 //!  9. exec only: the parent-death signal again        a credential change cleared it
-//! 10. umask, cwd
+//! 10. umask, cwd (which must be inside the root)
 //! 11. no_new_privs
 //! 12. seccomp, with no_new_privs                      last, unprivileged
 //! ```
@@ -119,8 +119,7 @@ pub(crate) fn apply(
     nix::sys::stat::umask(FileMode::from_bits_truncate(
         process.user().umask().unwrap_or(0o022) as libc::mode_t,
     ));
-    std::env::set_current_dir(process.cwd())
-        .ctx(|| format!("chdir to cwd {}", process.cwd().display()))?;
+    security::enter_cwd(process.cwd())?;
 
     // 11-12. With no_new_privs the filter is the last step, unprivileged.
     if nnp {

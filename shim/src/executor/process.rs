@@ -647,6 +647,14 @@ fn apply_sysctls(c: &Container) -> Result<()> {
     let Some(sysctls) = c.spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
         return Ok(());
     };
+    write_sysctls(Path::new("/proc/sys"), sysctls)
+}
+
+/// Each sysctl written to its file under `proc_sys`, which must be on procfs.
+fn write_sysctls(
+    proc_sys: &Path,
+    sysctls: &std::collections::HashMap<String, String>,
+) -> Result<()> {
     let mut keys: Vec<&String> = sysctls.keys().collect();
     keys.sort();
     for key in keys {
@@ -655,7 +663,7 @@ fn apply_sysctls(c: &Container) -> Result<()> {
             return Err(Error::InvalidSpec(format!("bad sysctl name {key:?}")));
         }
         let value = &sysctls[key];
-        std::fs::write(Path::new("/proc/sys").join(&rel), value.as_bytes())
+        security::write_proc(&proc_sys.join(&rel), value.as_bytes())
             .ctx(|| format!("setting sysctl {key}={value}"))?;
     }
     Ok(())
@@ -742,6 +750,21 @@ mod tests {
             exec_error("x", Errno::ENOEXEC),
             Error::Exec { code: 126, .. }
         ));
+    }
+
+    #[test]
+    fn sysctls_are_written_to_procfs_only() {
+        // A directory standing in for /proc/sys (a volume over /proc): refused, untouched.
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("net/ipv4")).unwrap();
+        std::fs::write(d.path().join("net/ipv4/ip_forward"), "0").unwrap();
+        let sysctls = [("net.ipv4.ip_forward".to_string(), "1".to_string())].into();
+        let e = write_sysctls(d.path(), &sysctls).unwrap_err();
+        assert!(e.to_string().contains("not on procfs"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("net/ipv4/ip_forward")).unwrap(),
+            "0"
+        );
     }
 
     #[test]

@@ -7,27 +7,31 @@
 //! 2. [`pivot`]: `pivot_root(".", ".")`, then the old root is detached;
 //! 3. [`finish`]: `linux.readonlyPaths`, `linux.maskedPaths`, then `root.readonly`.
 //!
-//! Every path inside the rootfs goes through [`secure_join`], so a symlink in the image cannot
-//! send a mount outside it.
+//! Every path inside the rootfs is resolved by the kernel inside it (`openat2` with
+//! `RESOLVE_IN_ROOT`, berth_sys::in_root): mount points and device nodes are created relative to
+//! directories opened inside the root, and each mount is made on `/proc/self/fd/N` of the
+//! destination opened that way, never on a path resolved again by name. So neither a symlink in
+//! the image nor one swapped in by another container sharing a volume (CVE-2021-30465) can send
+//! a mount, a directory or a device outside the rootfs.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{OpenOptionsExt, symlink};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::stat::{Mode, makedev};
 use nix::sys::statvfs::{FsFlags, statvfs};
-use nix::unistd::{Gid, Uid, chown, fchdir, pivot_root};
+use nix::unistd::{fchdir, pivot_root};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxIdMapping, LinuxNamespaceType, Mount};
 
 use super::bundle::Container;
 use super::error::{Context, Error, Result};
 use berth_cgroups::{Cgroup, V1Cgroup, V2Cgroup};
+use berth_sys::in_root;
 use berth_sys::mount_api::{MountAttr, mount_attr, mount_setattr};
 use berth_sys::mountinfo;
 
@@ -183,39 +187,6 @@ pub fn propagation_flag(name: &str) -> Option<MsFlags> {
     })
 }
 
-/// `root` joined with `unsafe_path`, resolving `..` and symlinks as if `root` were `/`: the
-/// result never leaves `root` (like filepath-securejoin). Missing components are kept as named.
-pub fn secure_join(root: &Path, unsafe_path: &Path) -> io::Result<PathBuf> {
-    let mut pending: VecDeque<OsString> = to_parts(unsafe_path);
-    let mut resolved = PathBuf::new();
-    let mut links = 0;
-    while let Some(part) = pending.pop_front() {
-        if part == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&part);
-        let full = root.join(&candidate);
-        match fs::symlink_metadata(&full) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 255 {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
-                }
-                let target = fs::read_link(&full)?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                let mut next = to_parts(&target);
-                next.extend(pending);
-                pending = next;
-            }
-            _ => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
-}
-
 /// Path components as names and `..` (root and `.` dropped).
 fn to_parts(p: &Path) -> VecDeque<OsString> {
     p.components()
@@ -251,6 +222,51 @@ fn locked_flags(path: &Path) -> MsFlags {
 
 const NONE: Option<&str> = None;
 
+/// The rootfs, opened once after it is bound onto itself: every container path is resolved
+/// inside it by the kernel.
+pub struct Root {
+    fd: OwnedFd,
+}
+
+impl Root {
+    /// Open `path` (the rootfs, as the host sees it) as the root to resolve inside.
+    pub fn open(path: &Path) -> Result<Root> {
+        let fd = open(
+            path,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("opening the rootfs {}", path.display()))?;
+        Ok(Root { fd })
+    }
+
+    /// `dest` created inside the root as a directory (or, unless `dir`, an empty file to bind a
+    /// file onto) with its missing parents; returned opened (O_PATH) to mount on.
+    pub fn mount_point(&self, dest: &Path, dir: bool) -> Result<OwnedFd> {
+        let made = if dir {
+            in_root::mkdir_all_in_root(self.fd.as_fd(), dest, 0o755)
+        } else {
+            in_root::create_file_in_root(self.fd.as_fd(), dest, 0o644)
+        };
+        made.ctx(|| format!("creating mount point {}", dest.display()))
+    }
+
+    /// `dest` as it is now: after a mount on it, that mount's root.
+    pub fn reopen(&self, dest: &Path) -> Result<OwnedFd> {
+        in_root::open_in_root(self.fd.as_fd(), dest, 0)
+            .ctx(|| format!("opening {} inside the rootfs", dest.display()))
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The path mount(2) follows to exactly what `fd` is open on.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    in_root::fd_path(fd.as_fd())
+}
+
 /// Steps 1: everything before pivot_root. Runs in the init child, in its new mount namespace.
 pub fn prepare(c: &Container, cgroup: Option<&Cgroup>) -> Result<()> {
     let rootfs = &c.rootfs;
@@ -270,12 +286,13 @@ pub fn prepare(c: &Container, cgroup: Option<&Cgroup>) -> Result<()> {
         NONE,
     )
     .ctx(|| format!("binding the rootfs {} onto itself", rootfs.display()))?;
+    let root = Root::open(rootfs)?;
 
     for m in c.spec.mounts().iter().flatten() {
         match (m.typ().as_deref(), cgroup) {
-            (Some("cgroup"), Some(Cgroup::V1(v1))) => mount_v1_cgroups(c, m, v1)?,
-            (Some("cgroup"), Some(Cgroup::V2(v2))) => mount_v2_cgroup(c, m, v2)?,
-            _ => mount_one(c, m)?,
+            (Some("cgroup"), Some(Cgroup::V1(v1))) => mount_v1_cgroups(&root, m, v1)?,
+            (Some("cgroup"), Some(Cgroup::V2(v2))) => mount_v2_cgroup(&root, m, v2)?,
+            _ => mount_one(c, &root, m)?,
         }
     }
 
@@ -283,16 +300,15 @@ pub fn prepare(c: &Container, cgroup: Option<&Cgroup>) -> Result<()> {
         .and_then(|l| l.devices().as_deref())
         .unwrap_or_default();
     if dev_is_tmpfs(c) {
-        create_default_devices(rootfs, devices)?;
+        create_default_devices(&root, devices)?;
     }
     for d in devices {
-        create_device(rootfs, d)?;
+        create_device(&root, d)?;
     }
 
     if let Some(p) = c.spec.process() {
-        let cwd =
-            secure_join(rootfs, p.cwd()).ctx(|| format!("resolving cwd {}", p.cwd().display()))?;
-        fs::create_dir_all(&cwd).ctx(|| format!("creating cwd {}", p.cwd().display()))?;
+        in_root::mkdir_all_in_root(root.as_fd(), p.cwd(), 0o755)
+            .ctx(|| format!("creating cwd {}", p.cwd().display()))?;
     }
     Ok(())
 }
@@ -316,58 +332,49 @@ fn dev_is_tmpfs(c: &Container) -> bool {
     })
 }
 
-/// Create `dest` as a directory, or as an empty file to bind a file onto.
-fn create_mount_point(dest: &Path, dir: bool) -> Result<()> {
-    if dir {
-        return fs::create_dir_all(dest).ctx(|| format!("creating mount point {}", dest.display()));
-    }
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
-    }
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(dest)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).ctx(|| format!("creating mount point {}", dest.display())),
-    }
-}
-
 /// A `cgroup` mount on a v1 (or hybrid) host, as runc makes it: a tmpfs with, per hierarchy,
 /// the container's own cgroup directory bound at the hierarchy's name (plus a symlink per
 /// co-mounted controller, `cpu -> cpu,cpuacct`), and the hybrid v2 directory at `unified`. The
 /// container sees its own limits at the usual paths; nothing above its cgroup.
-fn mount_v1_cgroups(c: &Container, m: &Mount, v1: &V1Cgroup) -> Result<()> {
+fn mount_v1_cgroups(root: &Root, m: &Mount, v1: &V1Cgroup) -> Result<()> {
     let opts = parse_mount_options(m.options().as_deref().unwrap_or_default())?;
-    let dest = secure_join(&c.rootfs, m.destination())
-        .ctx(|| format!("resolving mount destination {}", m.destination().display()))?;
-    create_mount_point(&dest, true)?;
+    let dest = m.destination();
+    let target = root.mount_point(dest, true)?;
     let base = (opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC))
         | MsFlags::MS_NOSUID
         | MsFlags::MS_NODEV
         | MsFlags::MS_NOEXEC;
-    mount(Some("tmpfs"), &dest, Some("tmpfs"), base, Some("mode=755"))
-        .ctx(|| format!("mounting a tmpfs on {}", m.destination().display()))?;
+    mount(
+        Some("tmpfs"),
+        &fd_path(&target),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .ctx(|| format!("mounting a tmpfs on {}", dest.display()))?;
+    // The new tmpfs, ours alone: what goes in it is resolved inside it.
+    let tmpfs = root.reopen(dest)?;
     let readonly = opts.flags.contains(MsFlags::MS_RDONLY);
     let bind = |source: &Path, name: &str| -> Result<()> {
-        let target = dest.join(name);
-        create_mount_point(&target, true)?;
+        let what = || format!("{}/{name}", dest.display());
+        let point = in_root::mkdir_all_in_root(tmpfs.as_fd(), Path::new(name), 0o755)
+            .ctx(|| format!("creating {}", what()))?;
         mount(
             Some(source),
-            &target,
+            &fd_path(&point),
             NONE,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             NONE,
         )
-        .ctx(|| format!("binding {} on {}", source.display(), target.display()))?;
-        let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | base | locked_flags(&target);
+        .ctx(|| format!("binding {} on {}", source.display(), what()))?;
+        let bound = in_root::open_in_root(tmpfs.as_fd(), Path::new(name), 0)
+            .ctx(|| format!("opening {}", what()))?;
+        let bound = fd_path(&bound);
+        let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | base | locked_flags(&bound);
         if readonly {
             flags |= MsFlags::MS_RDONLY;
         }
-        mount(NONE, &target, NONE, flags, NONE).ctx(|| format!("remounting {}", target.display()))
+        mount(NONE, &bound, NONE, flags, NONE).ctx(|| format!("remounting {}", what()))
     };
     for h in &v1.hierarchies {
         let Some(name) = h.root.file_name().and_then(|n| n.to_str()) else {
@@ -376,7 +383,7 @@ fn mount_v1_cgroups(c: &Container, m: &Mount, v1: &V1Cgroup) -> Result<()> {
         bind(&h.dir, name)?;
         for ctl in &h.controllers {
             if ctl != name {
-                match symlink(name, dest.join(ctl)) {
+                match in_root::symlink_in_root(tmpfs.as_fd(), Path::new(name), Path::new(ctl)) {
                     Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                         return Err(e).ctx(|| format!("linking {ctl} to {name}"));
                     }
@@ -391,12 +398,12 @@ fn mount_v1_cgroups(c: &Container, m: &Mount, v1: &V1Cgroup) -> Result<()> {
     if readonly {
         mount(
             NONE,
-            &dest,
+            &fd_path(&tmpfs),
             NONE,
             MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
             NONE,
         )
-        .ctx(|| format!("remounting {} read-only", m.destination().display()))?;
+        .ctx(|| format!("remounting {} read-only", dest.display()))?;
     }
     Ok(())
 }
@@ -404,13 +411,17 @@ fn mount_v1_cgroups(c: &Container, m: &Mount, v1: &V1Cgroup) -> Result<()> {
 /// A `cgroup` mount on a v2 host: cgroup2 itself (the init is already in its cgroup and, with
 /// a cgroup namespace, sees it as the root); where the kernel refuses that, the container's own
 /// cgroup directory bound read-only, as runc falls back.
-fn mount_v2_cgroup(c: &Container, m: &Mount, v2: &V2Cgroup) -> Result<()> {
+fn mount_v2_cgroup(root: &Root, m: &Mount, v2: &V2Cgroup) -> Result<()> {
     let opts = parse_mount_options(m.options().as_deref().unwrap_or_default())?;
-    let dest = secure_join(&c.rootfs, m.destination())
-        .ctx(|| format!("resolving mount destination {}", m.destination().display()))?;
-    create_mount_point(&dest, true)?;
+    let target = root.mount_point(m.destination(), true)?;
     let flags = opts.flags - MsFlags::MS_REMOUNT;
-    match mount(Some("cgroup2"), &dest, Some("cgroup2"), flags, NONE) {
+    match mount(
+        Some("cgroup2"),
+        &fd_path(&target),
+        Some("cgroup2"),
+        flags,
+        NONE,
+    ) {
         Ok(()) => Ok(()),
         Err(e @ (nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY)) => {
             tracing::info!(
@@ -419,7 +430,7 @@ fn mount_v2_cgroup(c: &Container, m: &Mount, v2: &V2Cgroup) -> Result<()> {
             );
             mount(
                 Some(&v2.dir),
-                &dest,
+                &fd_path(&target),
                 NONE,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 NONE,
@@ -431,15 +442,16 @@ fn mount_v2_cgroup(c: &Container, m: &Mount, v2: &V2Cgroup) -> Result<()> {
                     m.destination().display()
                 )
             })?;
-            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked_flags(&dest);
-            mount(NONE, &dest, NONE, flags, NONE)
+            let bound = fd_path(&root.reopen(m.destination())?);
+            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags | locked_flags(&bound);
+            mount(NONE, &bound, NONE, flags, NONE)
                 .ctx(|| format!("remounting {}", m.destination().display()))
         }
         Err(e) => Err(e).ctx(|| format!("mounting cgroup2 on {}", m.destination().display())),
     }
 }
 
-fn mount_one(c: &Container, m: &Mount) -> Result<()> {
+fn mount_one(c: &Container, root: &Root, m: &Mount) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let opts = parse_mount_options(m.options().as_deref().unwrap_or_default())?;
     if !opts.ignored.is_empty() {
@@ -449,9 +461,8 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
             opts.ignored
         );
     }
-    let dest = secure_join(&c.rootfs, m.destination())
-        .ctx(|| format!("resolving mount destination {}", m.destination().display()))?;
-    let what = || format!("mounting {} on {}", typ, m.destination().display());
+    let dest = m.destination();
+    let what = || format!("mounting {} on {}", typ, dest.display());
 
     if opts.bind || typ == "bind" {
         let source = m.source().as_ref().ok_or_else(|| {
@@ -463,7 +474,7 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
         let source = c.bundle.join(source);
         let meta =
             fs::metadata(&source).ctx(|| format!("bind mount source {}", source.display()))?;
-        create_mount_point(&dest, meta.is_dir())?;
+        let target = root.mount_point(dest, meta.is_dir())?;
         let bind_what = || {
             format!(
                 "bind mounting {} on {}",
@@ -471,33 +482,36 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
                 m.destination().display()
             )
         };
-        if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+        // A detached clone of the source, attached on the destination as opened inside the
+        // root; its descriptor then names exactly that mount for the flags that follow.
+        let tree = if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
             // Seen by the container's user namespace with its ids (KEP-127 volumes, pod files).
             let userns = mount_userns(c, m)?;
-            berth_sys::mount_api::bind_idmapped(
-                &source,
-                &dest,
-                userns.as_fd(),
-                opts.recursive,
-                false,
-            )
-            .ctx(bind_what)?;
+            berth_sys::mount_api::idmapped_clone(&source, userns.as_fd(), opts.recursive, false)
         } else {
-            let mut flags = MsFlags::MS_BIND;
-            if opts.recursive {
-                flags |= MsFlags::MS_REC;
-            }
-            mount(Some(&source), &dest, NONE, flags, NONE).ctx(bind_what)?;
+            berth_sys::mount_api::open_tree_clone(&source, opts.recursive)
         }
-        // Flags of a bind mount only take effect through a remount.
-        let extra = opts.flags - MsFlags::MS_REMOUNT;
-        if !extra.is_empty() {
-            let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra | locked_flags(&dest);
-            mount(NONE, &dest, NONE, flags, NONE)
-                .ctx(|| format!("remounting {} with {extra:?}", m.destination().display()))?;
+        .ctx(bind_what)?;
+        berth_sys::mount_api::move_mount_at(tree.as_fd(), target.as_fd()).ctx(bind_what)?;
+        // Flags of a bind mount apply to its top mount only (`rro` and co. are recursive).
+        let (set, clr) = bind_attrs(opts.flags);
+        if set != 0 || clr != 0 {
+            let attr = MountAttr {
+                attr_set: set,
+                attr_clr: clr,
+                ..Default::default()
+            };
+            mount_setattr(
+                tree.as_raw_fd(),
+                Path::new(""),
+                libc::AT_EMPTY_PATH as libc::c_uint,
+                &attr,
+            )
+            .ctx(|| format!("setting {:?} on {}", opts.flags, dest.display()))?;
         }
+        return finish_mount(tree, dest, &opts);
     } else {
-        create_mount_point(&dest, true)?;
+        let target = root.mount_point(dest, true)?;
         let source = m
             .source()
             .as_ref()
@@ -505,7 +519,13 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
             .unwrap_or_else(|| typ.into());
         let data = opts.data.join(",");
         let data = (!data.is_empty()).then_some(data.as_str());
-        if let Err(e) = mount(Some(source.as_os_str()), &dest, Some(typ), opts.flags, data) {
+        if let Err(e) = mount(
+            Some(source.as_os_str()),
+            &fd_path(&target),
+            Some(typ),
+            opts.flags,
+            data,
+        ) {
             if typ == "cgroup" || typ == "cgroup2" {
                 // A container without a cgroup of its own on a v1 host: nothing to show.
                 tracing::warn!("{}: {e}; skipped", what());
@@ -514,30 +534,76 @@ fn mount_one(c: &Container, m: &Mount) -> Result<()> {
             return Err(e).ctx(what);
         }
     }
+    if opts.propagation.is_empty() && opts.rec_attr.is_empty() {
+        return Ok(());
+    }
+    finish_mount(root.reopen(dest)?, dest, &opts)
+}
+
+/// The MOUNT_ATTR_* (set, clear) masks of a bind mount's flags (`ro`, `nosuid`, `noatime`...).
+fn bind_attrs(flags: MsFlags) -> (u64, u64) {
+    use mount_attr::*;
+    let mut set = 0;
+    let mut clr = 0;
+    for (ms, attr) in [
+        (MsFlags::MS_RDONLY, RDONLY),
+        (MsFlags::MS_NOSUID, NOSUID),
+        (MsFlags::MS_NODEV, NODEV),
+        (MsFlags::MS_NOEXEC, NOEXEC),
+        (MsFlags::MS_NODIRATIME, NODIRATIME),
+    ] {
+        if flags.contains(ms) {
+            set |= attr;
+        }
+    }
+    for (ms, attr) in [
+        (MsFlags::MS_NOATIME, NOATIME),
+        (MsFlags::MS_STRICTATIME, STRICTATIME),
+        (MsFlags::MS_RELATIME, RELATIME),
+    ] {
+        if flags.contains(ms) {
+            set = (set & !ATIME_MASK) | attr;
+            clr |= ATIME_MASK;
+        }
+    }
+    (set, clr)
+}
+
+/// Propagation and recursive attributes, on the mount `mounted` is the root of.
+fn finish_mount(mounted: OwnedFd, dest: &Path, opts: &MountOptions) -> Result<()> {
     for p in &opts.propagation {
-        mount(NONE, &dest, NONE, *p, NONE)
-            .ctx(|| format!("setting propagation of {}", m.destination().display()))?;
+        mount(NONE, &fd_path(&mounted), NONE, *p, NONE)
+            .ctx(|| format!("setting propagation of {}", dest.display()))?;
     }
-    if !opts.rec_attr.is_empty() {
-        let attr = MountAttr {
-            attr_set: opts.rec_attr.set,
-            attr_clr: opts.rec_attr.clr,
-            ..Default::default()
-        };
-        mount_setattr(
-            libc::AT_FDCWD,
-            &dest,
-            libc::AT_RECURSIVE as libc::c_uint,
-            &attr,
-        )
-        .ctx(|| {
-            format!(
-                "applying recursive attributes to {} (mount_setattr needs Linux 5.12)",
-                m.destination().display()
-            )
-        })?;
+    apply_recursive_attrs(mounted.as_fd(), &opts.rec_attr)
+        .ctx(|| format!("applying recursive attributes to {}", dest.display()))
+}
+
+/// `rro`, `rnosuid`, ...: mount_setattr(2) with AT_RECURSIVE on the mount `mounted` is the root
+/// of. There is no fallback: a kernel without it (before 5.12) fails the mount rather than
+/// leave it less restricted than asked (a read-only volume writable below a submount).
+pub fn apply_recursive_attrs(mounted: BorrowedFd<'_>, attrs: &RecursiveAttrs) -> io::Result<()> {
+    if attrs.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let attr = MountAttr {
+        attr_set: attrs.set,
+        attr_clr: attrs.clr,
+        ..Default::default()
+    };
+    mount_setattr(
+        mounted.as_raw_fd(),
+        Path::new(""),
+        (libc::AT_RECURSIVE | libc::AT_EMPTY_PATH) as libc::c_uint,
+        &attr,
+    )
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOSYS) => io::Error::new(
+            e.kind(),
+            "mount_setattr is not available (Linux 5.12+ is needed for recursive mount options)",
+        ),
+        _ => e,
+    })
 }
 
 /// The user namespace an idmapped bind is seen through: the container's own, whose mappings it
@@ -593,26 +659,24 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
 ];
 
-fn create_default_devices(rootfs: &Path, listed: &[LinuxDevice]) -> Result<()> {
-    let dev = rootfs.join("dev");
+fn create_default_devices(root: &Root, listed: &[LinuxDevice]) -> Result<()> {
+    let dev = Path::new("/dev");
     for (name, major, minor) in DEFAULT_DEVICES {
-        let in_spec = listed
-            .iter()
-            .any(|d| to_parts(d.path()) == to_parts(&Path::new("/dev").join(name)));
-        if in_spec {
+        let path = dev.join(name);
+        if listed.iter().any(|d| to_parts(d.path()) == to_parts(&path)) {
             continue;
         }
-        let path = dev.join(name);
-        mknod(
+        in_root::mknod_in_root(
+            root.as_fd(),
             &path,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
+            libc::S_IFCHR | 0o666,
             makedev(major, minor),
+            None,
         )
         .ctx(|| format!("creating /dev/{name}"))?;
     }
     for (name, target) in DEV_LINKS {
-        match symlink(target, dev.join(name)) {
+        match in_root::symlink_in_root(root.as_fd(), Path::new(target), &dev.join(name)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).ctx(|| format!("creating /dev/{name}")),
@@ -621,13 +685,11 @@ fn create_default_devices(rootfs: &Path, listed: &[LinuxDevice]) -> Result<()> {
     Ok(())
 }
 
-fn create_device(rootfs: &Path, d: &LinuxDevice) -> Result<()> {
-    let path =
-        secure_join(rootfs, d.path()).ctx(|| format!("resolving device {}", d.path().display()))?;
+fn create_device(root: &Root, d: &LinuxDevice) -> Result<()> {
     let kind = match d.typ() {
-        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
-        LinuxDeviceType::B => SFlag::S_IFBLK,
-        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+        LinuxDeviceType::B => libc::S_IFBLK,
+        LinuxDeviceType::P => libc::S_IFIFO,
         LinuxDeviceType::A => {
             return Err(Error::InvalidSpec(format!(
                 "device {} has type a (only cgroup rules may)",
@@ -635,19 +697,6 @@ fn create_device(rootfs: &Path, d: &LinuxDevice) -> Result<()> {
             )));
         }
     };
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
-    }
-    if let Ok(m) = fs::symlink_metadata(&path) {
-        if m.is_dir() {
-            return Err(Error::InvalidSpec(format!(
-                "device path {} is a directory",
-                d.path().display()
-            )));
-        }
-        fs::remove_file(&path).ctx(|| format!("replacing {}", d.path().display()))?;
-    }
-    let mode = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666) & 0o7777);
     let (major, minor) = (d.major(), d.minor());
     if major < 0 || minor < 0 {
         return Err(Error::InvalidSpec(format!(
@@ -655,15 +704,23 @@ fn create_device(rootfs: &Path, d: &LinuxDevice) -> Result<()> {
             d.path().display()
         )));
     }
-    mknod(&path, kind, mode, makedev(major as u64, minor as u64))
-        .ctx(|| format!("creating device {}", d.path().display()))?;
-    chown(
-        &path,
-        Some(Uid::from_raw(d.uid().unwrap_or(0))),
-        Some(Gid::from_raw(d.gid().unwrap_or(0))),
+    let mode = kind | (d.file_mode().unwrap_or(0o666) & 0o7777);
+    in_root::mknod_in_root(
+        root.as_fd(),
+        d.path(),
+        mode,
+        makedev(major as u64, minor as u64),
+        Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0))),
     )
-    .ctx(|| format!("chown device {}", d.path().display()))?;
-    Ok(())
+    .map_err(|e| match e.raw_os_error() {
+        Some(libc::EISDIR) => {
+            Error::InvalidSpec(format!("device path {} is a directory", d.path().display()))
+        }
+        _ => Error::Io {
+            context: format!("creating device {}", d.path().display()),
+            source: e,
+        },
+    })
 }
 
 fn open_dir(path: &Path) -> Result<OwnedFd> {
@@ -790,39 +847,35 @@ mod tests {
         assert!(parse_mount_options(&["idmap".to_string()]).is_err());
     }
 
+    /// `rro` is applied with mount_setattr or the mount fails: where the kernel refuses it (here:
+    /// a directory that is no mount's root), the error comes back and nothing is changed; there
+    /// is no read-only-top-mount fallback.
     #[test]
-    fn secure_join_stays_inside() {
+    fn recursive_read_only_fails_rather_than_downgrades() {
         let d = tempfile::tempdir().unwrap();
-        let root = d.path();
-        fs::create_dir_all(root.join("etc")).unwrap();
-        symlink("/etc", root.join("abs")).unwrap();
-        symlink("../../../../etc", root.join("etc/rel")).unwrap();
-        symlink("loop", root.join("loop")).unwrap();
-        assert_eq!(
-            secure_join(root, Path::new("/etc/passwd")).unwrap(),
-            root.join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/abs/x")).unwrap(),
-            root.join("etc/x")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/etc/rel/y")).unwrap(),
-            root.join("etc/y")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("../../x/./z")).unwrap(),
-            root.join("x/z")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/")).unwrap(),
-            root.to_path_buf()
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/loop"))
-                .unwrap_err()
-                .raw_os_error(),
-            Some(libc::ELOOP)
-        );
+        let dir = d.path().join("not-a-mount");
+        fs::create_dir(&dir).unwrap();
+        let fd = open(
+            &dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let o = opts(&["rbind", "ro", "rro", "rprivate"]);
+        assert_eq!(o.rec_attr.set & mount_attr::RDONLY, mount_attr::RDONLY);
+        assert!(apply_recursive_attrs(fd.as_fd(), &o.rec_attr).is_err());
+        fs::write(dir.join("still-writable"), "").unwrap();
+        // Nothing asked, nothing done.
+        apply_recursive_attrs(fd.as_fd(), &RecursiveAttrs::default()).unwrap();
+    }
+
+    #[test]
+    fn bind_flags_as_mount_attrs() {
+        use mount_attr::*;
+        let (set, clr) = bind_attrs(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert_eq!((set, clr), (RDONLY | NOSUID | NODEV, 0));
+        let (set, clr) = bind_attrs(MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME);
+        assert_eq!((set, clr), (NOEXEC | NOATIME, ATIME_MASK));
+        assert_eq!(bind_attrs(MsFlags::empty()), (0, 0));
     }
 }

@@ -9,6 +9,8 @@
 // Capabilities, the bounding set, rlimits and signal dispositions are set with libc calls.
 #![allow(unsafe_code)]
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use nix::sys::prctl;
 use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
 use oci_spec::runtime::{
@@ -270,6 +272,27 @@ pub fn apply_capabilities(sets: &CapSets) -> Result<()> {
     Ok(())
 }
 
+/// Write `value` to the /proc file at `path`, after checking that what was opened is on procfs
+/// (fstatfs PROC_SUPER_MAGIC): a volume mounted over /proc, or a symlink raced in, must not
+/// turn an AppArmor, sysctl or oom_score_adj write into a write to a file of the container's
+/// choosing (CVE-2019-16884, CVE-2019-19921).
+pub fn write_proc(path: &std::path::Path, value: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)?;
+    let fs = nix::sys::statfs::fstatfs(&f).map_err(std::io::Error::from)?;
+    if fs.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other(format!(
+            "{} is not on procfs (filesystem type {:#x})",
+            path.display(),
+            fs.filesystem_type().0
+        )));
+    }
+    f.write_all(value)
+}
+
 /// `process.apparmorProfile`: ask the kernel to confine the next execve with `profile`, as
 /// runc does (`exec <profile>` into the task's AppArmor exec attribute; the older kernels'
 /// attribute path when the per-LSM one is absent). None or empty: unchanged.
@@ -283,18 +306,37 @@ pub fn apply_apparmor(profile: Option<&str>) -> Result<()> {
         "/proc/thread-self/attr/apparmor/exec",
         "/proc/thread-self/attr/exec",
     ] {
-        match std::fs::OpenOptions::new().write(true).open(path) {
-            Ok(mut f) => {
-                use std::io::Write;
-                return f
-                    .write_all(request.as_bytes())
-                    .ctx(|| format!("setting the AppArmor profile {profile:?}"));
+        match write_proc(std::path::Path::new(path), request.as_bytes()) {
+            Ok(()) => return Ok(()),
+            // Absent on this kernel: try the older attribute.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => last = Some(e),
+            Err(e) => {
+                return Err(e).ctx(|| format!("setting the AppArmor profile {profile:?}"));
             }
-            Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no AppArmor attribute")))
         .ctx(|| format!("setting the AppArmor profile {profile:?}"))
+}
+
+/// chdir to `cwd`, then make sure the new working directory is inside the process's root: a
+/// directory descriptor of the host leaked into the container (`cwd: /proc/self/fd/N`,
+/// CVE-2024-21626) would otherwise leave the container's process working in the host's tree.
+/// getcwd(3) reports such a directory, unreachable from the root, as ENOENT.
+pub fn enter_cwd(cwd: &std::path::Path) -> Result<()> {
+    std::env::set_current_dir(cwd).ctx(|| format!("chdir to cwd {}", cwd.display()))?;
+    let outside = || {
+        Err(super::error::Error::Init(format!(
+            "cwd {} is outside the container's root",
+            cwd.display()
+        )))
+    };
+    match std::env::current_dir() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        Ok(_) => outside(),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => outside(),
+        Err(e) => Err(e).ctx(|| format!("getcwd after chdir to {}", cwd.display())),
+    }
 }
 
 /// PR_SET_NO_NEW_PRIVS.
@@ -357,14 +399,14 @@ pub fn set_oom_score_adj(value: i32) -> Option<String> {
     if own == Some(value) {
         return None;
     }
-    let written = std::fs::write(PATH, value.to_string());
+    let written = write_proc(std::path::Path::new(PATH), value.to_string().as_bytes());
     let now = read();
     if written.is_ok() && now == Some(value) {
         return None;
     }
     if let Some(own) = own {
         // Put back the shim's own score in case a partial value stuck.
-        let _ = std::fs::write(PATH, own.to_string());
+        let _ = write_proc(std::path::Path::new(PATH), own.to_string().as_bytes());
     }
     Some(format!(
         "oom_score_adj {value} refused ({}); keeping {}",
@@ -419,6 +461,62 @@ mod tests {
         assert_eq!(cap_mask(Some(&caps)), 0xa80425fb);
         assert_eq!(cap_mask(None), 0);
         assert_eq!(cap_number(Capability::CheckpointRestore), 40);
+    }
+
+    #[test]
+    fn proc_writes_go_to_procfs_only() {
+        let d = tempfile::tempdir().unwrap();
+        let fake = d.path().join("oom_score_adj");
+        std::fs::write(&fake, "0").unwrap();
+        let e = write_proc(&fake, b"-999").unwrap_err();
+        assert!(e.to_string().contains("not on procfs"), "{e}");
+        assert_eq!(std::fs::read_to_string(&fake).unwrap(), "0");
+        // The real one: this thread's name.
+        write_proc(
+            std::path::Path::new("/proc/thread-self/comm"),
+            b"procfs-check",
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string("/proc/thread-self/comm").unwrap(),
+            "procfs-check\n"
+        );
+    }
+
+    /// chroot without chdir leaves the cwd outside the root, as a leaked host directory would.
+    #[test]
+    fn cwd_outside_the_root_is_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let root_c = std::ffi::CString::new(root.path().as_os_str().as_encoded_bytes()).unwrap();
+        let outside_c =
+            std::ffi::CString::new(outside.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: the child only makes system calls and the checks under test, then _exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: NUL-terminated paths alive for the calls; _exit ends the child.
+                let code = unsafe {
+                    let userns = libc::geteuid() == 0 || libc::unshare(libc::CLONE_NEWUSER) == 0;
+                    if !userns || libc::chdir(outside_c.as_ptr()) != 0 {
+                        10
+                    } else if libc::chroot(root_c.as_ptr()) != 0 {
+                        11
+                    } else if enter_cwd(std::path::Path::new(".")).is_ok() {
+                        12
+                    } else if enter_cwd(std::path::Path::new("/")).is_err() {
+                        13
+                    } else {
+                        0
+                    }
+                };
+                // SAFETY: ends the forked child at once.
+                unsafe { libc::_exit(code) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
     }
 
     #[test]
