@@ -322,6 +322,11 @@ impl Cache {
         }
     }
 
+    /// Remove what a berthd that died while writing an entry left (start-up only).
+    pub fn remove_stale_temps(&self) -> usize {
+        berth_sys::fs::remove_stale_temps(&self.dir)
+    }
+
     /// The sandboxes with a cache entry.
     pub fn ids(&self) -> Vec<String> {
         std::fs::read_dir(&self.dir)

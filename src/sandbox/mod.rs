@@ -242,6 +242,7 @@ impl Sandboxes {
         };
         let known = |id: &str| self.registry.get(id).is_ok_and(|r| r.id == id);
         let mut swept = 0;
+        swept += self.cni_cache.remove_stale_temps();
         for id in self.cni_cache.ids() {
             if known(&id) {
                 continue;

@@ -31,6 +31,24 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Remove the temporary files [`write_atomic`] left in `dir` when its writer died between
+/// create and rename (`.<name>.tmp`). Only for a directory no one writes to meanwhile (start-up).
+/// Returns how many went.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.as_encoded_bytes();
+            name.starts_with(b".") && name.ends_with(b".tmp") && name.len() > 5
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +68,20 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
         assert!(write_atomic(&d.join("missing/x"), b"").is_err());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn stale_temps_of_a_dead_writer_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(&dir.path().join("a.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join(".b.json.tmp"), b"half").unwrap();
+        std::fs::write(dir.path().join(".tmp"), b"not ours").unwrap();
+        assert_eq!(remove_stale_temps(dir.path()), 1);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmp", "a.json"]);
     }
 }
