@@ -16,7 +16,7 @@ TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2
 	qemu-system-x86 kmod cpio python3-venv
 E2E_PYTHON := target/e2e-python/bin/python
 
-.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean critest chaos
+.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean critest chaos fuzz
 
 all: build
 
@@ -68,6 +68,18 @@ e2e: build
 	$(CARGO) test -p berth-e2e --test e2e -- resources:: --test-threads=2
 	$(CARGO) test -p berth-e2e --test e2e -- network:: --test-threads=1
 	$(CARGO) test -p berth-e2e --test e2e -- streaming:: --test-threads=2
+
+# cargo-fuzz targets (fuzz/, a workspace of its own; not part of `make test`): each of
+# FUZZ_TARGETS runs FUZZ_SECONDS (600) without a crash or the target fails. cargo-fuzz comes from
+# crates.io; its instrumentation flags need nightly features, which the machine's stable
+# toolchain grants with RUSTC_BOOTSTRAP=1. Crashes land in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= tar_unpack registry_documents image_reference spdy_frames cri_log seccomp_compile
+fuzz: deps-build rust
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 || exit 1; done
 
 # Chaos (issue 12): CHAOS_OPS random CRI operations over CHAOS_PODS pods with berthd kill -9ed
 # (also in the middle of calls), shims killed and a CNI plugin failing ADD now and then; then
