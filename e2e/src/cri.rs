@@ -265,7 +265,12 @@ pub fn cgroups_of(ids: &HashSet<String>) -> Vec<String> {
 /// What a node still holds once every pod is gone: mounts, IPs, files under root and state,
 /// shims, processes whose command line has every word of `marker`, cgroups of `ids` (every pod
 /// and container id the test saw) and veths. Empty when nothing leaked.
-pub async fn leaks(node: &Node, net: &TestNet, ids: &HashSet<String>, marker: &[&str]) -> Vec<String> {
+pub async fn leaks(
+    node: &Node,
+    net: &TestNet,
+    ids: &HashSet<String>,
+    marker: &[&str],
+) -> Vec<String> {
     let mut leaks: Vec<String> = Vec::new();
     leaks.extend(
         crate::node::mounts_under(node.dir.path())

@@ -185,7 +185,9 @@ impl Node {
     /// The exit status of berthd if it has exited (None while it runs, or when it was stopped
     /// by the test).
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// The berthd process id.

@@ -519,7 +519,9 @@ impl Shim for ShimService {
                 self.inner
                     .state
                     .send_modify(|s| s.message = message.clone());
-                Err(Status::failed_precondition(message))
+                // The container's command could not run (no such file, not executable, a bad
+                // user): the request's to fix, as at create.
+                Err(Status::invalid_argument(message))
             }
             Ok(Ok(_)) => Ok(Response::new(StartResponse { pid })),
             Ok(Err(e)) => Err(Status::internal(format!("waiting for the exec: {e}"))),
@@ -562,6 +564,12 @@ impl Shim for ShimService {
         }
         cg.apply(&resources).map_err(|e| match e {
             cgroup::Error::InvalidSpec(m) => Status::invalid_argument(m),
+            e if e.is_refused_value() => {
+                Status::invalid_argument(format!("the kernel refused the resources: {e}"))
+            }
+            e if e.is_busy_write() => Status::failed_precondition(format!(
+                "the kernel cannot apply the resources now (a limit below what the container uses?): {e}"
+            )),
             e => Status::internal(format!("updating the cgroup: {e}")),
         })?;
         tracing::info!("container {}: resources updated", self.inner.id);

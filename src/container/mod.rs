@@ -686,7 +686,20 @@ impl Containers {
         let t = std::time::Instant::now();
         c.start(shim::StartRequest {})
             .await
-            .map_err(ShimError::from)?;
+            .map_err(|s| match s.code() {
+                // The command could not run: the request's to fix.
+                tonic::Code::InvalidArgument => ContainerError::InvalidArgument(format!(
+                    "container {}: {}",
+                    rec.id,
+                    s.message()
+                )),
+                tonic::Code::FailedPrecondition => ContainerError::FailedPrecondition(format!(
+                    "container {}: {}",
+                    rec.id,
+                    s.message()
+                )),
+                _ => ContainerError::Shim(ShimError::from(s)),
+            })?;
         let st = c
             .state(shim::StateRequest {})
             .await

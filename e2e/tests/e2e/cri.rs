@@ -76,6 +76,10 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("sandbox_lifecycle", sandbox_lifecycle),
     ("sandbox_recovery", sandbox_recovery),
     (
+        "start_of_a_command_that_cannot_run",
+        start_of_a_command_that_cannot_run,
+    ),
+    (
         "create_container_failures_leave_no_trace",
         create_container_failures_leave_no_trace,
     ),
@@ -1748,6 +1752,46 @@ fn create_container_failures_leave_no_trace(env: &Env) {
         // The image is not in use by anything now: it can go, layers and all.
         remove(&node, &bb.reference()).await;
         assert_empty(&node, "after removing the image").await;
+    });
+}
+
+/// A container whose command exists but cannot run (found by `make fuzz-cri`): StartContainer
+/// answers InvalidArgument (the request's to fix, as a missing command at create), not
+/// Internal, and the container is exited with the reason in its message.
+fn start_of_a_command_that_cannot_run(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let pod = run_pod(&node, pod_config("noexec", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let id = create_container(&node, &pod, container_config("app", &bb, &["/etc/passwd"]))
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e:?}"));
+        let e = node
+            .runtime()
+            .await
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("permission denied"), "{e:?}");
+        let st = wait_exited(&node, &id).await;
+        assert!(st.message.contains("permission denied"), "{st:?}");
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
     });
 }
 

@@ -127,7 +127,9 @@ fn long(n: usize) -> String {
 
 /// A map of `n` entries.
 fn big_map(n: usize) -> HashMap<String, String> {
-    (0..n).map(|i| (format!("key-{i}"), format!("v{i}"))).collect()
+    (0..n)
+        .map(|i| (format!("key-{i}"), format!("v{i}")))
+        .collect()
 }
 
 fn short(s: &str) -> String {
@@ -300,12 +302,10 @@ impl Fuzz<'_> {
                 self.note("unified=odd map")
             }
             _ => {
-                let k = *self.rng.pick(&[
-                    "memory.max",
-                    "../../cgroup.procs",
-                    "cpu.weight",
-                    "pids.max",
-                ]);
+                let k =
+                    *self
+                        .rng
+                        .pick(&["memory.max", "../../cgroup.procs", "cpu.weight", "pids.max"]);
                 let val = self.odd_str();
                 r.unified = [(k.to_string(), val.clone())].into_iter().collect();
                 self.note(format!("unified {k}={}", short(&val)))
@@ -560,7 +560,11 @@ impl Fuzz<'_> {
                     vec![s.clone()]
                 };
                 cfg.args = vec![s.clone()];
-                self.note(format!("command={:?} args={}", cfg.command.len(), short(&s)))
+                self.note(format!(
+                    "command={:?} args={}",
+                    cfg.command.len(),
+                    short(&s)
+                ))
             }
             5 => {
                 cfg.working_dir = self.odd_path();
@@ -713,7 +717,11 @@ impl Fuzz<'_> {
                 cfg.cdi_devices = vec![CdiDevice { name: s.clone() }];
                 let p = self.odd_path();
                 security(cfg).apparmor_profile = p.clone();
-                self.note(format!("cdi device={} apparmor_profile={}", short(&s), short(&p)))
+                self.note(format!(
+                    "cdi device={} apparmor_profile={}",
+                    short(&s),
+                    short(&p)
+                ))
             }
         }
     }
@@ -1027,9 +1035,7 @@ impl Fuzz<'_> {
                         }
                         self.request(
                             rpc,
-                            rt.remove_pod_sandbox(RemovePodSandboxRequest {
-                                pod_sandbox_id: id,
-                            }),
+                            rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id }),
                         )
                         .await;
                     }
@@ -1144,7 +1150,9 @@ impl Fuzz<'_> {
             | "ReopenContainerLog" | "ContainerStats" => {
                 let want = match rpc {
                     "StartContainer" => Some(ContainerState::ContainerCreated),
-                    "StopContainer" | "ReopenContainerLog" => Some(ContainerState::ContainerRunning),
+                    "StopContainer" | "ReopenContainerLog" => {
+                        Some(ContainerState::ContainerRunning)
+                    }
                     "RemoveContainer" => Some(ContainerState::ContainerExited),
                     _ => None,
                 };
@@ -1194,9 +1202,7 @@ impl Fuzz<'_> {
                     "ReopenContainerLog" => {
                         self.request(
                             rpc,
-                            rt.reopen_container_log(ReopenContainerLogRequest {
-                                container_id: id,
-                            }),
+                            rt.reopen_container_log(ReopenContainerLogRequest { container_id: id }),
                         )
                         .await;
                     }
