@@ -1424,7 +1424,7 @@ impl Fuzz<'_> {
                 self.request(
                     rpc,
                     rt.update_runtime_config(UpdateRuntimeConfigRequest {
-                        runtime_config: config.then(|| RuntimeConfig {
+                        runtime_config: config.then_some(RuntimeConfig {
                             network_config: Some(NetworkConfig { pod_cidr: cidr }),
                         }),
                     }),
