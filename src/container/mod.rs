@@ -591,8 +591,23 @@ impl Containers {
         if let Some(log) = &rec.log_path
             && let Some(parent) = log.parent()
         {
-            std::fs::create_dir_all(parent)
-                .context(format!("creating log directory {}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                // The pod's log directory (or the log path under it) names a file: the
+                // request's to fix.
+                if e.raw_os_error() == Some(libc::ENOTDIR)
+                    || (e.kind() == std::io::ErrorKind::AlreadyExists && !parent.is_dir())
+                {
+                    ContainerError::InvalidArgument(format!(
+                        "log directory {}: {e}",
+                        parent.display()
+                    ))
+                } else {
+                    ContainerError::Io(IoError::new(
+                        format!("creating log directory {}", parent.display()),
+                        e,
+                    ))
+                }
+            })?;
         }
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
         let log = rec

@@ -80,6 +80,10 @@ pub const TESTS: &[(&str, TestFn)] = &[
         start_of_a_command_that_cannot_run,
     ),
     (
+        "pod_input_no_process_can_take",
+        pod_input_no_process_can_take,
+    ),
+    (
         "create_container_failures_leave_no_trace",
         create_container_failures_leave_no_trace,
     ),
@@ -1781,6 +1785,44 @@ fn start_of_a_command_that_cannot_run(env: &Env) {
         assert!(e.message().contains("permission denied"), "{e:?}");
         let st = wait_exited(&node, &id).await;
         assert!(st.message.contains("permission denied"), "{st:?}");
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// Input no process can take, found by `make fuzz-cri`: refused with InvalidArgument, not
+/// Internal, and nothing is left of the refused pod.
+fn pod_input_no_process_can_take(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let _net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        // A NUL in the name of a pod with a pod network: CNI_ARGS (an environment variable)
+        // cannot carry it.
+        let mut cfg = net_pod("nul", &node);
+        cfg.metadata.as_mut().unwrap().name = "nul\0byte".into();
+        let e = run_pod(&node, cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(list_pods(&node, None).await.is_empty());
+        // A pod whose log directory is a file: its containers' logs cannot go there.
+        let mut cfg = pod_config("logfile", NamespaceMode::Pod);
+        cfg.log_directory = "/dev/null".into();
+        let pod = run_pod(&node, cfg).await.unwrap();
+        let e = create_container(&node, &pod, container_config("app", &bb, &["true"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("log directory"), "{e:?}");
         let mut rt = node.runtime().await;
         rt.stop_pod_sandbox(StopPodSandboxRequest {
             pod_sandbox_id: pod.clone(),
