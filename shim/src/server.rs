@@ -521,7 +521,9 @@ impl Shim for ShimService {
                     .send_modify(|s| s.message = message.clone());
                 // The container's command could not run (no such file, not executable, a bad
                 // user): the request's to fix, as at create.
-                Err(Status::invalid_argument(message))
+                // The status travels in an HTTP/2 header: a message quoting a huge argv[0]
+                // is cut (the container's status keeps it whole).
+                Err(Status::invalid_argument(short_message(message)))
             }
             Ok(Ok(_)) => Ok(Response::new(StartResponse { pid })),
             Ok(Err(e)) => Err(Status::internal(format!("waiting for the exec: {e}"))),
@@ -729,6 +731,21 @@ impl Shim for ShimService {
         }
         Ok(Response::new(ShutdownResponse {}))
     }
+}
+
+/// `message` cut to 4 KiB (on a character boundary) for a status: berthd's HTTP/2 client drops
+/// the connection over a header list beyond 16 KiB.
+fn short_message(mut message: String) -> String {
+    const MAX: usize = 4096;
+    if message.len() > MAX {
+        let mut end = MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
 }
 
 #[cfg(test)]

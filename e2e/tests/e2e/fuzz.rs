@@ -817,7 +817,12 @@ impl Fuzz<'_> {
                 Some(v)
             }
             Ok(Err(status)) => {
-                if matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal) {
+                // A status with a source never came from berth: the transport failed (an answer
+                // too large for HTTP/2, a dropped connection).
+                let transport = std::error::Error::source(&status).is_some();
+                if transport
+                    || matches!(status.code(), tonic::Code::Unknown | tonic::Code::Internal)
+                {
                     count.failures += 1;
                     let mut msg = status.message().to_string();
                     msg.truncate(300);
