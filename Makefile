@@ -16,7 +16,7 @@ TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2
 	qemu-system-x86 kmod cpio python3-venv
 E2E_PYTHON := target/e2e-python/bin/python
 
-.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean critest chaos fuzz
+.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean critest chaos fuzz fuzz-cri
 
 all: build
 
@@ -88,6 +88,13 @@ fuzz: deps-build rust
 chaos: deps-test build
 	$(CARGO) test -p berth-e2e --test e2e --no-run
 	$(CARGO) test -p berth-e2e --test e2e -- chaos:: --test-threads=1 --nocapture
+
+# The CRI request fuzzer (e2e/tests/e2e/fuzz.rs), never part of `make test`: FUZZ_REQUESTS
+# (3000) mutated and valid requests over every CRI call; FUZZ_SEED replays a run.
+FUZZ_REQUESTS ?= 3000
+fuzz-cri: deps-test build
+	$(CARGO) test -p berth-e2e --test e2e --no-run
+	FUZZ_REQUESTS=$(FUZZ_REQUESTS) $(if $(FUZZ_SEED),FUZZ_SEED=$(FUZZ_SEED)) $(CARGO) test -p berth-e2e --test e2e -- fuzz:: --test-threads=1 --nocapture
 
 # The e2e harness (e2e/tests/e2e/main.rs, harness=false) run on a pure cgroup v2 kernel in a
 # throwaway VM (e2e/cg2vm): built here, run there from the shared tree; berthd and berth-shim are

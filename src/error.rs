@@ -98,9 +98,28 @@ impl Error {
     }
 }
 
+/// The longest message a status carries: it travels in an HTTP/2 header (grpc-message), and
+/// clients drop the connection over a header list beyond 16 KiB (hyper's default), so an error
+/// that quotes a huge request field must not lose the answer.
+pub const MAX_STATUS_MESSAGE: usize = 4096;
+
+/// `message` cut to at most MAX_STATUS_MESSAGE bytes (on a character boundary), saying so.
+pub fn status_message(mut message: String) -> String {
+    if message.len() > MAX_STATUS_MESSAGE {
+        let mut end = MAX_STATUS_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = message.len() - end;
+        message.truncate(end);
+        message.push_str(&format!("... ({cut} more bytes)"));
+    }
+    message
+}
+
 impl From<Error> for Status {
     fn from(e: Error) -> Status {
-        Status::new(e.code(), e.to_string())
+        Status::new(e.code(), status_message(e.to_string()))
     }
 }
 
@@ -166,5 +185,23 @@ mod tests {
             io.context("doing x").unwrap_err().to_string(),
             "doing x: boom"
         );
+    }
+}
+
+#[cfg(test)]
+mod status_message_tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_message_is_cut_on_a_char_boundary() {
+        assert_eq!(status_message("short".into()), "short");
+        let long = format!("x{}", "é".repeat(10_000));
+        let cut = status_message(long.clone());
+        assert!(cut.len() < MAX_STATUS_MESSAGE + 40, "{}", cut.len());
+        assert!(long.starts_with(cut.split("...").next().unwrap()));
+        assert!(cut.ends_with("more bytes)"));
+        let status = Status::from(Error::InvalidArgument(long));
+        assert!(status.message().len() < MAX_STATUS_MESSAGE + 40);
+        assert_eq!(status.code(), Code::InvalidArgument);
     }
 }

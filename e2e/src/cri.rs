@@ -1,6 +1,7 @@
 //! CRI helpers the e2e suites share: pods, containers, images and logs through a real CRI
 //! client against a [`Node`].
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use k8s_cri::v1::ImageSpec as CriImageSpec;
 use k8s_cri::v1::*;
 
-use crate::node::Node;
+use crate::node::{Node, pids_with_cmdline, shims_of};
 
 /// Every test pod's cgroup parent; removed (when empty) at the end of a suite.
 pub const E2E_CGROUP_PARENT: &str = "/berth-e2e";
@@ -244,6 +245,82 @@ pub fn dir_entries(p: &Path) -> Vec<PathBuf> {
         Ok(rd) => rd.map(|e| e.expect("dir entry").path()).collect(),
         Err(_) => Vec::new(),
     }
+}
+
+/// The cgroups (in any hierarchy, under the e2e parent) named by one of `ids`.
+pub fn cgroups_of(ids: &HashSet<String>) -> Vec<String> {
+    let parent = &E2E_CGROUP_PARENT[1..];
+    let mut left = Vec::new();
+    for h in dir_entries(Path::new("/sys/fs/cgroup")) {
+        for d in dir_entries(&h.join(parent)) {
+            let name = d.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| ids.contains(&n)) {
+                left.push(d.display().to_string());
+            }
+        }
+    }
+    left
+}
+
+/// What a node still holds once every pod is gone: mounts, IPs, files under root and state,
+/// shims, processes whose command line has every word of `marker`, cgroups of `ids` (every pod
+/// and container id the test saw) and veths. Empty when nothing leaked.
+pub async fn leaks(
+    node: &Node,
+    net: &TestNet,
+    ids: &HashSet<String>,
+    marker: &[&str],
+) -> Vec<String> {
+    let mut leaks: Vec<String> = Vec::new();
+    leaks.extend(
+        crate::node::mounts_under(node.dir.path())
+            .into_iter()
+            .map(|m| format!("mount {}", m.display())),
+    );
+    leaks.extend(net.reserved().into_iter().map(|ip| format!("IP {ip}")));
+    for dir in [
+        node.root.join("containers"),
+        node.root.join("sandboxes"),
+        node.root.join("cni"),
+        node.state.join("ns"),
+        node.state.join("shm"),
+        node.state.join("shims"),
+    ] {
+        leaks.extend(
+            dir_entries(&dir)
+                .into_iter()
+                .map(|p| format!("file {}", p.display())),
+        );
+    }
+    leaks.extend(
+        shims_of(node.dir.path())
+            .into_iter()
+            .map(|p| format!("shim pid {p}")),
+    );
+    leaks.extend(
+        pids_with_cmdline(marker)
+            .into_iter()
+            .map(|p| format!("container process {p}")),
+    );
+    leaks.extend(cgroups_of(ids).into_iter().map(|c| format!("cgroup {c}")));
+    // The kernel may finish removing a namespace's veth just after the call returns.
+    let mut veths = Vec::new();
+    for _ in 0..100 {
+        veths = std::fs::read_to_string("/proc/self/net/dev")
+            .unwrap_or_default()
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|n| n.trim().to_string())
+            .filter(|n| n.starts_with("veth"))
+            .collect();
+        if veths.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    leaks.extend(veths.into_iter().map(|v| format!("veth {v}")));
+    leaks
 }
 
 /// A distinct bridge and subnet per network of the suite.

@@ -10,6 +10,7 @@ pub mod node;
 pub mod peer;
 pub mod pki;
 pub mod registry;
+pub mod rng;
 pub mod spdy;
 pub mod token;
 pub mod ws;

@@ -182,6 +182,14 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The exit status of berthd if it has exited (None while it runs, or when it was stopped
+    /// by the test).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// The berthd process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("berthd running").id()

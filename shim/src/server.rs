@@ -519,7 +519,11 @@ impl Shim for ShimService {
                 self.inner
                     .state
                     .send_modify(|s| s.message = message.clone());
-                Err(Status::failed_precondition(message))
+                // The container's command could not run (no such file, not executable, a bad
+                // user): the request's to fix, as at create.
+                // The status travels in an HTTP/2 header: a message quoting a huge argv[0]
+                // is cut (the container's status keeps it whole).
+                Err(Status::invalid_argument(short_message(message)))
             }
             Ok(Ok(_)) => Ok(Response::new(StartResponse { pid })),
             Ok(Err(e)) => Err(Status::internal(format!("waiting for the exec: {e}"))),
@@ -562,6 +566,12 @@ impl Shim for ShimService {
         }
         cg.apply(&resources).map_err(|e| match e {
             cgroup::Error::InvalidSpec(m) => Status::invalid_argument(m),
+            e if e.is_refused_value() => {
+                Status::invalid_argument(format!("the kernel refused the resources: {e}"))
+            }
+            e if e.is_busy_write() => Status::failed_precondition(format!(
+                "the kernel cannot apply the resources now (a limit below what the container uses?): {e}"
+            )),
             e => Status::internal(format!("updating the cgroup: {e}")),
         })?;
         tracing::info!("container {}: resources updated", self.inner.id);
@@ -721,6 +731,21 @@ impl Shim for ShimService {
         }
         Ok(Response::new(ShutdownResponse {}))
     }
+}
+
+/// `message` cut to 4 KiB (on a character boundary) for a status: berthd's HTTP/2 client drops
+/// the connection over a header list beyond 16 KiB.
+fn short_message(mut message: String) -> String {
+    const MAX: usize = 4096;
+    if message.len() > MAX {
+        let mut end = MAX;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    message
 }
 
 #[cfg(test)]

@@ -591,8 +591,23 @@ impl Containers {
         if let Some(log) = &rec.log_path
             && let Some(parent) = log.parent()
         {
-            std::fs::create_dir_all(parent)
-                .context(format!("creating log directory {}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                // The pod's log directory (or the log path under it) names a file: the
+                // request's to fix.
+                if e.raw_os_error() == Some(libc::ENOTDIR)
+                    || (e.kind() == std::io::ErrorKind::AlreadyExists && !parent.is_dir())
+                {
+                    ContainerError::InvalidArgument(format!(
+                        "log directory {}: {e}",
+                        parent.display()
+                    ))
+                } else {
+                    ContainerError::Io(IoError::new(
+                        format!("creating log directory {}", parent.display()),
+                        e,
+                    ))
+                }
+            })?;
         }
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
         let log = rec
@@ -686,7 +701,20 @@ impl Containers {
         let t = std::time::Instant::now();
         c.start(shim::StartRequest {})
             .await
-            .map_err(ShimError::from)?;
+            .map_err(|s| match s.code() {
+                // The command could not run: the request's to fix.
+                tonic::Code::InvalidArgument => ContainerError::InvalidArgument(format!(
+                    "container {}: {}",
+                    rec.id,
+                    s.message()
+                )),
+                tonic::Code::FailedPrecondition => ContainerError::FailedPrecondition(format!(
+                    "container {}: {}",
+                    rec.id,
+                    s.message()
+                )),
+                _ => ContainerError::Shim(ShimError::from(s)),
+            })?;
         let st = c
             .state(shim::StateRequest {})
             .await

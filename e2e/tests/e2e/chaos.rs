@@ -10,12 +10,12 @@
 //! seed is printed so that a failure can be replayed.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use berth_e2e::cri::*;
 use berth_e2e::images::RuntimeEnv;
-use berth_e2e::node::{Node, pids_with_cmdline, shims_of};
+use berth_e2e::node::{Node, pids_with_cmdline};
+use berth_e2e::rng::Rng;
 use k8s_cri::v1::*;
 
 pub type Env = RuntimeEnv;
@@ -32,26 +32,6 @@ pub fn setup() -> Env {
 
 /// The container command: a marker the leak check looks for.
 const SLEEP: [&str; 2] = ["sleep", "7777"];
-
-/// xorshift64*: reproducible from the printed seed, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum C {
@@ -580,20 +560,6 @@ impl Chaos<'_> {
     }
 }
 
-fn cgroups_of(ids: &HashSet<String>) -> Vec<String> {
-    let parent = &E2E_CGROUP_PARENT[1..];
-    let mut left = Vec::new();
-    for h in dir_entries(Path::new("/sys/fs/cgroup")) {
-        for d in dir_entries(&h.join(parent)) {
-            let name = d.file_name().map(|n| n.to_string_lossy().into_owned());
-            if name.is_some_and(|n| ids.contains(&n)) {
-                left.push(d.display().to_string());
-            }
-        }
-    }
-    left
-}
-
 fn random_operations_and_kills(env: &Env) {
     let ops: usize = std::env::var("CHAOS_OPS")
         .ok()
@@ -603,16 +569,7 @@ fn random_operations_and_kills(env: &Env) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let seed: u64 = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
+    let seed = Rng::seed_from_env("CHAOS_SEED");
     println!("chaos: CHAOS_SEED={seed} CHAOS_OPS={ops} CHAOS_PODS={pods}");
     env.rt.block_on(async {
         let node = Node::start().await;
@@ -622,7 +579,7 @@ fn random_operations_and_kills(env: &Env) {
         let mut chaos = Chaos {
             env,
             node,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             slots: vec![None; pods],
             counts: Counts::default(),
             seen: HashSet::new(),
@@ -656,55 +613,7 @@ fn random_operations_and_kills(env: &Env) {
         let (pods, ctrs) = truth(node).await;
         assert!(pods.is_empty() && ctrs.is_empty());
         // Nothing is left.
-        let mut leaks: Vec<String> = Vec::new();
-        leaks.extend(
-            berth_e2e::node::mounts_under(node.dir.path())
-                .into_iter()
-                .map(|m| format!("mount {}", m.display())),
-        );
-        leaks.extend(net.reserved().into_iter().map(|ip| format!("IP {ip}")));
-        for dir in [
-            node.root.join("containers"),
-            node.root.join("sandboxes"),
-            node.root.join("cni"),
-            node.state.join("ns"),
-            node.state.join("shm"),
-            node.state.join("shims"),
-        ] {
-            leaks.extend(
-                dir_entries(&dir)
-                    .into_iter()
-                    .map(|p| format!("file {}", p.display())),
-            );
-        }
-        leaks.extend(
-            shims_of(node.dir.path())
-                .into_iter()
-                .map(|p| format!("shim pid {p}")),
-        );
-        leaks.extend(
-            pids_with_cmdline(&SLEEP)
-                .into_iter()
-                .map(|p| format!("container process {p}")),
-        );
-        leaks.extend(cgroups_of(&chaos.seen).into_iter().map(|c| format!("cgroup {c}")));
-        // The kernel may finish removing a namespace's veth just after the call returns.
-        let mut veths = Vec::new();
-        for _ in 0..100 {
-            veths = std::fs::read_to_string("/proc/self/net/dev")
-                .unwrap_or_default()
-                .lines()
-                .skip(2)
-                .filter_map(|l| l.split(':').next())
-                .map(|n| n.trim().to_string())
-                .filter(|n| n.starts_with("veth"))
-                .collect();
-            if veths.is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        leaks.extend(veths.into_iter().map(|v| format!("veth {v}")));
+        let leaks = leaks(node, &net, &chaos.seen, &SLEEP).await;
         let c = &chaos.counts;
         println!(
             "chaos: {} operations ({} acknowledged, {} refused, {} CNI ADD failures), berthd killed {} times ({} in the middle of a call), {} shims killed, {} objects, leaks = {}",

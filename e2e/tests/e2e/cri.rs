@@ -76,6 +76,18 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("sandbox_lifecycle", sandbox_lifecycle),
     ("sandbox_recovery", sandbox_recovery),
     (
+        "start_of_a_command_that_cannot_run",
+        start_of_a_command_that_cannot_run,
+    ),
+    (
+        "pod_input_no_process_can_take",
+        pod_input_no_process_can_take,
+    ),
+    (
+        "huge_fields_keep_their_answers",
+        huge_fields_keep_their_answers,
+    ),
+    (
         "create_container_failures_leave_no_trace",
         create_container_failures_leave_no_trace,
     ),
@@ -1748,6 +1760,126 @@ fn create_container_failures_leave_no_trace(env: &Env) {
         // The image is not in use by anything now: it can go, layers and all.
         remove(&node, &bb.reference()).await;
         assert_empty(&node, "after removing the image").await;
+    });
+}
+
+/// A container whose command exists but cannot run (found by `make fuzz-cri`): StartContainer
+/// answers InvalidArgument (the request's to fix, as a missing command at create), not
+/// Internal, and the container is exited with the reason in its message.
+fn start_of_a_command_that_cannot_run(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let pod = run_pod(&node, pod_config("noexec", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let id = create_container(&node, &pod, container_config("app", &bb, &["/etc/passwd"]))
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e:?}"));
+        let e = node
+            .runtime()
+            .await
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("permission denied"), "{e:?}");
+        let st = wait_exited(&node, &id).await;
+        assert!(st.message.contains("permission denied"), "{st:?}");
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// Input no process can take, found by `make fuzz-cri`: refused with InvalidArgument, not
+/// Internal, and nothing is left of the refused pod.
+fn pod_input_no_process_can_take(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let _net = install_network(&node);
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        // A NUL in the name of a pod with a pod network: CNI_ARGS (an environment variable)
+        // cannot carry it.
+        let mut cfg = net_pod("nul", &node);
+        cfg.metadata.as_mut().unwrap().name = "nul\0byte".into();
+        let e = run_pod(&node, cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(list_pods(&node, None).await.is_empty());
+        // A pod whose log directory is a file: its containers' logs cannot go there.
+        let mut cfg = pod_config("logfile", NamespaceMode::Pod);
+        cfg.log_directory = "/dev/null".into();
+        let pod = run_pod(&node, cfg).await.unwrap();
+        let e = create_container(&node, &pod, container_config("app", &bb, &["true"]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("log directory"), "{e:?}");
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// An error quoting a huge request field still reaches the client (found by `make fuzz-cri`):
+/// its message is cut so the status fits HTTP/2's header limits, berthd's own and the shim's.
+fn huge_fields_keep_their_answers(env: &Env) {
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let huge = "x".repeat(64 * 1024);
+        let mut cfg = pod_config("huge", NamespaceMode::Pod);
+        cfg.hostname = huge.clone();
+        let e = run_pod(&node, cfg).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("hostname"), "{e:?}");
+        let pod = run_pod(&node, pod_config("huge", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let id = create_container(&node, &pod, container_config("app", &bb, &[huge.as_str()]))
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e:?}"));
+        let e = node
+            .runtime()
+            .await
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
     });
 }
 

@@ -1,9 +1,10 @@
 //! The end-to-end suites behind one harness (libtest-mimic, `harness = false`), one file each
 //! next to this one: `cri` (images, pods, containers, the daemon's lifecycle), `resources`
 //! (ExecSync, limits, stats, events; also run on a cgroup v2 kernel by `make test-cgroup2`),
-//! `network` (CNI pod networking) and `streaming` (Exec, Attach and PortForward over SPDY and
+//! `network` (CNI pod networking), `streaming` (Exec, Attach and PortForward over SPDY and
 //! WebSocket), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
-//! never `make e2e`). One binary links the test bed once instead of five times.
+//! never `make e2e`) and `fuzz` (mutated CRI requests: `make fuzz-cri` only). One binary links
+//! the test bed once instead of seven times.
 //!
 //! Every test is named `<suite>::<test>`, so libtest's usual filter picks a suite or one test:
 //!
@@ -23,6 +24,7 @@
 
 mod chaos;
 mod cri;
+mod fuzz;
 mod network;
 mod resources;
 mod streaming;
@@ -97,6 +99,15 @@ fn main() -> ExitCode {
                 max_threads: Some(1),
                 setup: chaos::setup,
                 tests: chaos::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "fuzz",
+                max_threads: Some(1),
+                setup: fuzz::setup,
+                tests: fuzz::TESTS,
             },
         ),
     ];

@@ -172,6 +172,11 @@ fn exec_sync(env: &Env) {
         // Privileges as the container's: default capabilities, seccomp filter.
         let out = sh(&node, &id, "grep -E '^(CapEff|Seccomp):' /proc/self/status | tr -d '\\t'").await;
         assert_eq!(out, "CapEff:00000000a80425fb\nSeccomp:2\n");
+        // An argument execve cannot take: the request's to fix.
+        let err = exec(&node, &id, &["echo", "nul\0byte"], 10)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         // Large output arrives whole.
         let r = exec(&node, &id, &["head", "-c", "3000000", "/dev/zero"], 30)
             .await
@@ -376,6 +381,26 @@ fn update_resources(env: &Env) {
         .await
         .unwrap();
         assert_eq!(r.exit_code, 137, "OOM-killed under the new limit");
+
+        // A value the kernel refuses (a CFS quota below its 1 ms minimum) is the request's to
+        // fix, and the container keeps its limits.
+        let err = update(&node, &id, limits(24 << 20, 1, 1024))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert_eq!(
+            sh(&node, &id, LIMITS_SCRIPT).await,
+            "25165824\n50000 100000\n"
+        );
+
+        // A v1 memory limit below what the container uses: the kernel cannot apply it now
+        // (EBUSY; v2 reclaims instead).
+        if std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").is_file() {
+            let err = update(&node, &id, limits(4096, 50_000, 1024))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+        }
 
         // Errors: unknown container, missing resources, an exited container.
         let err = update(&node, "nonexistent", limits(64 << 20, 0, 0))

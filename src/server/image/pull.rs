@@ -23,6 +23,12 @@ fn registry_auth(auth: Option<&AuthConfig>) -> Result<RegistryAuth, Error> {
         return Ok(RegistryAuth::Anonymous);
     };
     if !a.registry_token.is_empty() {
+        // It travels as an HTTP header: one that cannot be is refused here.
+        if http::HeaderValue::from_str(&format!("Bearer {}", a.registry_token)).is_err() {
+            return Err(Error::InvalidArgument(
+                "registry_token holds characters an HTTP header cannot carry".into(),
+            ));
+        }
         return Ok(RegistryAuth::Bearer(a.registry_token.clone()));
     }
     if !a.identity_token.is_empty() {
@@ -82,6 +88,16 @@ mod tests {
             registry_auth(Some(&token)).unwrap(),
             RegistryAuth::Bearer("t".into())
         );
+        // A token no HTTP header can carry is refused, never handed to the client library
+        // (which panics on it).
+        let odd = AuthConfig {
+            registry_token: "\u{202e}\u{7f}\u{1}".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            registry_auth(Some(&odd)),
+            Err(Error::InvalidArgument(_))
+        ));
         let bad = AuthConfig {
             auth: "!!".into(),
             ..Default::default()

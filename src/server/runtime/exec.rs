@@ -2,15 +2,13 @@
 
 use k8s_cri::v1::{ExecRequest, ExecResponse};
 
-use super::stream_token::{expected_streams, issue, running};
+use super::stream_token::{check_cmd, expected_streams, issue, running};
 use crate::daemon::Daemon;
 use crate::error::Error;
 use crate::streaming::{Command, Pending};
 
 pub async fn handle(daemon: &Daemon, req: ExecRequest) -> Result<ExecResponse, Error> {
-    if req.cmd.is_empty() || req.cmd[0].is_empty() {
-        return Err(Error::InvalidArgument("cmd is empty".into()));
-    }
+    check_cmd(&req.cmd)?;
     let expected = expected_streams(req.stdin, req.stdout, req.stderr, req.tty)?;
     let container_id = daemon
         .containers

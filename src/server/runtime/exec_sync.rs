@@ -4,13 +4,12 @@ use std::time::Duration;
 
 use k8s_cri::v1::{ExecSyncRequest, ExecSyncResponse};
 
+use super::stream_token::check_cmd;
 use crate::daemon::Daemon;
 use crate::error::Error;
 
 pub async fn handle(daemon: &Daemon, req: ExecSyncRequest) -> Result<ExecSyncResponse, Error> {
-    if req.cmd.first().is_none_or(|c| c.is_empty()) {
-        return Err(Error::InvalidArgument("cmd is empty".into()));
-    }
+    check_cmd(&req.cmd)?;
     // CRI: a timeout of 0 (or less) means none.
     let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout as u64));
     let out = daemon

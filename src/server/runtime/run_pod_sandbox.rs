@@ -37,6 +37,18 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), Erro
         )));
     }
     let ns = namespace_options(config);
+    // A pod network gets the pod's name, namespace and uid in CNI_ARGS, an environment
+    // variable, which cannot carry a NUL (the kernel's execve strings end at one).
+    if ns.network == NamespaceMode::Pod as i32
+        && let Some(m) = &config.metadata
+        && [&m.name, &m.namespace, &m.uid]
+            .iter()
+            .any(|s| s.contains('\0'))
+    {
+        return Err(Error::InvalidArgument(
+            "the pod's name, namespace and uid go to CNI plugins and cannot hold a NUL byte".into(),
+        ));
+    }
     files::validate_dns(config.dns_config.as_ref()).map_err(Error::InvalidArgument)?;
     if let Some(linux) = &config.linux {
         let mut keys: Vec<&String> = linux.sysctls.keys().collect();

@@ -31,6 +31,20 @@ pub fn expected_streams(
     })
 }
 
+/// An exec's command: a non-empty argv the kernel can take (execve's strings end at a NUL, so
+/// an argument holding one cannot be passed).
+pub fn check_cmd(cmd: &[String]) -> Result<(), Error> {
+    if cmd.first().is_none_or(|c| c.is_empty()) {
+        return Err(Error::InvalidArgument("cmd is empty".into()));
+    }
+    if let Some(i) = cmd.iter().position(|a| a.contains('\0')) {
+        return Err(Error::InvalidArgument(format!(
+            "cmd argument {i} holds a NUL byte"
+        )));
+    }
+    Ok(())
+}
+
 /// The id of the running container `id` names.
 pub fn running(daemon: &Daemon, id: &str) -> Result<String, Error> {
     let rec = daemon.containers.get(id)?;
