@@ -72,13 +72,15 @@ e2e: build
 # cargo-fuzz targets (fuzz/, a workspace of its own; not part of `make test`): each of
 # FUZZ_TARGETS runs FUZZ_SECONDS (600) without a crash or the target fails. cargo-fuzz comes from
 # crates.io; its instrumentation flags need nightly features, which the machine's stable
-# toolchain grants with RUSTC_BOOTSTRAP=1. Crashes land in fuzz/artifacts/<target>/.
+# toolchain grants with RUSTC_BOOTSTRAP=1. fuzz/seeds/<target> start the corpus (sample layers and
+# registry documents); crashes land in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= tar_unpack registry_documents image_reference spdy_frames cri_log seccomp_compile
 fuzz: deps-build rust
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
-	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t -- \
+	  mkdir -p corpus/$$t; seeds=$$( [ -d seeds/$$t ] && echo seeds/$$t ); \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none $$t corpus/$$t $$seeds -- \
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -timeout=30 || exit 1; done
 
 # Chaos (issue 12): CHAOS_OPS random CRI operations over CHAOS_PODS pods with berthd kill -9ed
