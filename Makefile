@@ -75,7 +75,8 @@ e2e: build
 # toolchain grants with RUSTC_BOOTSTRAP=1. fuzz/seeds/<target> start the corpus (sample layers and
 # registry documents); crashes land in fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= tar_unpack registry_documents image_reference spdy_frames cri_log seccomp_compile
+FUZZ_TARGETS ?= tar_unpack registry_documents image_reference spdy_frames ws_session cri_log \
+	seccomp_compile
 fuzz: deps-build rust
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
