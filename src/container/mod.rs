@@ -166,6 +166,9 @@ impl From<LookupError> for ContainerError {
     }
 }
 
+/// How long building a container's spec (reading the image's user database) may take.
+const SPEC_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long StopContainer waits for the container to exit after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 
@@ -570,16 +573,44 @@ impl Containers {
             .first()
             .cloned()
             .unwrap_or_else(|| rec.image_ref.clone());
-        let oci = spec::build(&spec::SpecInput {
-            id: &rec.id,
-            config: &rec.config,
-            image_config: &image_config,
-            image_name: &image_name,
-            sandbox,
-            rootfs: &rootfs,
-            cgroup_ns: self.cgroup_ns,
-            target_pid_ns: self.target_pid_ns(&rec.config, &sandbox.id),
-        })?;
+        // Off the async runtime and bounded in time: building the spec reads the image's
+        // /etc/passwd and /etc/group (non-blocking, regular files only, at most 4 MiB each).
+        let (id, config, sb, root) = (
+            rec.id.clone(),
+            rec.config.clone(),
+            sandbox.clone(),
+            rootfs.clone(),
+        );
+        let (cgroup_ns, target_pid_ns) =
+            (self.cgroup_ns, self.target_pid_ns(&rec.config, &sandbox.id));
+        let built = tokio::task::spawn_blocking(move || {
+            spec::build(&spec::SpecInput {
+                id: &id,
+                config: &config,
+                image_config: &image_config,
+                image_name: &image_name,
+                sandbox: &sb,
+                rootfs: &root,
+                cgroup_ns,
+                target_pid_ns,
+            })
+        });
+        let oci = match tokio::time::timeout(SPEC_TIMEOUT, built).await {
+            Ok(Ok(r)) => r?,
+            Ok(Err(e)) => {
+                return Err(ContainerError::Io(IoError::new(
+                    "building the container's spec",
+                    std::io::Error::other(e),
+                )));
+            }
+            Err(_) => {
+                return Err(ContainerError::DeadlineExceeded(format!(
+                    "building the spec of container {} (the image's /etc/passwd and /etc/group) took over {}s",
+                    rec.id,
+                    SPEC_TIMEOUT.as_secs()
+                )));
+            }
+        };
         let json = serde_json::to_vec_pretty(&oci).map_err(|e| {
             ContainerError::Io(IoError::new(
                 "encoding config.json",

@@ -108,11 +108,13 @@ struct Fetched {
 /// The pull's parsing of the registry's documents (a manifest or an index, with the platform
 /// choice; an image config), on untrusted bytes: what `make fuzz` drives. Never panics.
 pub fn parse_documents(top: &[u8], config: &[u8]) -> (bool, bool) {
-    let manifest = serde_json::from_slice::<ManifestJson>(top).ok().inspect(|m| {
-        if let Some(entries) = &m.manifests {
-            let _ = pick_platform(entries);
-        }
-    });
+    let manifest = serde_json::from_slice::<ManifestJson>(top)
+        .ok()
+        .inspect(|m| {
+            if let Some(entries) = &m.manifests {
+                let _ = pick_platform(entries);
+            }
+        });
     let config = serde_json::from_slice::<ConfigJson>(config).ok();
     (manifest.is_some(), config.is_some())
 }
