@@ -165,11 +165,7 @@ async fn read_handshake(
 /// SIGKILL the shim of `paths` by its pid file, if that pid is still that shim (its command line
 /// names its socket).
 pub fn kill_shim(paths: &ShimPaths) {
-    let Some(pid) = std::fs::read_to_string(&paths.pid_file)
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-        .filter(|p| *p > 1)
-    else {
+    let Some(pid) = read_pid(&paths.pid_file) else {
         return;
     };
     let socket = paths.socket.as_os_str().as_encoded_bytes();
@@ -183,6 +179,16 @@ pub fn kill_shim(paths: &ShimPaths) {
     }
 }
 
+/// The pid a shim wrote to `pid_file` (never 0 or 1).
+fn read_pid(pid_file: &Path) -> Option<i32> {
+    std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|p| *p > 1)
+}
+
 /// The `pipe:[inode]` our read end is.
 fn pipe_inode(stdout: &tokio::process::ChildStdout) -> Option<u64> {
     use std::os::fd::AsRawFd;
@@ -194,11 +200,7 @@ fn pipe_inode(stdout: &tokio::process::ChildStdout) -> Option<u64> {
 
 /// SIGKILL the process named in `pid_file` and its children, if it holds pipe `inode`.
 fn kill_pipe_holder(pid_file: &Path, inode: u64) {
-    let Some(pid) = std::fs::read_to_string(pid_file)
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok())
-        .filter(|p| *p > 1)
-    else {
+    let Some(pid) = read_pid(pid_file) else {
         return;
     };
     let want = format!("pipe:[{inode}]");

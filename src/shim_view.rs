@@ -9,10 +9,10 @@
 //! berthd executes `/proc/self/fd/N/berth-shim`. No copy per container, one page cache for all
 //! shims; writes through the view fail with EROFS whatever opens it and however.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use berth_sys::mount_api::{MountAttr, mount_attr, mount_setattr, open_tree_clone};
+use berth_sys::mount_api::{mount_attr, open_tree_clone, set_attrs};
 
 use crate::error::Kind;
 
@@ -54,15 +54,11 @@ impl ShimView {
             source,
         };
         let tree = open_tree_clone(dir, false).map_err(view_err)?;
-        let attr = MountAttr {
-            attr_set: mount_attr::RDONLY | mount_attr::NOSUID | mount_attr::NODEV,
-            ..Default::default()
-        };
-        mount_setattr(
-            tree.as_raw_fd(),
-            Path::new(""),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &attr,
+        set_attrs(
+            tree.as_fd(),
+            mount_attr::RDONLY | mount_attr::NOSUID | mount_attr::NODEV,
+            0,
+            false,
         )
         .map_err(view_err)?;
         let path = berth_sys::in_root::fd_path(tree.as_fd()).join(name);

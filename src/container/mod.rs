@@ -175,17 +175,6 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 /// How long the start-up sweep waits for an orphaned shim to shut down.
 const SWEEP_SHIM_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The names in `dir` (none when it does not exist).
-fn dir_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A lock per id, for the operations on one object that must not overlap.
 #[derive(Default)]
 struct IdLocks(std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
@@ -233,6 +222,7 @@ pub struct Containers {
     events: Events,
 }
 
+use berth_sys::fs::dir_names;
 use berth_sys::time::now_nanos;
 
 /// The berth-shim binary: $BERTH_SHIM, else next to the running berthd, else on $PATH.
@@ -660,25 +650,24 @@ impl Containers {
     /// Tear down everything of a container except its record: shim, rootfs mount, dirs.
     async fn destroy(&self, id: &str) -> Result<(), ContainerError> {
         let paths = ShimPaths::new(&self.state_dir, id);
-        if paths.socket.exists() {
-            let shut = match shim_client::connect(&paths.socket).await {
-                Ok(mut c) => c
-                    .shutdown(shim::ShutdownRequest { force: true })
-                    .await
-                    .map(|_| ())
-                    .map_err(ShimError::from),
-                Err(e) => Err(e),
-            };
-            // A shim that does not answer (stopped, wedged) is killed by its pid.
-            if let Err(e) = shut
-                && !e.is_gone()
-            {
+        let shut = match shim_client::connect(&paths.socket).await {
+            Ok(mut c) => c
+                .shutdown(shim::ShutdownRequest { force: true })
+                .await
+                .map(|_| ())
+                .map_err(ShimError::from),
+            Err(e) => Err(e),
+        };
+        // A shim that shut down removed its cgroup. One that does not answer (stopped,
+        // wedged) is killed by its pid; one that died (or never finished) left its cgroup and
+        // processes.
+        if let Err(e) = shut {
+            if !e.is_gone() {
                 tracing::warn!(container = %id, error = %e, "the shim did not shut down; killing it");
                 shim_client::kill_shim(&paths);
             }
+            self.kill_cgroup(id).await;
         }
-        // A shim that died (or never finished) leaves its cgroup and processes.
-        self.kill_cgroup(id).await;
         let bundle = self.bundle(id);
         snapshot::mount::unmount(&bundle.join("rootfs"))?;
         ActiveSnapshot::in_bundle(&bundle).remove()?;

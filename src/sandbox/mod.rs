@@ -186,6 +186,7 @@ pub struct Sandboxes {
     lifecycle: tokio::sync::Mutex<()>,
 }
 
+use berth_sys::fs::dir_names;
 use berth_sys::time::now_nanos;
 
 impl Sandboxes {
@@ -769,17 +770,6 @@ fn release_dir(dir: &Path) -> std::io::Result<()> {
         Some(e) => Err(e),
         None => std::fs::remove_dir(dir),
     }
-}
-
-/// The names in `dir` (none when it does not exist).
-fn dir_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

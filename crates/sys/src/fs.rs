@@ -31,6 +31,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The (UTF-8) names in `dir`; none when it does not exist.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Remove the temporary files [`write_atomic`] left in `dir` when its writer died between
 /// create and rename (`.<name>.tmp`). Only for a directory no one writes to meanwhile (start-up).
 /// Returns how many went.

@@ -47,8 +47,7 @@ pub fn mount_setattr(
     flags: libc::c_uint,
     attr: &MountAttr,
 ) -> io::Result<()> {
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c_path = c_path(path)?;
     // SAFETY: the path is a NUL-terminated string and the attribute a repr(C) struct of the
     // kernel's VER0 size, both alive for the call; the kernel only reads them.
     let r = unsafe {
@@ -66,6 +65,21 @@ pub fn mount_setattr(
     } else {
         Ok(())
     }
+}
+
+/// mount_setattr(2) on the mount `mount` is open on: set and clear MOUNT_ATTR_* bits, on every
+/// mount below it too when `recursive`.
+pub fn set_attrs(mount: BorrowedFd<'_>, set: u64, clr: u64, recursive: bool) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        ..Default::default()
+    };
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    mount_setattr(mount.as_raw_fd(), Path::new(""), flags, &attr)
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {

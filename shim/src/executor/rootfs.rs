@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -32,7 +32,7 @@ use super::bundle::Container;
 use super::error::{Context, Error, Result};
 use berth_cgroups::{Cgroup, V1Cgroup, V2Cgroup};
 use berth_sys::in_root;
-use berth_sys::mount_api::{MountAttr, mount_attr, mount_setattr};
+use berth_sys::mount_api::{mount_attr, set_attrs};
 use berth_sys::mountinfo;
 
 /// Parsed `mounts[].options`.
@@ -496,18 +496,8 @@ fn mount_one(c: &Container, root: &Root, m: &Mount) -> Result<()> {
         // Flags of a bind mount apply to its top mount only (`rro` and co. are recursive).
         let (set, clr) = bind_attrs(opts.flags);
         if set != 0 || clr != 0 {
-            let attr = MountAttr {
-                attr_set: set,
-                attr_clr: clr,
-                ..Default::default()
-            };
-            mount_setattr(
-                tree.as_raw_fd(),
-                Path::new(""),
-                libc::AT_EMPTY_PATH as libc::c_uint,
-                &attr,
-            )
-            .ctx(|| format!("setting {:?} on {}", opts.flags, dest.display()))?;
+            set_attrs(tree.as_fd(), set, clr, false)
+                .ctx(|| format!("setting {:?} on {}", opts.flags, dest.display()))?;
         }
         return finish_mount(tree, dest, &opts);
     } else {
@@ -586,18 +576,7 @@ pub fn apply_recursive_attrs(mounted: BorrowedFd<'_>, attrs: &RecursiveAttrs) ->
     if attrs.is_empty() {
         return Ok(());
     }
-    let attr = MountAttr {
-        attr_set: attrs.set,
-        attr_clr: attrs.clr,
-        ..Default::default()
-    };
-    mount_setattr(
-        mounted.as_raw_fd(),
-        Path::new(""),
-        (libc::AT_RECURSIVE | libc::AT_EMPTY_PATH) as libc::c_uint,
-        &attr,
-    )
-    .map_err(|e| match e.raw_os_error() {
+    set_attrs(mounted, attrs.set, attrs.clr, true).map_err(|e| match e.raw_os_error() {
         Some(libc::ENOSYS) => io::Error::new(
             e.kind(),
             "mount_setattr is not available (Linux 5.12+ is needed for recursive mount options)",
