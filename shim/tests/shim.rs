@@ -577,7 +577,8 @@ async fn a_missing_executable_stops_with_127_and_a_message() {
     bed.spawn_ok();
     let mut c = bed.client().await;
     let err = c.start(StartRequest {}).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    // The request's command cannot run: the request's to fix (as at create).
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(
         err.message().contains("executable file not found in $PATH"),
         "{}",
@@ -600,6 +601,7 @@ async fn a_missing_executable_stops_with_127_and_a_message() {
     bed.spawn_ok();
     let mut c = bed.client().await;
     let err = c.start(StartRequest {}).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(
         err.message().contains("permission denied"),
         "{}",
