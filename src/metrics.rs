@@ -10,8 +10,8 @@ use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every berth metric.
@@ -29,6 +29,12 @@ pub struct Metrics {
     pub pull_size: Histogram,
     /// Per-layer download+decompress+unpack duration.
     pub unpack_duration: Histogram,
+    /// Pulls running now.
+    pub pull_in_progress: IntGauge,
+    /// Layer bytes received so far by each image being pulled.
+    pub pull_progress_bytes: IntGaugeVec,
+    /// Layer bytes each image being pulled downloads in all (layers already present excluded).
+    pub pull_expected_bytes: IntGaugeVec,
     /// Steps of the pod and container paths (rootfs, spec, shim spawn, CNI ADD/DEL, store...).
     pub phase_duration: HistogramVec,
 }
@@ -97,6 +103,27 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .buckets(LATENCY_BUCKETS.to_vec()),
         &["phase"],
     )?;
+    let pull_in_progress = IntGauge::new(
+        "berth_image_pull_in_progress",
+        "Image pulls running now (CRI PullImage and berth's Pull API).",
+    )?;
+    let pull_progress_bytes = IntGaugeVec::new(
+        Opts::new(
+            "berth_image_pull_progress_bytes",
+            "Layer bytes received so far, per image being pulled (gone when the pull ends).",
+        ),
+        &["image"],
+    )?;
+    let pull_expected_bytes = IntGaugeVec::new(
+        Opts::new(
+            "berth_image_pull_expected_bytes",
+            "Layer bytes to download in all, per image being pulled (layers already present excluded).",
+        ),
+        &["image"],
+    )?;
+    registry.register(Box::new(pull_in_progress.clone()))?;
+    registry.register(Box::new(pull_progress_bytes.clone()))?;
+    registry.register(Box::new(pull_expected_bytes.clone()))?;
     registry.register(Box::new(phase_duration.clone()))?;
     registry.register(Box::new(cri_duration.clone()))?;
     registry.register(Box::new(cri_errors.clone()))?;
@@ -112,6 +139,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         pull_bytes,
         pull_size,
         unpack_duration,
+        pull_in_progress,
+        pull_progress_bytes,
+        pull_expected_bytes,
         phase_duration,
     })
 }

@@ -11,6 +11,7 @@ pub mod peer;
 pub mod pki;
 pub mod registry;
 pub mod rng;
+pub mod slow_proxy;
 pub mod spdy;
 pub mod token;
 pub mod ws;

@@ -2,6 +2,8 @@
 //! `common` crate is for its daemon and monitor):
 //!
 //! - [`v1`]: the Shim gRPC API, generated from `proto/shim.proto`;
+//! - [`api`]: berth's own API (`berth.v1`, `proto/berth.proto`), which berthd serves beside CRI
+//!   for berth's tools (pull progress);
 //! - [`args`]: every `berth-shim` command line as a type berthd builds and the shim parses;
 //! - [`handshake`]: the one line a starting shim (or pod init) answers on its stdout pipe;
 //! - [`exit`]: the exit record the shim leaves for berthd when the container's init exits;
@@ -21,4 +23,12 @@ pub mod paths;
 #[allow(clippy::all)]
 pub mod v1 {
     tonic::include_proto!("berth.shim.v1");
+}
+
+/// `berth.v1`: berth's own API, served by berthd on the CRI socket (see `proto/berth.proto`).
+#[allow(clippy::all)]
+pub mod api {
+    pub mod v1 {
+        tonic::include_proto!("berth.v1");
+    }
 }

@@ -126,6 +126,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     ));
     daemon.set_ready();
     let (runtime_svc, image_svc) = berth::server::services(daemon.clone());
+    let berth_api = berth::server::berth_api::service(daemon.clone());
     tracing::info!(
         address = %address.display(),
         metrics = %metrics_address,
@@ -144,6 +145,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let served = tonic::transport::Server::builder()
         .add_service(runtime_svc)
         .add_service(image_svc)
+        .add_service(berth_api)
         .serve_with_incoming_shutdown(
             // Every gRPC client's `:authority` (see berth::server::authority).
             UnixListenerStream::new(listener).map(|c| c.map(AuthorityFix::new)),

@@ -3,6 +3,7 @@
 pub mod content;
 mod error;
 pub mod hosts;
+pub mod progress;
 pub mod pull;
 pub mod reference;
 
@@ -90,6 +91,8 @@ pub struct Images {
     inflight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Chain ids held by something other than an image (containers' rootfs).
     extra_roots: ExtraRoots,
+    /// The pull of each reference that berth's Pull API joins, while it runs.
+    pulls: std::sync::Mutex<HashMap<String, Arc<progress::PullTracker>>>,
 }
 
 /// Garbage-collection roots outside the image records.
@@ -127,6 +130,7 @@ impl Images {
             gc_lock: tokio::sync::RwLock::new(()),
             inflight: std::sync::Mutex::new(HashMap::new()),
             extra_roots,
+            pulls: std::sync::Mutex::new(HashMap::new()),
         };
         images.gc().await?;
         Ok(images)

@@ -2,7 +2,8 @@
 //! index, then download every layer in parallel, each one decompressed, verified and unpacked
 //! while it streams.
 
-use crate::error::{IoContext, IoError};
+use crate::error::{DomainError, IoContext, IoError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::hosts::{RegistryHost, resolve_hosts};
+use super::progress::{LayerState, PullFailure, PullTracker};
 use super::reference::{ImageRef, validate_digest};
 use super::{ImageError, ImageRecord, Images};
 use crate::metrics;
@@ -95,6 +97,14 @@ struct Remote {
     auth: RegistryAuth,
 }
 
+/// Where one layer of an image goes: its uncompressed digest, its snapshot and that
+/// snapshot's parent.
+struct LayerTarget<'a> {
+    diff_id: &'a str,
+    chain_id: &'a str,
+    parent: Option<String>,
+}
+
 /// What a pull fetched, before its record is committed.
 struct Fetched {
     id: String,
@@ -139,16 +149,78 @@ impl Images {
         auth: RegistryAuth,
     ) -> Result<String, ImageError> {
         let r = ImageRef::parse(reference)?;
-        let this = self.clone();
-        tokio::spawn(async move { this.pull_ref(r, auth).await })
-            .await
+        let task = {
+            let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+            self.start_pull(&mut pulls, r, auth).1
+        };
+        task.await
             .map_err(|e| ImageError::Internal(format!("pull task failed: {e}")))?
     }
 
-    async fn pull_ref(&self, r: ImageRef, auth: RegistryAuth) -> Result<String, ImageError> {
+    /// Pull `reference` as [`Images::pull`] does, or join the pull of the same reference that
+    /// is running (whoever started it), and return that pull's progress. The pull runs to its
+    /// end whatever the caller does.
+    pub fn pull_with_progress(
+        self: &Arc<Self>,
+        reference: &str,
+        auth: RegistryAuth,
+    ) -> Result<Arc<PullTracker>, ImageError> {
+        let r = ImageRef::parse(reference)?;
+        let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(running) = pulls.get(&r.to_string()) {
+            return Ok(running.clone());
+        }
+        let (tracker, _task) = self.start_pull(&mut pulls, r, auth);
+        Ok(tracker)
+    }
+
+    /// Start a pull with its tracker, which later callers join unless another pull of the same
+    /// reference is already the one they join.
+    fn start_pull(
+        self: &Arc<Self>,
+        pulls: &mut HashMap<String, Arc<PullTracker>>,
+        r: ImageRef,
+        auth: RegistryAuth,
+    ) -> (
+        Arc<PullTracker>,
+        tokio::task::JoinHandle<Result<String, ImageError>>,
+    ) {
+        let key = r.to_string();
+        let tracker = PullTracker::new(key.clone());
+        pulls.entry(key).or_insert_with(|| tracker.clone());
+        let this = self.clone();
+        let t = tracker.clone();
+        let task = tokio::spawn(async move {
+            let result = this.pull_ref(&r, auth, &t).await;
+            t.finish(match &result {
+                Ok(id) => Ok(id.clone()),
+                Err(e) => Err(PullFailure {
+                    kind: e.kind(),
+                    message: e.to_string(),
+                }),
+            });
+            let mut pulls = this.pulls.lock().unwrap_or_else(|e| e.into_inner());
+            if pulls
+                .get(&r.to_string())
+                .is_some_and(|p| Arc::ptr_eq(p, &t))
+            {
+                pulls.remove(&r.to_string());
+            }
+            result
+        });
+        (tracker, task)
+    }
+
+    async fn pull_ref(
+        &self,
+        r: &ImageRef,
+        auth: RegistryAuth,
+        tracker: &PullTracker,
+    ) -> Result<String, ImageError> {
+        let r = r.clone();
         let started = Instant::now();
         let gc_guard = self.gc_lock.read().await;
-        let fetched = self.fetch(&r, &auth).await;
+        let fetched = self.fetch(&r, &auth, tracker).await;
         let result = match fetched {
             Ok(f) => self.commit_image(&r, f).await,
             Err(e) => Err(e),
@@ -177,7 +249,12 @@ impl Images {
         result
     }
 
-    async fn fetch(&self, r: &ImageRef, auth: &RegistryAuth) -> Result<Fetched, ImageError> {
+    async fn fetch(
+        &self,
+        r: &ImageRef,
+        auth: &RegistryAuth,
+        tracker: &PullTracker,
+    ) -> Result<Fetched, ImageError> {
         let image = r.to_string();
         let hosts = resolve_hosts(&self.hosts_dir, r.registry())?;
         let mut last_err = None;
@@ -286,7 +363,10 @@ impl Images {
                 )));
             }
         }
-        let config_bytes = self.fetch_config(&remote, &config_desc, &image).await?;
+        tracker.set_layers(layers.iter().map(|l| (l.digest.clone(), l.size as u64)));
+        let config_bytes = self
+            .fetch_config(&remote, &config_desc, &image, tracker)
+            .await?;
         let config: ConfigJson = serde_json::from_slice(&config_bytes).map_err(|e| {
             invalid(format!(
                 "config {} is not an image config: {e}",
@@ -322,9 +402,12 @@ impl Images {
                     remote,
                     &image,
                     l,
-                    &config.rootfs.diff_ids[i],
-                    &chains[i],
-                    parent,
+                    LayerTarget {
+                        diff_id: &config.rootfs.diff_ids[i],
+                        chain_id: &chains[i],
+                        parent,
+                    },
+                    (tracker, i),
                 )
             })
             .collect();
@@ -425,10 +508,12 @@ impl Images {
         remote: &Remote,
         desc: &DescriptorJson,
         image: &str,
+        tracker: &PullTracker,
     ) -> Result<Vec<u8>, ImageError> {
         if let Ok(bytes) = self.content.read(&desc.digest) {
             return Ok(bytes);
         }
+        tracker.config_downloaded();
         let mut out = Vec::with_capacity(desc.size as usize);
         remote
             .client
@@ -463,17 +548,24 @@ impl Images {
         remote: &Remote,
         image: &str,
         layer: &DescriptorJson,
-        diff_id: &str,
-        chain_id: &str,
-        parent: Option<String>,
+        target: LayerTarget<'_>,
+        progress: (&PullTracker, usize),
     ) -> Result<(), ImageError> {
+        let (tracker, index) = progress;
+        let chain_id = target.chain_id;
+        if self.snapshots.get(chain_id).is_some() {
+            tracker.layer_state(index, LayerState::AlreadyPresent);
+            return Ok(());
+        }
         let lock = self.layer_lock(chain_id);
         let result = {
             let _held = lock.lock().await;
             if self.snapshots.get(chain_id).is_some() {
+                // Another pull downloaded it while this one waited.
+                tracker.layer_state(index, LayerState::Done);
                 Ok(())
             } else {
-                self.download_layer(remote, image, layer, diff_id, chain_id, parent)
+                self.download_layer(remote, image, layer, target, progress)
                     .await
             }
         };
@@ -487,10 +579,15 @@ impl Images {
         remote: &Remote,
         image: &str,
         layer: &DescriptorJson,
-        diff_id: &str,
-        chain_id: &str,
-        parent: Option<String>,
+        target: LayerTarget<'_>,
+        progress: (&PullTracker, usize),
     ) -> Result<(), ImageError> {
+        let (tracker, index) = progress;
+        let LayerTarget {
+            diff_id,
+            chain_id,
+            parent,
+        } = target;
         let started = Instant::now();
         let (id, fs) = self
             .snapshots
@@ -503,7 +600,10 @@ impl Images {
             let limits = self.config.layer_limits();
             tokio::task::spawn_blocking(move || apply_layer(rx, &ingest, &fs, &diff_id, limits))
         };
-        let downloaded = self.stream_layer(remote, image, layer, tx).await;
+        let downloaded = self.stream_layer(remote, image, layer, tx, progress).await;
+        if downloaded.is_ok() {
+            tracker.layer_state(index, LayerState::Extracting);
+        }
         let applied = worker
             .await
             .map_err(|e| ImageError::Internal(format!("unpack task failed: {e}")));
@@ -542,6 +642,7 @@ impl Images {
                 tracing::warn!(snapshot = id, error = %e, "removing a failed unpack");
             }
         } else {
+            tracker.layer_state(index, LayerState::Done);
             metrics::get()
                 .unpack_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -556,7 +657,9 @@ impl Images {
         image: &str,
         layer: &DescriptorJson,
         tx: tokio::sync::mpsc::Sender<Chunk>,
+        progress: (&PullTracker, usize),
     ) -> Result<(), ImageError> {
+        let (tracker, index) = progress;
         let fail = |e: ImageError| {
             let tx = tx.clone();
             async move {
@@ -572,12 +675,14 @@ impl Images {
             Ok(s) => s,
             Err(e) => return fail(classify(e, image, remote)).await,
         };
+        tracker.layer_state(index, LayerState::Downloading);
         let expected = layer.size as u64;
         let mut received = 0u64;
         while let Some(item) = stream.next().await {
             match item {
                 Ok(bytes) => {
                     received += bytes.len() as u64;
+                    tracker.layer_bytes(index, received.min(expected));
                     if received > expected {
                         return fail(ImageError::DigestMismatch {
                             image: image.to_string(),

@@ -1,7 +1,9 @@
 //! The CRI gRPC servers. Handlers translate a request, call one domain function and translate
-//! the answer; every call goes through [`instrument::call`].
+//! the answer; every call goes through [`instrument::call`]. [`berth_api`] is berth's own API
+//! (`berth.v1`), served on the same socket.
 
 pub mod authority;
+pub mod berth_api;
 pub mod image;
 pub mod instrument;
 pub mod runtime;

@@ -14,6 +14,7 @@ use berth_e2e::images::{
 use berth_e2e::netns;
 use berth_e2e::node::{Node, free_port};
 use berth_e2e::registry::{Registry, RegistryOpts, http_request};
+use berth_proto::api::v1 as api;
 use k8s_cri::v1::*;
 use tonic::Code;
 
@@ -72,6 +73,7 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("image_fs_info_counts_layers", image_fs_info_counts_layers),
     ("crash_safety_kill9", crash_safety_kill9),
     ("metrics_endpoint", metrics_endpoint),
+    ("pull_progress_api", pull_progress_api),
     ("berth_cli", berth_cli),
     ("sandbox_lifecycle", sandbox_lifecycle),
     ("sandbox_recovery", sandbox_recovery),
@@ -1389,6 +1391,154 @@ fn metrics_endpoint(env: &Env) {
         assert_eq!(pulled, bb.total_size());
         let r = http_request(&node.metrics, None, "GET", "/other", &[]).unwrap();
         assert_eq!(r.status, 404);
+    });
+}
+
+/// One `Images.Pull` stream of berth's own API, to its end: the messages, then the error if
+/// the stream ended with one.
+async fn api_pull(socket: &Path, image: &str) -> (Vec<api::PullProgress>, Option<tonic::Status>) {
+    let channel = berth_e2e::node::cri_channel(socket)
+        .await
+        .expect("connecting to berthd");
+    let mut stream = match api::images_client::ImagesClient::new(channel)
+        .pull(api::PullRequest {
+            image: image.to_string(),
+            auth: None,
+        })
+        .await
+    {
+        Ok(s) => s.into_inner(),
+        Err(e) => return (Vec::new(), Some(e)),
+    };
+    let mut messages = Vec::new();
+    loop {
+        match stream.message().await {
+            Ok(Some(m)) => messages.push(m),
+            Ok(None) => return (messages, None),
+            Err(e) => return (messages, Some(e)),
+        }
+    }
+}
+
+/// The value of the metric line starting with `prefix` (name and labels), if present.
+fn metric_value(node: &Node, prefix: &str) -> Option<f64> {
+    let r = http_request(&node.metrics, None, "GET", "/metrics", &[]).unwrap();
+    r.text()
+        .lines()
+        .find(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with(' '))
+        .and_then(|l| l[prefix.len() + 1..].parse().ok())
+}
+
+fn pull_progress_api(env: &Env) {
+    use api::LayerState;
+    // 1 MiB/s per connection: the pull of three 2 MiB layers takes seconds, long enough to
+    // watch it.
+    let proxy = berth_e2e::slow_proxy::SlowProxy::start(&env.reg.addr, 1 << 20);
+    env.rt.block_on(async {
+        let node = Node::start().await;
+        let img = push_multilayer(&env.reg, "progress:latest", 3, 2 << 20).await;
+        let reference = format!("{}/{}:{}", proxy.addr, img.repository, img.tag);
+        let fetches = |d: &String| env.reg.count_requests("GET", &format!("/blobs/{d}"));
+        let before: Vec<usize> = img.layer_digests.iter().map(fetches).collect();
+        let first = tokio::spawn({
+            let (socket, reference) = (node.socket.clone(), reference.clone());
+            async move { api_pull(&socket, &reference).await }
+        });
+        // While it runs: the pull is in the metrics with its bytes so far.
+        let bytes_metric = format!("berth_image_pull_progress_bytes{{image=\"{reference}\"}}");
+        let mut seen = None;
+        for _ in 0..400 {
+            let running = metric_value(&node, "berth_image_pull_in_progress");
+            let bytes = metric_value(&node, &bytes_metric);
+            if running == Some(1.0) && bytes.is_some_and(|b| b > 0.0) {
+                seen = bytes;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let seen = seen.unwrap_or_else(|| panic!("no pull in the metrics:\n{}", node.log_text()));
+        assert!(
+            seen < img.compressed_size as f64,
+            "the pull was over already"
+        );
+        // A second client joins the running pull: its first message has the bytes so far.
+        let (joined, joined_err) = api_pull(&node.socket, &reference).await;
+        let (messages, err) = first.await.unwrap();
+        assert!(err.is_none(), "{err:?}\n{}", node.log_text());
+        assert!(joined_err.is_none(), "{joined_err:?}");
+        let done_of = |m: &api::PullProgress| m.layers.iter().map(|l| l.done_bytes).sum::<u64>();
+        assert!(
+            done_of(&joined[0]) > 0,
+            "the second client started another pull"
+        );
+
+        // Per layer: the manifest's digests and sizes, bytes that only grow, downloading on
+        // the way (with part of the bytes), done at the end.
+        let last = messages.last().unwrap();
+        let digests: Vec<&String> = last.layers.iter().map(|l| &l.digest).collect();
+        assert_eq!(digests, img.layer_digests.iter().collect::<Vec<_>>());
+        for (i, size) in img.layer_sizes.iter().enumerate() {
+            let seq: Vec<&api::LayerProgress> =
+                messages.iter().filter_map(|m| m.layers.get(i)).collect();
+            assert!(seq.iter().all(|l| l.total_bytes == *size));
+            assert!(
+                seq.windows(2).all(|w| w[0].done_bytes <= w[1].done_bytes),
+                "layer {i}: bytes went back"
+            );
+            assert!(
+                seq.iter().any(|l| l.state() == LayerState::Downloading
+                    && l.done_bytes > 0
+                    && l.done_bytes < *size),
+                "layer {i} never seen downloading: {seq:?}"
+            );
+            let end = seq.last().unwrap();
+            assert_eq!((end.state(), end.done_bytes), (LayerState::Done, *size));
+        }
+        assert!(
+            messages[..messages.len() - 1]
+                .iter()
+                .all(|m| m.result.is_none())
+        );
+        let result = last
+            .result
+            .clone()
+            .expect("the last message has the result");
+        assert_eq!(result.image_ref, img.image_id());
+        assert!(result.downloaded);
+        assert_eq!(result.downloaded_bytes, img.compressed_size);
+        assert_eq!(joined.last().unwrap().result, Some(result));
+        // One download per layer for both clients.
+        for (d, b) in img.layer_digests.iter().zip(before) {
+            assert_eq!(fetches(d) - b, 1, "layer {d}");
+        }
+        // Over: out of the metrics.
+        assert_eq!(
+            metric_value(&node, "berth_image_pull_in_progress"),
+            Some(0.0)
+        );
+        assert_eq!(metric_value(&node, &bytes_metric), None);
+
+        // Again: every layer is present, nothing is downloaded.
+        let (again, err) = api_pull(&node.socket, &reference).await;
+        assert!(err.is_none(), "{err:?}");
+        let last = again.last().unwrap();
+        assert!(
+            last.layers
+                .iter()
+                .all(|l| l.state() == LayerState::AlreadyPresent && l.done_bytes == 0),
+            "{last:?}"
+        );
+        let result = last.result.clone().unwrap();
+        assert_eq!(result.image_ref, img.image_id());
+        assert!(!result.downloaded);
+        assert_eq!(result.downloaded_bytes, 0);
+        assert_eq!(list(&node).await.len(), 1);
+
+        // A failed pull ends the stream with CRI's code.
+        let (_, err) = api_pull(&node.socket, &format!("{}/missing:1", env.reg.addr)).await;
+        assert_eq!(err.map(|e| e.code()), Some(Code::NotFound));
+        let (_, err) = api_pull(&node.socket, "no spaces allowed").await;
+        assert_eq!(err.map(|e| e.code()), Some(Code::InvalidArgument));
     });
 }
 

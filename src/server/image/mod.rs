@@ -4,6 +4,8 @@ mod convert;
 mod fs_info;
 mod list;
 mod pull;
+
+pub(crate) use pull::registry_auth;
 mod remove;
 mod status;
 

@@ -18,7 +18,7 @@ pub async fn pull_image(
 
 /// CRI credentials → registry credentials. A registry token is a bearer token; an identity
 /// token is sent as the password (the form token-exchanging registries accept).
-fn registry_auth(auth: Option<&AuthConfig>) -> Result<RegistryAuth, Error> {
+pub(crate) fn registry_auth(auth: Option<&AuthConfig>) -> Result<RegistryAuth, Error> {
     let Some(a) = auth else {
         return Ok(RegistryAuth::Anonymous);
     };
