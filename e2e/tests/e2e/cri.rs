@@ -1563,6 +1563,22 @@ fn berth_cli(env: &Env) {
         assert!(ok && out.contains("RuntimeName:  berth"), "{out}");
         let (ok, out, err) = cli(&["pull", &bb.reference()]);
         assert!(ok && out.contains(bb.image_id()), "{out}{err}");
+        // Progress through berth's own API: a line per layer, then what happened.
+        let short = &bb.layer_digests[0]["sha256:".len()..][..12];
+        assert!(out.contains(&format!("{short}: Pull complete")), "{out}");
+        assert!(
+            out.contains(&format!("Downloaded newer image for {}", bb.reference())),
+            "{out}"
+        );
+        let (ok, out, err) = cli(&["pull", &bb.reference()]);
+        assert!(
+            ok && out.contains(&format!("{short}: Already exists")),
+            "{out}{err}"
+        );
+        assert!(
+            out.contains(&format!("Image is up to date for {}", bb.reference())),
+            "{out}"
+        );
         let (ok, out, _) = cli(&["images"]);
         assert!(ok && out.contains(&bb.image_id()[7..20]), "{out}");
         let (ok, out, _) = cli(&["inspecti", &bb.reference()]);

@@ -12,6 +12,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub struct Clients {
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
+    /// The channel itself, for berth's own API (`berth.v1`) beside CRI.
+    pub ch: Channel,
 }
 
 impl Clients {
@@ -20,7 +22,8 @@ impl Clients {
         let ch = channel(address).await?;
         Ok(Clients {
             rt: RuntimeServiceClient::new(ch.clone()).max_decoding_message_size(64 << 20),
-            img: ImageServiceClient::new(ch).max_decoding_message_size(64 << 20),
+            img: ImageServiceClient::new(ch.clone()).max_decoding_message_size(64 << 20),
+            ch,
         })
     }
 }
