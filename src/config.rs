@@ -40,11 +40,24 @@ pub struct Config {
     pub address: PathBuf,
     /// Log filter (tracing `EnvFilter` syntax): error, warn, info, debug, trace.
     pub log_level: String,
+    /// How log lines are written to stderr: `text` (human) or `json` (one object a line).
+    pub log_format: LogFormat,
     pub registry: RegistryConfig,
     pub cni: CniConfig,
     pub metrics: MetricsConfig,
     pub image: ImageConfig,
     pub streaming: StreamingConfig,
+}
+
+/// berthd's log line format (`log_format`, `--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (tracing's default format).
+    #[default]
+    Text,
+    /// One JSON object a line: timestamp, level, target, fields, spans.
+    Json,
 }
 
 /// `[registry]`: where registry hosts are configured.
@@ -128,6 +141,7 @@ impl Default for Config {
             state: PathBuf::from("/run/berth"),
             address: PathBuf::from("/run/berth/berth.sock"),
             log_level: "info".to_string(),
+            log_format: LogFormat::Text,
             registry: RegistryConfig::default(),
             cni: CniConfig::default(),
             metrics: MetricsConfig::default(),
@@ -386,6 +400,19 @@ mod tests {
         assert_eq!(c.cni.bin_dirs, vec![PathBuf::from("/b")]);
         assert_eq!(c.metrics.address, "");
         assert_eq!(c.state, PathBuf::from("/run/berth"));
+    }
+
+    #[test]
+    fn log_format_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("berth.toml");
+        std::fs::write(&main, "log_format = \"json\"\n").unwrap();
+        assert_eq!(
+            Config::load(&main, true).unwrap().log_format,
+            LogFormat::Json
+        );
+        std::fs::write(&main, "log_format = \"xml\"\n").unwrap();
+        assert!(Config::load(&main, true).is_err());
     }
 
     #[test]

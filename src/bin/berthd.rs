@@ -32,6 +32,9 @@ struct Args {
     /// Log level or filter (overrides `log_level`; RUST_LOG overrides both).
     #[arg(long)]
     log_level: Option<String>,
+    /// Log line format (overrides `log_format`).
+    #[arg(long, value_enum)]
+    log_format: Option<berth::config::LogFormat>,
 }
 
 fn main() -> ExitCode {
@@ -43,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&config.log_level);
+    init_tracing(&config.log_level, config.log_format);
     // One TLS crypto provider for every registry client.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -81,6 +84,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     if let Some(a) = &args.address {
         config.address = PathBuf::from(a.strip_prefix("unix://").unwrap_or(a));
     }
+    if let Some(f) = args.log_format {
+        config.log_format = f;
+    }
     if let Some(l) = &args.log_level {
         config.log_level = l.clone();
     }
@@ -88,16 +94,18 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(level: &str, format: berth::config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        berth::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        berth::config::LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -74,6 +74,7 @@ pub const TESTS: &[(&str, TestFn)] = &[
     ("crash_safety_kill9", crash_safety_kill9),
     ("metrics_endpoint", metrics_endpoint),
     ("pull_progress_api", pull_progress_api),
+    ("json_log_format", json_log_format),
     ("berth_cli", berth_cli),
     ("sandbox_lifecycle", sandbox_lifecycle),
     ("sandbox_recovery", sandbox_recovery),
@@ -1391,6 +1392,30 @@ fn metrics_endpoint(env: &Env) {
         assert_eq!(pulled, bb.total_size());
         let r = http_request(&node.metrics, None, "GET", "/other", &[]).unwrap();
         assert_eq!(r.status, 404);
+    });
+}
+
+fn json_log_format(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        assert!(node.stop().success());
+        let text = std::fs::read_to_string(&node.config).unwrap();
+        std::fs::write(&node.config, format!("log_format = \"json\"\n{text}")).unwrap();
+        // The log file grows across restarts: only what the restarted berthd wrote.
+        let text_part = node.log_text().len();
+        node.spawn().await;
+        pull_ok(&node, &env.set.busybox.reference()).await;
+        let log = node.log_text()[text_part..].to_string();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        let pulled = lines
+            .iter()
+            .find(|v| v["fields"]["message"] == "image pulled")
+            .unwrap_or_else(|| panic!("no pull logged:\n{log}"));
+        assert_eq!(pulled["fields"]["id"], env.set.busybox.image_id());
+        assert_eq!(pulled["level"], "INFO");
     });
 }
 
