@@ -8,13 +8,12 @@ use crate::{creds, image_spec};
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
     pub image: String,
-    /// Registry credentials as USER:PASSWORD.
-    #[arg(long)]
-    pub creds: Option<String>,
+    #[command(flatten)]
+    pub auth: creds::AuthArgs,
 }
 
 pub async fn run(c: &mut Clients, a: PullArgs) -> anyhow::Result<()> {
-    let auth = creds::from_creds(a.creds)?;
+    let auth = a.auth.resolve()?;
     let r = c
         .img
         .pull_image(PullImageRequest {
