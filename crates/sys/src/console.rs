@@ -132,6 +132,17 @@ pub fn set_window_size(tty: BorrowedFd<'_>, width: u64, height: u64) -> io::Resu
     Ok(())
 }
 
+/// A terminal's window size as (columns, rows).
+pub fn window_size(tty: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    // SAFETY: all-zero is a valid winsize (plain integers).
+    let mut size: libc::winsize = unsafe { zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through a valid pointer; the descriptor is borrowed.
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((size.ws_col, size.ws_row))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

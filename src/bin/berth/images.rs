@@ -4,13 +4,15 @@ use k8s_cri::v1::{ImageFsInfoRequest, ImageStatusRequest, ListImagesRequest, Rem
 
 use crate::client::Clients;
 use crate::image_spec;
-use crate::output::{human, short_id};
+use crate::output::{Format, human, short_id};
 
 #[derive(Debug, clap::Args)]
 pub struct ImagesArgs {
     /// Only image ids.
     #[arg(short, long)]
     pub quiet: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 pub async fn images(c: &mut Clients, a: ImagesArgs) -> anyhow::Result<()> {
@@ -24,6 +26,10 @@ pub async fn images(c: &mut Clients, a: ImagesArgs) -> anyhow::Result<()> {
         for i in &list {
             println!("{}", i.id);
         }
+        return Ok(());
+    }
+    if a.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     println!(

@@ -5,14 +5,23 @@
 
 mod client;
 mod creds;
+mod events;
 mod exec;
 mod images;
 mod info;
+mod inspect;
+mod lifecycle;
+mod logs;
 mod output;
 mod pods;
+mod portforward;
 mod ps;
 mod pull;
+mod resolve;
+mod run;
 mod stats;
+mod stream;
+mod term;
 
 use std::process::ExitCode;
 
@@ -64,10 +73,28 @@ enum Cmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
-    /// Run a command in a running container (ExecSync); exits with the command's status.
+    /// Run a command in a running container; exits with the command's status.
     Exec(exec::ExecArgs),
-    /// CPU, memory and writable-layer usage of containers.
-    Stats,
+    /// Live CPU, memory and writable-layer usage of containers.
+    Stats(stats::StatsArgs),
+    /// Run a command in a new container, in a pod of its own (pulling the image if missing).
+    Run(Box<run::RunArgs>),
+    /// A container's log.
+    Logs(logs::LogsArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL after --time).
+    Stop(lifecycle::StopArgs),
+    /// Start containers (an exited one is created again in its pod, as its next attempt).
+    Start(lifecycle::StartArgs),
+    /// Remove containers (and the pods `run` made for them).
+    Rm(lifecycle::RmArgs),
+    /// Attach this terminal to a running container's stdio.
+    Attach(lifecycle::AttachArgs),
+    /// Containers, pods or images as JSON.
+    Inspect(inspect::InspectArgs),
+    /// Container events as they happen.
+    Events(events::EventsArgs),
+    /// Forward local ports to a pod's ports.
+    PortForward(portforward::PortForwardArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,7 +109,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    // A session's stdin reader may still be blocked in read(2): do not wait for it.
+    rt.shutdown_background();
+    match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(code.clamp(1, 255) as u8),
         Err(e) => {
@@ -119,7 +149,16 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Stopp { ids } => pods::stopp(&mut c, ids).await?,
         Cmd::Rmp { ids } => pods::rmp(&mut c, ids).await?,
         Cmd::Exec(a) => return exec::run(&mut c, a).await,
-        Cmd::Stats => stats::run(&mut c).await?,
+        Cmd::Stats(a) => stats::run(&mut c, a).await?,
+        Cmd::Run(a) => return run::run(&mut c, *a).await,
+        Cmd::Logs(a) => logs::run(&mut c, a).await?,
+        Cmd::Stop(a) => lifecycle::stop(&mut c, a).await?,
+        Cmd::Start(a) => return lifecycle::start(&mut c, a).await,
+        Cmd::Rm(a) => lifecycle::rm(&mut c, a).await?,
+        Cmd::Attach(a) => return lifecycle::attach(&mut c, a).await,
+        Cmd::Inspect(a) => inspect::run(&mut c, a).await?,
+        Cmd::Events(a) => events::run(&mut c, a).await?,
+        Cmd::PortForward(a) => portforward::run(&mut c, a).await?,
     }
     Ok(0)
 }

@@ -14,13 +14,12 @@ use crate::{creds, image_spec};
 #[derive(Debug, clap::Args)]
 pub struct PullArgs {
     pub image: String,
-    /// Registry credentials as USER:PASSWORD.
-    #[arg(long)]
-    pub creds: Option<String>,
+    #[command(flatten)]
+    pub auth: creds::AuthArgs,
 }
 
 pub async fn run(c: &mut Clients, a: PullArgs) -> anyhow::Result<()> {
-    let auth = creds::from_creds(a.creds)?;
+    let auth = a.auth.resolve()?;
     let request = api::PullRequest {
         image: a.image.clone(),
         auth: auth.as_ref().map(|a| api::Auth {
