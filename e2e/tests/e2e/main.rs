@@ -2,7 +2,7 @@
 //! next to this one: `cri` (images, pods, containers, the daemon's lifecycle), `resources`
 //! (ExecSync, limits, stats, events; also run on a cgroup v2 kernel by `make test-cgroup2`),
 //! `network` (CNI pod networking), `streaming` (Exec, Attach and PortForward over SPDY and
-//! WebSocket), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
+//! WebSocket), `metrics` (CRI pod metrics, and Debian's prometheus scraping berthd), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
 //! never `make e2e`) and `fuzz` (mutated CRI requests: `make fuzz-cri` only). One binary links
 //! the test bed once instead of seven times.
 //!
@@ -25,6 +25,7 @@
 mod chaos;
 mod cri;
 mod fuzz;
+mod metrics;
 mod network;
 mod resources;
 mod streaming;
@@ -90,6 +91,15 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: streaming::setup,
                 tests: streaming::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "metrics",
+                max_threads: None,
+                setup: metrics::setup,
+                tests: metrics::TESTS,
             },
         ),
         run(
