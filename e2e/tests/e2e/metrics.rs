@@ -370,6 +370,9 @@ impl Drop for Prometheus {
     }
 }
 
+/// A query's answer is what the workload did.
+type Check = fn(&[(serde_json::Value, f64)]) -> bool;
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -417,7 +420,7 @@ fn prometheus_scrapes_a_pod_workload(env: &Env) {
         assert_eq!(code, 0, "ping between the pods (gateway {})", net.gateway());
 
         // What prometheus saw, once it has scraped the end of the workload.
-        let checks: &[(&str, fn(&[(serde_json::Value, f64)]) -> bool)] = &[
+        let checks: &[(&str, Check)] = &[
             ("up{job=\"berth\"}", |r| r.len() == 1 && r[0].1 == 1.0),
             // Every CRI call of the workload was counted, at a rate.
             (
