@@ -10,11 +10,11 @@ PREFIX ?= /usr/local
 
 # Debian packages: build needs protoc; tests need a real registry, busybox for test images,
 # CNI plugins, iproute2 and iptables (portmap) for the test network namespace; tmux (a real pty
-# for the cli suite's `berth run -it`); qemu, kmod and cpio for the cgroup v2
-# test VM (e2e/cg2vm).
+# for the cli suite's `berth run -it`); prometheus (the metrics suite scrapes berthd); qemu, kmod
+# and cpio for the cgroup v2 test VM (e2e/cg2vm).
 BUILD_DEBS := protobuf-compiler build-essential pkg-config ca-certificates curl
 TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2 iptables openssl \
-	qemu-system-x86 kmod cpio python3-venv tmux
+	qemu-system-x86 kmod cpio python3-venv tmux prometheus
 E2E_PYTHON := target/e2e-python/bin/python
 
 .PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean critest chaos fuzz fuzz-cri
@@ -70,6 +70,7 @@ e2e: build
 	$(CARGO) test -p berth-e2e --test e2e -- network:: --test-threads=1
 	$(CARGO) test -p berth-e2e --test e2e -- streaming:: --test-threads=2
 	$(CARGO) test -p berth-e2e --test e2e -- cli:: --test-threads=2
+	$(CARGO) test -p berth-e2e --test e2e -- metrics:: --test-threads=2
 
 # cargo-fuzz targets (fuzz/, a workspace of its own; not part of `make test`): each of
 # FUZZ_TARGETS runs FUZZ_SECONDS (600) without a crash or the target fails. cargo-fuzz comes from

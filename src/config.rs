@@ -90,6 +90,9 @@ pub struct MetricsConfig {
     pub header_read_timeout_secs: u64,
     /// Connections open at once; more are closed as they are accepted.
     pub max_connections: usize,
+    /// Seconds between two readings of every pod and container for ListPodSandboxMetrics
+    /// (CRI answers the latest reading, never reads per request).
+    pub collection_period_secs: u64,
 }
 
 /// `[streaming]`: the HTTP server behind Exec, Attach and PortForward URLs.
@@ -174,6 +177,7 @@ impl Default for MetricsConfig {
             address: "127.0.0.1:9717".to_string(),
             header_read_timeout_secs: 30,
             max_connections: 64,
+            collection_period_secs: 10,
         }
     }
 }
@@ -201,6 +205,11 @@ impl Default for ImageConfig {
 }
 
 impl MetricsConfig {
+    /// How often pod and container metrics are read.
+    pub fn collection_period(&self) -> Duration {
+        Duration::from_secs(self.collection_period_secs)
+    }
+
     pub fn limits(&self) -> HttpLimits {
         HttpLimits {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
@@ -285,6 +294,11 @@ impl Config {
                 "metrics.address must be host:port or empty, got {:?}",
                 self.metrics.address
             )));
+        }
+        if self.metrics.collection_period_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "metrics.collection_period_secs must be at least 1".into(),
+            ));
         }
         if self
             .streaming

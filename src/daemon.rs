@@ -2,6 +2,7 @@
 //! domain services the CRI handlers call.
 
 mod calls;
+pub mod pod_metrics;
 mod port_forward;
 pub mod streaming_runtime;
 
@@ -51,6 +52,9 @@ pub struct Daemon {
     /// The streaming server's tokens and address (Exec/Attach/PortForward URLs).
     pub streaming: Arc<crate::streaming::server::Streaming>,
     ready: AtomicBool,
+    /// The latest reading of every pod and container (ListPodSandboxMetrics), taken every
+    /// `[metrics] collection_period_secs` by `pod_metrics::collect_forever`.
+    pub pod_metrics: std::sync::RwLock<Arc<Vec<k8s_cri::v1::PodSandboxMetrics>>>,
     /// The node's pod CIDR(s) as kubelet last set them (UpdateRuntimeConfig). Pod addresses
     /// come from the CNI config's IPAM; this is reported in verbose Status.
     pub pod_cidrs: std::sync::Mutex<Vec<String>>,
@@ -69,10 +73,22 @@ pub struct Daemon {
 impl Daemon {
     /// Take the root lock, open the store and recover state.
     pub async fn open(config: Config) -> Result<Arc<Daemon>, StartError> {
+        let lock = Daemon::lock_root(&config)?;
+        Daemon::open_locked(config, lock).await
+    }
+
+    /// Take the root lock (creating root and state): no other berthd uses this root while it is
+    /// held. For a caller that starts something (the metrics endpoint) before the recovery.
+    pub fn lock_root(config: &Config) -> Result<RootLock, StartError> {
         for dir in [&config.root, &config.state] {
             std::fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
         }
-        let lock = take_lock(&config.root)?;
+        Ok(RootLock(take_lock(&config.root)?))
+    }
+
+    /// As `open`, with the root lock already taken.
+    pub async fn open_locked(config: Config, lock: RootLock) -> Result<Arc<Daemon>, StartError> {
+        let lock = lock.0;
         // Every shim process runs from one read-only view of the binary (CVE-2019-5736).
         let shim = crate::shim_view::ShimView::open(&default_shim_binary())?;
         tracing::info!(
@@ -143,6 +159,7 @@ impl Daemon {
             events,
             streaming,
             ready: AtomicBool::new(false),
+            pod_metrics: Default::default(),
             pod_cidrs: std::sync::Mutex::new(Vec::new()),
             pod_calls: Calls::keeping(),
             container_calls: Calls::keeping(),
@@ -303,6 +320,9 @@ impl Daemon {
         self.ready.load(Ordering::Acquire)
     }
 }
+
+/// The root directory's lock (`Daemon::lock_root`), held by the daemon for its life.
+pub struct RootLock(Flock<File>);
 
 fn take_lock(root: &Path) -> Result<Flock<File>, StartError> {
     let path = root.join("berthd.lock");

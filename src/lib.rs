@@ -10,6 +10,7 @@ pub mod ids;
 pub mod image;
 pub mod metrics;
 pub mod network;
+pub mod process_metrics;
 pub mod records;
 pub mod registry;
 pub mod sandbox;

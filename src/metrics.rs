@@ -1,4 +1,4 @@
-//! Prometheus metrics for the hot paths and the `/metrics` endpoint.
+//! Prometheus metrics for the hot paths, and the endpoint serving `/metrics` and `/healthz`.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -131,6 +131,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(pull_bytes.clone()))?;
     registry.register(Box::new(pull_size.clone()))?;
     registry.register(Box::new(unpack_duration.clone()))?;
+    register_process_metrics(&registry)?;
     Ok(Metrics {
         registry,
         cri_duration,
@@ -144,6 +145,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
         pull_expected_bytes,
         phase_duration,
     })
+}
+
+/// berthd's own `process_*` metrics (crate::process_metrics), read at each scrape.
+fn register_process_metrics(registry: &Registry) -> Result<(), prometheus::Error> {
+    registry.register(Box::new(crate::process_metrics::ProcessCollector::new()?))
 }
 
 /// The process-wide metrics.
@@ -162,13 +168,46 @@ pub fn render() -> Vec<u8> {
     buf
 }
 
+/// Whether berthd serves CRI (recovery is over), for `/healthz`; shared by the endpoint and
+/// the daemon's start-up.
+#[derive(Debug, Clone, Default)]
+pub struct Health(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Health {
+    /// Recovery is over and CRI is served: `/healthz` answers 200 from now on.
+    pub fn set_serving(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_serving(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// `GET /healthz`: 200 "ok" once berthd serves CRI, 503 before (during recovery).
+fn healthz(health: &Health) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
+    let (status, body) = if health.is_serving() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "recovering\n")
+    };
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+}
+
 async fn handle(
     req: Request<hyper::body::Incoming>,
+    health: Health,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let resp = if req.uri().path() == "/metrics" && req.method() == hyper::Method::GET {
+    let get = req.method() == hyper::Method::GET;
+    let resp = if req.uri().path() == "/metrics" && get {
         Response::builder()
             .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
             .body(Full::new(Bytes::from(render())))
+    } else if req.uri().path() == "/healthz" && get {
+        healthz(&health)
     } else {
         Response::builder()
             .status(StatusCode::NOT_FOUND)
@@ -182,8 +221,9 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Serve `GET /metrics` on `listener` until the task is dropped, within `limits`.
-pub async fn serve(listener: tokio::net::TcpListener, limits: HttpLimits) {
+/// Serve `GET /metrics` and `GET /healthz` on `listener` until the task is dropped, within
+/// `limits`.
+pub async fn serve(listener: tokio::net::TcpListener, limits: HttpLimits, health: Health) {
     let gate = Gate::new(limits);
     loop {
         let (stream, _) = match listener.accept().await {
@@ -199,8 +239,9 @@ pub async fn serve(listener: tokio::net::TcpListener, limits: HttpLimits) {
             continue;
         };
         let builder = gate.builder();
+        let health = health.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(handle);
+            let svc = hyper::service::service_fn(move |req| handle(req, health.clone()));
             if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
                 tracing::debug!(error = %e, "metrics connection");
             }
@@ -217,8 +258,47 @@ mod tests {
     async fn slow_headers_and_too_many_connections_are_closed() {
         let l = super::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = l.local_addr().unwrap();
-        let server = tokio::spawn(super::serve(l, LIMITS));
+        let server = tokio::spawn(super::serve(l, LIMITS, Default::default()));
         check_server(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        server.abort();
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn healthz_is_503_until_serving_and_metrics_has_process_metrics() {
+        let l = super::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let health = super::Health::default();
+        let server = tokio::spawn(super::serve(l, LIMITS, health.clone()));
+        let r = get(addr, "/healthz").await;
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        health.set_serving();
+        let r = get(addr, "/healthz").await;
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("ok\n"), "{r}");
+        let r = get(addr, "/metrics").await;
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_cpu_seconds_total",
+            "process_start_time_seconds",
+            "process_threads",
+            "process_virtual_memory_bytes",
+        ] {
+            assert!(r.contains(&format!("\n{name} ")), "{name} missing:\n{r}");
+        }
         server.abort();
     }
 }

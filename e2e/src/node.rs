@@ -80,6 +80,15 @@ impl Node {
 
     /// As `start`, with extra environment variables for berthd.
     pub async fn start_with_env(env: &[(&str, &str)]) -> Node {
+        Node::start_configured(env, "").await
+    }
+
+    /// As `start`, with `metrics_keys` (TOML lines) added to the config's `[metrics]` table.
+    pub async fn start_with_metrics_config(metrics_keys: &str) -> Node {
+        Node::start_configured(&[], metrics_keys).await
+    }
+
+    async fn start_configured(env: &[(&str, &str)], metrics_keys: &str) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")
             .tempdir_in("/var/tmp")
@@ -102,7 +111,7 @@ impl Node {
                 "root = {root:?}\nstate = {state:?}\naddress = {socket:?}\nlog_level = \"debug\"\n\
                  [registry]\nconfig_path = {certs_d:?}\n\
                  [cni]\nconf_dir = {cni_conf:?}\nbin_dirs = [\"/usr/lib/cni\", {cni_bin:?}]\n\
-                 [metrics]\naddress = {metrics:?}\n"
+                 [metrics]\naddress = {metrics:?}\n{metrics_keys}\n"
             ),
         )
         .expect("writing berth.toml");

@@ -113,8 +113,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let metrics_address = config.metrics.address.clone();
     let metrics_limits = config.metrics.limits();
     let streaming_limits = config.streaming.limits();
-    let daemon = Daemon::open(config).await?;
-    let listener = bind_socket(&address).await?;
+    let collection_period = config.metrics.collection_period();
+    // The metrics endpoint serves during recovery (its /healthz says 503 until CRI is served),
+    // once this berthd holds the root.
+    let root_lock = Daemon::lock_root(&config)?;
+    let health = berth::metrics::Health::default();
     let metrics = if metrics_address.is_empty() {
         None
     } else {
@@ -124,15 +127,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let l = berth::metrics::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {metrics_address}"))?;
-        Some(tokio::spawn(berth::metrics::serve(l, metrics_limits)))
+        Some(tokio::spawn(berth::metrics::serve(
+            l,
+            metrics_limits,
+            health.clone(),
+        )))
     };
+    let daemon = Daemon::open_locked(config, root_lock).await?;
+    let listener = bind_socket(&address).await?;
     let streaming = tokio::spawn(daemon.streaming.clone().serve(
         std::sync::Arc::new(berth::daemon::streaming_runtime::DaemonRuntime::new(
             daemon.clone(),
         )),
         streaming_limits,
     ));
+    let collection = tokio::spawn(berth::daemon::pod_metrics::collect_forever(
+        std::sync::Arc::downgrade(&daemon),
+        collection_period,
+    ));
     daemon.set_ready();
+    health.set_serving();
     let (runtime_svc, image_svc) = berth::server::services(daemon.clone());
     let berth_api = berth::server::berth_api::service(daemon.clone());
     tracing::info!(
@@ -163,6 +177,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(m) = metrics {
         m.abort();
     }
+    collection.abort();
     streaming.abort();
     let _ = std::fs::remove_file(&address);
     served.context("serving CRI")?;

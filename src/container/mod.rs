@@ -369,7 +369,8 @@ impl Containers {
         })
     }
 
-    fn bundle(&self, id: &str) -> PathBuf {
+    /// The container's bundle directory (its OCI spec, config.json).
+    pub(crate) fn bundle(&self, id: &str) -> PathBuf {
         self.dir.join(id)
     }
 

@@ -134,6 +134,16 @@ impl Containers {
 
     /// Readings for each of `records` whose shim answers (in their order).
     pub async fn usage(&self, records: Vec<ContainerRecord>) -> Vec<ContainerUsage> {
+        self.read_usage(records, true).await
+    }
+
+    /// As `usage`, without the CPU rate (`nano_cores` stays None): the periodic metrics
+    /// collection reads this way, so the rate CRI stats report stays one between their calls.
+    pub async fn usage_without_rate(&self, records: Vec<ContainerRecord>) -> Vec<ContainerUsage> {
+        self.read_usage(records, false).await
+    }
+
+    async fn read_usage(&self, records: Vec<ContainerRecord>, rate: bool) -> Vec<ContainerUsage> {
         let mut out = Vec::with_capacity(records.len());
         for record in records {
             let paths = ShimPaths::new(&self.state_dir, &record.id);
@@ -145,7 +155,7 @@ impl Containers {
                     .map(|r| r.into_inner()),
                 Err(_) => None,
             };
-            let nano_cores = cgroup.as_ref().and_then(|s| {
+            let nano_cores = cgroup.as_ref().filter(|_| rate).and_then(|s| {
                 let mut prev = self.cpu_samples.lock().unwrap_or_else(|e| e.into_inner());
                 let now = (s.timestamp, s.cpu_usage_ns);
                 let before = prev.insert(record.id.clone(), now)?;

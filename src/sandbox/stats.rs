@@ -10,9 +10,13 @@ use berth_cgroups::{Cgroup, Stats};
 pub struct InterfaceUsage {
     pub name: String,
     pub rx_bytes: u64,
+    pub rx_packets: u64,
     pub rx_errors: u64,
+    pub rx_dropped: u64,
     pub tx_bytes: u64,
+    pub tx_packets: u64,
     pub tx_errors: u64,
+    pub tx_dropped: u64,
 }
 
 /// The pod's readings; None where the pod has no such thing (no cgroup parent, host network).
@@ -34,12 +38,16 @@ pub fn parse_net_dev(text: &str) -> Vec<InterfaceUsage> {
                 .split_whitespace()
                 .map(|x| x.parse().unwrap_or(0))
                 .collect();
-            (v.len() >= 11).then(|| InterfaceUsage {
+            (v.len() >= 12).then(|| InterfaceUsage {
                 name: name.trim().to_string(),
                 rx_bytes: v[0],
+                rx_packets: v[1],
                 rx_errors: v[2],
+                rx_dropped: v[3],
                 tx_bytes: v[8],
+                tx_packets: v[9],
                 tx_errors: v[10],
+                tx_dropped: v[11],
             })
         })
         .collect()
@@ -82,7 +90,7 @@ mod tests {
 
     #[test]
     fn net_dev() {
-        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 5000   40    1    0    0     0          0         0     3000      30    2    0    0     0       0          0\n";
+        let text = "Inter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 5000   40    1    3    0     0          0         0     3000      30    2    0    0     0       0          0\n";
         let v = parse_net_dev(text);
         assert_eq!(v.len(), 2);
         assert_eq!(
@@ -90,9 +98,13 @@ mod tests {
             InterfaceUsage {
                 name: "eth0".into(),
                 rx_bytes: 5000,
+                rx_packets: 40,
                 rx_errors: 1,
+                rx_dropped: 3,
                 tx_bytes: 3000,
-                tx_errors: 2
+                tx_packets: 30,
+                tx_errors: 2,
+                tx_dropped: 0,
             }
         );
     }

@@ -2,7 +2,8 @@
 //! next to this one: `cri` (images, pods, containers, the daemon's lifecycle), `resources`
 //! (ExecSync, limits, stats, events; also run on a cgroup v2 kernel by `make test-cgroup2`),
 //! `network` (CNI pod networking), `streaming` (Exec, Attach and PortForward over SPDY and
-//! WebSocket), `cli` (the `berth` binary's docker verbs, through a tmux pty too), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
+//! WebSocket), `cli` (the `berth` binary's docker verbs, through a tmux pty too), `metrics`
+//! (CRI pod metrics, and Debian's prometheus scraping berthd), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
 //! never `make e2e`) and `fuzz` (mutated CRI requests: `make fuzz-cri` only). One binary links
 //! the test bed once instead of seven times.
 //!
@@ -26,6 +27,7 @@ mod chaos;
 mod cli;
 mod cri;
 mod fuzz;
+mod metrics;
 mod network;
 mod resources;
 mod streaming;
@@ -100,6 +102,15 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: cli::setup,
                 tests: cli::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "metrics",
+                max_threads: None,
+                setup: metrics::setup,
+                tests: metrics::TESTS,
             },
         ),
         run(

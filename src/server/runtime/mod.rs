@@ -15,7 +15,9 @@ mod exec_sync;
 mod get_container_events;
 mod list_container_stats;
 mod list_containers;
+mod list_metric_descriptors;
 mod list_pod_sandbox;
+mod list_pod_sandbox_metrics;
 mod list_pod_sandbox_stats;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
@@ -472,15 +474,29 @@ impl RuntimeService for RuntimeServer {
 
     async fn list_metric_descriptors(
         &self,
-        _request: Request<ListMetricDescriptorsRequest>,
+        request: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
-        self.unimplemented("ListMetricDescriptors", "").await
+        let req = request.into_inner();
+        call(
+            &self.daemon,
+            "ListMetricDescriptors",
+            "",
+            list_metric_descriptors::handle(&self.daemon, req),
+        )
+        .await
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
-        _request: Request<ListPodSandboxMetricsRequest>,
+        request: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        self.unimplemented("ListPodSandboxMetrics", "").await
+        let req = request.into_inner();
+        call(
+            &self.daemon,
+            "ListPodSandboxMetrics",
+            "",
+            list_pod_sandbox_metrics::handle(&self.daemon, req),
+        )
+        .await
     }
 }
