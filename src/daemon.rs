@@ -130,6 +130,13 @@ impl Daemon {
             .await?,
         );
         sandboxes.sweep().await;
+        // The cgroups of shims and pod-inits that exited while berthd was away.
+        if let Ok(h) = berth_cgroups::helper::host_hierarchies() {
+            let removed = berth_cgroups::helper::sweep(&h);
+            if removed > 0 {
+                tracing::info!(removed, "removed the cgroups of exited shims");
+            }
+        }
         containers.index_names(&sandboxes);
         containers.watch_running();
         // Layers under a container's rootfs stay, whatever happens to its image.

@@ -14,6 +14,7 @@ pub mod process_metrics;
 pub mod records;
 pub mod registry;
 pub mod sandbox;
+pub mod sd_notify;
 pub mod server;
 pub mod shim_client;
 pub mod shim_view;

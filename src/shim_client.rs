@@ -106,12 +106,57 @@ pub async fn spawn(
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(spawn_err)?;
-    read_handshake(child, Some(&paths.pid_file), HANDSHAKE_TIMEOUT).await
+    let pid = read_handshake(child, Some(&paths.pid_file), HANDSHAKE_TIMEOUT).await?;
+    if let Some(shim) = read_pid(&paths.pid_file) {
+        leave_berthd_cgroup(id, shim);
+    }
+    Ok(pid)
+}
+
+/// Move a shim or pod-init (`pid`) out of berthd's cgroup into its own, `name`
+/// (`berth_cgroups::helper`), so that restarting berthd's unit leaves it running whatever the
+/// unit's KillMode. A failure is logged: the process then stays in berthd's cgroup, as
+/// containerd's shims do (the unit's `KillMode=process` spares them).
+pub fn leave_berthd_cgroup(name: &str, pid: i32) {
+    let placed = berth_cgroups::HelperCgroup::for_host(name).and_then(|cg| cg.place(pid));
+    if let Err(e) = placed {
+        tracing::warn!(pid, cgroup = name, error = %e, "a berth helper stays in berthd's cgroup");
+    }
+}
+
+/// Remove the cgroup `name` of a shim or pod-init that has exited or is exiting, waiting up to
+/// [`berth_cgroups::DESTROY_TIMEOUT`] for its last process to go.
+pub async fn remove_helper_cgroup(name: &str) {
+    let cg = match berth_cgroups::HelperCgroup::for_host(name) {
+        Ok(cg) => cg,
+        Err(e) => {
+            tracing::warn!(cgroup = name, error = %e, "removing a helper's cgroup");
+            return;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + berth_cgroups::DESTROY_TIMEOUT;
+    loop {
+        match cg.remove() {
+            Ok(()) => return,
+            Err(e) if e.is_busy() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                tracing::warn!(cgroup = name, error = %e, "removing a helper's cgroup");
+                return;
+            }
+        }
+    }
+}
+
+/// The cgroup name of a pod's pod-init.
+pub fn pod_init_cgroup(sandbox_id: &str) -> String {
+    format!("pod-{sandbox_id}")
 }
 
 /// Start `berth-shim pod-init` pinning a new PID namespace at `pin`; returns its PID 1 (a host
-/// pid).
-pub async fn spawn_pod_init(binary: &Path, pin: &Path) -> Result<u32, ShimError> {
+/// pid), moved into the cgroup `pod_init_cgroup(sandbox_id)`.
+pub async fn spawn_pod_init(binary: &Path, pin: &Path, sandbox_id: &str) -> Result<u32, ShimError> {
     let args = PodInitArgs {
         pin: pin.to_path_buf(),
     };
@@ -125,7 +170,13 @@ pub async fn spawn_pod_init(binary: &Path, pin: &Path) -> Result<u32, ShimError>
             binary: binary.display().to_string(),
             source,
         })?;
-    read_handshake(child, None, HANDSHAKE_TIMEOUT).await
+    let pid = read_handshake(child, None, HANDSHAKE_TIMEOUT).await?;
+    if let Ok(p) = i32::try_from(pid)
+        && p > 1
+    {
+        leave_berthd_cgroup(&pod_init_cgroup(sandbox_id), p);
+    }
+    Ok(pid)
 }
 
 /// Read a started shim's one-line handshake to EOF and reap the process we started. On timeout

@@ -158,10 +158,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    // systemd (Type=notify): recovery is done and the CRI socket is bound.
+    let notifier = berth::sd_notify::Notifier::from_env();
+    if let Err(e) = notifier.ready(&format!("serving CRI on {}", address.display())) {
+        tracing::warn!("{e}");
+    }
     let shutdown = async move {
         tokio::select! {
             _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = sigint.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        if let Err(e) = notifier.stopping("shutting down") {
+            tracing::warn!("{e}");
         }
     };
     let served = tonic::transport::Server::builder()

@@ -669,6 +669,8 @@ impl Containers {
             }
             self.kill_cgroup(id).await;
         }
+        // The shim exits once it has shut down (or was killed): its own cgroup goes with it.
+        shim_client::remove_helper_cgroup(id).await;
         let bundle = self.bundle(id);
         snapshot::mount::unmount(&bundle.join("rootfs"))?;
         ActiveSnapshot::in_bundle(&bundle).remove()?;

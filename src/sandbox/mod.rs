@@ -405,14 +405,15 @@ impl Sandboxes {
         crate::metrics::phase("pod_pin_namespaces", t);
         if ns.pid == NamespaceMode::Pod as i32 {
             let pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
-            rec.pod_init_pid = crate::shim_client::spawn_pod_init(&self.network.shim_binary, &pin)
-                .await
-                .map_err(|e| {
-                    SandboxError::Io(IoError::new(
-                        "starting the pod's PID 1 (berth-shim pod-init)",
-                        std::io::Error::other(e.to_string()),
-                    ))
-                })?;
+            rec.pod_init_pid =
+                crate::shim_client::spawn_pod_init(&self.network.shim_binary, &pin, &rec.id)
+                    .await
+                    .map_err(|e| {
+                        SandboxError::Io(IoError::new(
+                            "starting the pod's PID 1 (berth-shim pod-init)",
+                            std::io::Error::other(e.to_string()),
+                        ))
+                    })?;
             rec.pins.push((NsKind::Pid.name().to_string(), pin));
         }
 
@@ -508,6 +509,10 @@ impl Sandboxes {
         }
         let pid_pin = self.ns_dir.join(&rec.id).join(NsKind::Pid.name());
         kill_pod_init(rec.pod_init_pid, &pid_pin);
+        if rec.pod_init_pid != 0 {
+            crate::shim_client::remove_helper_cgroup(&crate::shim_client::pod_init_cgroup(&rec.id))
+                .await;
+        }
         let shm = self.shm_dir.join(&rec.id);
         if let Err(e) = unmount_pod_shm(&shm).context(format!(
             "unmounting the pod's /dev/shm at {}",

@@ -11,6 +11,9 @@
 //!   readings. Each lives in one file, [`v1`]`/<name>.rs` or [`v2`]`/<name>.rs`, and is listed
 //!   once in that version's `CONTROLLERS`, in the order they are written.
 //!
+//! - [`HelperCgroup`] ([`helper`]): the cgroup of a shim or pod-init of its own, outside
+//!   berthd's, so that restarting berthd's unit leaves them running.
+//!
 //! v2 device rules are an eBPF program berth emits and attaches ([`v2`]`/devices.rs`).
 //!
 //! Not here: blockIO, network and rdma resources (logged and skipped), relative cgroupsPaths
@@ -20,6 +23,7 @@ pub mod cgroup;
 mod common;
 pub mod controller;
 pub mod error;
+pub mod helper;
 pub mod layout;
 pub mod stats;
 pub mod v1;
@@ -28,6 +32,7 @@ pub mod v2;
 pub use cgroup::{Cgroup, CreatedCgroup, DESTROY_TIMEOUT, relative_cgroup_path};
 pub use controller::Controller;
 pub use error::{Error, Result};
+pub use helper::HelperCgroup;
 pub use layout::{CGROUP_ROOT, Layout, host_layout};
 pub use stats::Stats;
 pub use v1::{V1Cgroup, V1Dir, V1Mount};

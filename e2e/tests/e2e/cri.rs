@@ -99,6 +99,7 @@ pub const TESTS: &[(&str, TestFn)] = &[
         "containers_survive_berthd_kill9",
         containers_survive_berthd_kill9,
     ),
+    ("shims_leave_berthd_cgroup", shims_leave_berthd_cgroup),
     (
         "a_hung_removal_does_not_block_other_creates",
         a_hung_removal_does_not_block_other_creates,
@@ -2269,6 +2270,161 @@ fn containers_survive_berthd_kill9(env: &Env) {
         .unwrap();
         assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
         assert!(dir_entries(&node.state.join("shims")).is_empty());
+    });
+}
+
+/// The cgroup directories named `name` at the root of every mounted hierarchy but cpuset (the
+/// v2 root on a unified host), created.
+fn unit_cgroup(name: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut hierarchies: Vec<PathBuf> = Vec::new();
+    if root.join("cgroup.procs").exists() {
+        hierarchies.push(root.to_path_buf());
+    } else {
+        for h in dir_entries(root) {
+            let Ok(real) = h.canonicalize() else { continue };
+            if real.join("cgroup.procs").exists()
+                && !real.join("cpuset.cpus").exists()
+                && !hierarchies.contains(&real)
+            {
+                hierarchies.push(real);
+            }
+        }
+    }
+    let dirs: Vec<PathBuf> = hierarchies.iter().map(|h| h.join(name)).collect();
+    for d in &dirs {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    dirs
+}
+
+/// A test's stand-in for a unit's cgroup, removed when the test ends (once empty).
+struct UnitCgroup(Vec<PathBuf>);
+
+impl Drop for UnitCgroup {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            if let Err(e) = std::fs::remove_dir(d) {
+                eprintln!("cgroup {} left behind: {e}", d.display());
+            }
+        }
+    }
+}
+
+/// The cgroup paths of `pid`, one per hierarchy (`/proc/<pid>/cgroup`).
+fn cgroup_lines(pid: i32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Shims and pod-inits leave berthd's cgroup (issue 13 item 1): berthd runs in a cgroup of its
+/// own, as in a systemd unit; everything in it is SIGKILLed, as `systemctl stop` does under
+/// `KillMode=control-group`; the container keeps running with the same pid and is still
+/// berthd's once it is back; removing the pod leaves no cgroup of the helpers.
+fn shims_leave_berthd_cgroup(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let unit = format!("berth-e2e-unit-{}", std::process::id());
+        let unit_dirs = UnitCgroup(unit_cgroup(&unit));
+        let unit_dirs = &unit_dirs.0;
+        let berthd = node.pid() as i32;
+        for d in unit_dirs {
+            std::fs::write(d.join("cgroup.procs"), berthd.to_string()).unwrap();
+        }
+        assert!(
+            cgroup_lines(berthd).iter().any(|l| l.ends_with(&unit)),
+            "berthd is in the unit's cgroup"
+        );
+        let bb = &env.set.busybox;
+        pull_ok(&node, &bb.reference()).await;
+        let mut pod_cfg = pod_config("unit", NamespaceMode::Pod);
+        pod_cfg.log_directory = node.dir.path().join("logs").display().to_string();
+        // A pod PID namespace: berthd starts its pod-init too.
+        if let Some(ns) = pod_cfg
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|c| c.namespace_options.as_mut())
+        {
+            ns.pid = NamespaceMode::Pod as i32;
+        }
+        let pod = run_pod(&node, pod_cfg).await.unwrap();
+        let id = &create_container(
+            &node,
+            &pod,
+            container_config("long", &bb.reference(), &["sleep", "100"]),
+        )
+        .await
+        .unwrap();
+        start_container(&node, id).await;
+        let info = node
+            .runtime()
+            .await
+            .container_status(ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: true,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .info["info"]
+            .clone();
+        let pid: i32 = serde_json::from_str::<serde_json::Value>(&info).unwrap()["pid"]
+            .as_i64()
+            .unwrap() as i32;
+        let dir = node.dir.path().display().to_string();
+        let shims = berth_e2e::node::shims_of(node.dir.path());
+        let pod_inits = berth_e2e::node::pids_with_cmdline(&["berth-shim", "pod-init", &dir]);
+        assert_eq!((shims.len(), pod_inits.len()), (2, 1), "{shims:?}");
+        for helper in shims.iter().chain(&pod_inits) {
+            let lines = cgroup_lines(*helper);
+            assert!(
+                !lines.is_empty() && lines.iter().all(|l| !l.ends_with(&unit)),
+                "helper {helper} is still in berthd's cgroup: {lines:?}"
+            );
+        }
+        // `systemctl stop` with KillMode=control-group: SIGKILL all the unit holds.
+        let procs = std::fs::read_to_string(unit_dirs[0].join("cgroup.procs")).unwrap();
+        let procs: Vec<i32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
+        assert_eq!(procs, vec![berthd], "only berthd is in its unit");
+        node.kill9();
+        assert!(
+            !process_gone(pid),
+            "the container died with berthd's cgroup"
+        );
+        node.spawn().await;
+        let st = container_status(&node, id).await;
+        assert_eq!(st.state, ContainerState::ContainerRunning as i32, "{st:?}");
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        wait_gone(pid, "the container").await;
+        // No helper cgroup of this pod is left, in any hierarchy.
+        let names = [id.clone(), format!("pod-{pod}")];
+        let mut left = Vec::new();
+        for h in dir_entries(Path::new("/sys/fs/cgroup"))
+            .into_iter()
+            .chain([PathBuf::from("/sys/fs/cgroup")])
+        {
+            for n in &names {
+                let d = h.join("berth-shims").join(n);
+                if d.exists() {
+                    left.push(d);
+                }
+            }
+        }
+        assert!(left.is_empty(), "helper cgroups left: {left:?}");
     });
 }
 

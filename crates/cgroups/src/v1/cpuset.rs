@@ -43,7 +43,7 @@ impl Controller for Cpuset {
 
 /// Give every level from the hierarchy's `root` down to the new `dir` its parent's cpus and
 /// mems where it has none.
-pub(super) fn fill_parents(root: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn fill_parents(root: &Path, dir: &Path) -> Result<()> {
     for file in ["cpuset.cpus", "cpuset.mems"] {
         copy_down_if_empty(root, dir, file)?;
     }

@@ -6,7 +6,7 @@
 
 mod cpu;
 mod cpuacct;
-mod cpuset;
+pub(crate) mod cpuset;
 mod devices;
 mod hugetlb;
 mod memory;
