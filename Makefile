@@ -17,7 +17,7 @@ TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2
 	qemu-system-x86 kmod cpio python3-venv tmux prometheus
 E2E_PYTHON := target/e2e-python/bin/python
 
-.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install clean critest chaos fuzz fuzz-cri
+.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install uninstall clean critest chaos fuzz fuzz-cri
 
 all: build
 
@@ -138,13 +138,33 @@ bench: deps-test rust
 	$(CARGO) bench -p berth-e2e --bench pull
 	$(CARGO) bench -p berth-e2e --bench runtime
 
+# install: the binaries, the config, crictl's config and a pod network when the node has none, and
+# the systemd unit (deploy/berthd.service), enabled when systemd runs the machine. Files an operator
+# may have edited (/etc/berth/berth.toml, /etc/crictl.yaml) are never overwritten.
+# uninstall: the binaries and the unit (stopped and disabled first); configs and data stay.
+SYSTEMD_UNIT_DIR ?= /etc/systemd/system
 install: release
+	install -d $(PREFIX)/bin
 	install -m 0755 target/release/berthd target/release/berth target/release/berth-shim $(PREFIX)/bin/
 	install -d /etc/berth
 	[ -f /etc/berth/berth.toml ] || install -m 0644 config/berth.toml /etc/berth/berth.toml
+	[ -f /etc/crictl.yaml ] || install -m 0644 deploy/crictl.yaml /etc/crictl.yaml
 	# A pod network for a node that has none yet (bridge berth0, 10.88.0.0/16, masquerading).
 	install -d /etc/cni/net.d
 	ls /etc/cni/net.d/*.conf* >/dev/null 2>&1 || install -m 0644 config/10-berth.conflist /etc/cni/net.d/
+	install -d $(SYSTEMD_UNIT_DIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' deploy/berthd.service >$(SYSTEMD_UNIT_DIR)/berthd.service
+	chmod 0644 $(SYSTEMD_UNIT_DIR)/berthd.service
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl enable berthd; \
+	else echo "systemd is not running: start $(PREFIX)/bin/berthd yourself"; fi
+
+uninstall:
+	if [ -d /run/systemd/system ] && [ -f $(SYSTEMD_UNIT_DIR)/berthd.service ]; then \
+	  systemctl disable --now berthd || true; fi
+	rm -f $(SYSTEMD_UNIT_DIR)/berthd.service
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	rm -f $(PREFIX)/bin/berthd $(PREFIX)/bin/berth $(PREFIX)/bin/berth-shim
+	@echo "kept: /etc/berth, /etc/crictl.yaml, /etc/cni/net.d, /var/lib/berth (remove them by hand)"
 
 clean:
 	$(CARGO) clean
