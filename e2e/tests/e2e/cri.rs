@@ -1533,8 +1533,10 @@ fn pull_progress_api(env: &Env) {
         assert!(result.downloaded);
         assert_eq!(result.downloaded_bytes, img.compressed_size);
         assert_eq!(joined.last().unwrap().result, Some(result));
-        // One download per layer for both clients.
-        for (d, b) in img.layer_digests.iter().zip(before) {
+        // One download per layer for both clients. The first layer is the busybox base every
+        // test image shares, and other tests pull it from this registry at the same time: only
+        // this image's own layers are counted.
+        for (d, b) in img.layer_digests.iter().zip(before).skip(1) {
             assert_eq!(fetches(d) - b, 1, "layer {d}");
         }
         // Over: out of the metrics.
