@@ -272,7 +272,7 @@ fn exec_sync(env: &Env) {
         };
         let out = cli(&["exec", &id[..12], "sh", "-c", "echo hi; exit 4"]);
         assert_eq!((out.status.code(), out.stdout.as_slice()), (Some(4), &b"hi\n"[..]));
-        let out = cli(&["stats"]);
+        let out = cli(&["stats", "--no-stream"]);
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains(&id[..12]));
 
