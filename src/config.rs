@@ -47,6 +47,17 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub image: ImageConfig,
     pub streaming: StreamingConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// `[runtime]`: the runtime handlers berth serves.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Names under which berth's own runtime is also served, besides the default handler `""`
+    /// (a RuntimeClass needs a non-empty `handler`; containerd serves its default runtime as
+    /// `runc` and as `""` alike). Default: `["berth"]`.
+    pub handlers: Vec<String>,
 }
 
 /// berthd's log line format (`log_format`, `--log-format`).
@@ -150,7 +161,23 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             image: ImageConfig::default(),
             streaming: StreamingConfig::default(),
+            runtime: RuntimeConfig::default(),
         }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            handlers: vec!["berth".to_string()],
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Whether RunPodSandbox's `runtime_handler` names berth's runtime.
+    pub fn serves(&self, handler: &str) -> bool {
+        handler.is_empty() || self.handlers.iter().any(|h| h == handler)
     }
 }
 
@@ -270,6 +297,20 @@ impl Config {
                 return Err(ConfigError::Invalid(format!(
                     "{key} must be an absolute path, got {}",
                     p.display()
+                )));
+            }
+        }
+        // A RuntimeClass handler is a DNS label (Kubernetes validates it so).
+        for h in &self.runtime.handlers {
+            let label = !h.is_empty()
+                && h.len() <= 63
+                && h.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !h.starts_with('-')
+                && !h.ends_with('-');
+            if !label {
+                return Err(ConfigError::Invalid(format!(
+                    "runtime.handlers: {h:?} is not a DNS label (a RuntimeClass handler)"
                 )));
             }
         }
@@ -427,6 +468,25 @@ mod tests {
         );
         std::fs::write(&main, "log_format = \"xml\"\n").unwrap();
         assert!(Config::load(&main, true).is_err());
+    }
+
+    #[test]
+    fn runtime_handlers_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("berth.toml");
+        assert!(Config::default().runtime.serves(""));
+        assert!(Config::default().runtime.serves("berth"));
+        assert!(!Config::default().runtime.serves("runc"));
+        std::fs::write(&main, "[runtime]\nhandlers = [\"runc\", \"kata-1\"]\n").unwrap();
+        let c = Config::load(&main, true).unwrap();
+        assert!(c.runtime.serves("runc") && c.runtime.serves("kata-1") && c.runtime.serves(""));
+        assert!(!c.runtime.serves("berth"));
+        std::fs::write(&main, "[runtime]\nhandlers = []\n").unwrap();
+        assert!(!Config::load(&main, true).unwrap().runtime.serves("berth"));
+        for bad in ["\"\"", "\"Runc\"", "\"-x\"", "\"a.b\""] {
+            std::fs::write(&main, format!("[runtime]\nhandlers = [{bad}]\n")).unwrap();
+            assert!(Config::load(&main, true).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -188,6 +188,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     collection.abort();
     streaming.abort();
     let _ = std::fs::remove_file(&address);
+    // No container left: no berth-shims cgroup left either (running shims keep theirs).
+    if let Ok(h) = berth_cgroups::helper::host_hierarchies() {
+        berth_cgroups::helper::remove_empty_parents(&h);
+    }
     served.context("serving CRI")?;
     tracing::info!("berthd stopped");
     Ok(())

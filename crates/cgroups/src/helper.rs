@@ -130,6 +130,16 @@ pub fn sweep(hierarchies: &[Hierarchy]) -> usize {
     removed
 }
 
+/// Remove the `berth-shims` parent in every hierarchy where it is empty (berthd's shutdown: a
+/// node with no container keeps no cgroup of berth's). One that still holds a helper stays; a
+/// berthd that places a helper later creates it again.
+pub fn remove_empty_parents(hierarchies: &[Hierarchy]) -> usize {
+    hierarchies
+        .iter()
+        .filter(|h| fs::remove_dir(h.root.join(HELPERS_DIR)).is_ok())
+        .count()
+}
+
 /// The host's mounted hierarchies under [`CGROUP_ROOT`]: the v2 one and every v1 one (named
 /// ones such as `name=systemd` too), one mount per hierarchy.
 pub fn host_hierarchies() -> Result<Vec<Hierarchy>> {
@@ -180,5 +190,20 @@ mod tests {
             h.dirs(),
             vec![PathBuf::from("/sys/fs/cgroup/pids/berth-shims/abc")]
         );
+    }
+
+    #[test]
+    fn only_empty_parents_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = |name: &str| Hierarchy {
+            root: dir.path().join(name),
+            cpuset: false,
+        };
+        let hs = vec![h("a"), h("b"), h("c")];
+        fs::create_dir_all(dir.path().join("a").join(HELPERS_DIR)).unwrap();
+        fs::create_dir_all(dir.path().join("b").join(HELPERS_DIR).join("ctr")).unwrap();
+        assert_eq!(remove_empty_parents(&hs), 1);
+        assert!(!dir.path().join("a").join(HELPERS_DIR).exists());
+        assert!(dir.path().join("b").join(HELPERS_DIR).join("ctr").exists());
     }
 }

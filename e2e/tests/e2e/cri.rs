@@ -240,6 +240,9 @@ fn version_status_runtime_config(env: &Env) {
         assert!(s.features.as_ref().unwrap().supplemental_groups_policy);
         let handler = &s.runtime_handlers[0];
         assert_eq!(handler.name, "");
+        // The default runtime is also served as "berth", the handler a RuntimeClass names.
+        let names: Vec<&str> = s.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["", "berth"]);
         assert!(handler.features.as_ref().unwrap().recursive_read_only_mounts);
         let c = conditions(s);
         assert!(c["RuntimeReady"].status);
@@ -1705,6 +1708,31 @@ fn sandbox_lifecycle(env: &Env) {
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(list_pods(&node, None).await.len(), 1);
         assert_eq!(dir_entries(&node.state.join("ns")).len(), 1);
+
+        // The named handler a RuntimeClass uses (deploy/runtimeclass.yaml) runs the same runtime.
+        let named = rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(pod_config("named-handler", NamespaceMode::Node)),
+                runtime_handler: "berth".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let st = pod_status(&node, &named).await.unwrap().status.unwrap();
+        assert_eq!(st.runtime_handler, "berth");
+        assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: named.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: named,
+        })
+        .await
+        .unwrap();
+        assert_eq!(list_pods(&node, None).await.len(), 1);
 
         // hostIPC: no pin at all.
         let host_ipc_pod = run_pod(&node, pod_config("hostipc", NamespaceMode::Node))

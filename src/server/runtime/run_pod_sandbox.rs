@@ -15,7 +15,13 @@ pub async fn handle(
     let config = req
         .config
         .ok_or_else(|| Error::InvalidArgument("RunPodSandbox needs a config".into()))?;
-    validate(&config, &req.runtime_handler)?;
+    if !daemon.config.runtime.serves(&req.runtime_handler) {
+        return Err(Error::InvalidArgument(format!(
+            "runtime handler {:?} is not configured (berth serves \"\" and [runtime] handlers {:?})",
+            req.runtime_handler, daemon.config.runtime.handlers
+        )));
+    }
+    validate(&config)?;
     let rec = daemon.run_pod(config, &req.runtime_handler).await?;
     Ok(RunPodSandboxResponse {
         pod_sandbox_id: rec.id,
@@ -24,22 +30,18 @@ pub async fn handle(
 
 /// What containerd refuses before it touches anything; nothing more (a rule berth invents would
 /// break clients that were never wrong).
-fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), Error> {
+fn validate(config: &PodSandboxConfig) -> Result<(), Error> {
     // Only the metadata itself is required, as containerd: its fields may be empty.
     if config.metadata.is_none() {
         return Err(Error::InvalidArgument(
             "pod sandbox config has no metadata".into(),
         ));
     }
-    if !runtime_handler.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "runtime handler {runtime_handler:?} is not configured (berth serves the default handler \"\")"
-        )));
-    }
     let ns = namespace_options(config);
     // A pod network gets the pod's name, namespace and uid in CNI_ARGS, an environment
     // variable, which cannot carry a NUL (the kernel's execve strings end at one).
-    if ns.network == NamespaceMode::Pod as i32
+    // Every mode but NODE is a pod network, as containerd reads it (an unknown value too).
+    if ns.network != NamespaceMode::Node as i32
         && let Some(m) = &config.metadata
         && [&m.name, &m.namespace, &m.uid]
             .iter()
@@ -82,4 +84,44 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<(), Erro
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_cri::v1::PodSandboxMetadata;
+    use k8s_cri::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption};
+
+    fn pod(network: i32, name: &str) -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.into(),
+                ..Default::default()
+            }),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Found by make fuzz-cri: an unknown network mode is a pod network (as containerd reads
+    /// it), so a NUL in the name must be refused before CNI_ARGS are built, not by the plugin's
+    /// exec as INTERNAL.
+    #[test]
+    fn a_nul_in_the_name_of_any_pod_network_mode_is_invalid() {
+        for mode in [NamespaceMode::Pod as i32, 99, -1] {
+            let e = validate(&pod(mode, "nul\0byte")).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "mode {mode}: {e:?}");
+        }
+        assert!(validate(&pod(NamespaceMode::Node as i32, "nul\0byte")).is_ok());
+        assert!(validate(&pod(99, "fine")).is_ok());
+    }
 }

@@ -89,14 +89,19 @@ pub async fn handle(daemon: &Daemon, req: StatusRequest) -> Result<StatusRespons
             conditions: vec![runtime_condition, network_condition],
         }),
         info,
-        runtime_handlers: vec![RuntimeHandler {
-            name: String::new(),
-            features: Some(RuntimeHandlerFeatures {
-                // mount_setattr(2) (Linux 5.12) applies rro in the shim.
-                recursive_read_only_mounts: recursive_read_only_supported(),
-                user_namespaces: daemon.user_namespaces,
-            }),
-        }],
+        // The default handler "" and every [runtime] handlers name: one runtime, one set of
+        // features (containerd lists its default runtime both ways too).
+        runtime_handlers: std::iter::once(String::new())
+            .chain(daemon.config.runtime.handlers.iter().cloned())
+            .map(|name| RuntimeHandler {
+                name,
+                features: Some(RuntimeHandlerFeatures {
+                    // mount_setattr(2) (Linux 5.12) applies rro in the shim.
+                    recursive_read_only_mounts: recursive_read_only_supported(),
+                    user_namespaces: daemon.user_namespaces,
+                }),
+            })
+            .collect(),
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: true,
         }),
