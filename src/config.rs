@@ -48,6 +48,26 @@ pub struct Config {
     pub image: ImageConfig,
     pub streaming: StreamingConfig,
     pub runtime: RuntimeConfig,
+    pub cgroup: CgroupConfig,
+}
+
+/// `[cgroup]`: who manages container cgroups.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CgroupConfig {
+    /// `cgroupfs` (berth writes the cgroup tree itself; the default) or `systemd` (containers
+    /// are transient scopes in their pod's slice, started over D-Bus; systemd must run the
+    /// node). kubelet takes the driver RuntimeConfig reports (KEP-4033).
+    pub driver: CgroupDriver,
+}
+
+/// `[cgroup] driver`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    #[default]
+    Cgroupfs,
+    Systemd,
 }
 
 /// `[runtime]`: the runtime handlers berth serves.
@@ -162,6 +182,7 @@ impl Default for Config {
             image: ImageConfig::default(),
             streaming: StreamingConfig::default(),
             runtime: RuntimeConfig::default(),
+            cgroup: CgroupConfig::default(),
         }
     }
 }
@@ -467,6 +488,20 @@ mod tests {
             LogFormat::Json
         );
         std::fs::write(&main, "log_format = \"xml\"\n").unwrap();
+        assert!(Config::load(&main, true).is_err());
+    }
+
+    #[test]
+    fn cgroup_driver_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("berth.toml");
+        assert_eq!(Config::default().cgroup.driver, CgroupDriver::Cgroupfs);
+        std::fs::write(&main, "[cgroup]\ndriver = \"systemd\"\n").unwrap();
+        assert_eq!(
+            Config::load(&main, true).unwrap().cgroup.driver,
+            CgroupDriver::Systemd
+        );
+        std::fs::write(&main, "[cgroup]\ndriver = \"Systemd\"\n").unwrap();
         assert!(Config::load(&main, true).is_err());
     }
 

@@ -40,6 +40,8 @@ pub enum StartError {
     Container(#[from] crate::container::ContainerError),
     #[error(transparent)]
     ShimView(#[from] crate::shim_view::ShimViewError),
+    #[error("{0}")]
+    CgroupDriver(String),
 }
 
 /// Everything a CRI handler can reach.
@@ -89,6 +91,7 @@ impl Daemon {
     /// As `open`, with the root lock already taken.
     pub async fn open_locked(config: Config, lock: RootLock) -> Result<Arc<Daemon>, StartError> {
         let lock = lock.0;
+        crate::cgroup_driver::init(config.cgroup.driver).map_err(StartError::CgroupDriver)?;
         // Every shim process runs from one read-only view of the binary (CVE-2019-5736).
         let shim = crate::shim_view::ShimView::open(&default_shim_binary())?;
         tracing::info!(

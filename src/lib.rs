@@ -1,5 +1,6 @@
 //! berth: a Kubernetes node container runtime (CRI v1) — the daemon library.
 
+pub mod cgroup_driver;
 pub mod config;
 pub mod container;
 pub mod daemon;

@@ -58,6 +58,8 @@ pub enum ContainerError {
     /// An exec could not be started for a reason other than its command.
     #[error("{0}")]
     ExecFailed(String),
+    #[error(transparent)]
+    Cgroup(#[from] berth_cgroups::Error),
 }
 
 impl DomainError for ContainerError {
@@ -69,9 +71,11 @@ impl DomainError for ContainerError {
             ContainerError::FailedPrecondition(_) => Kind::FailedPrecondition,
             ContainerError::DeadlineExceeded(_) => Kind::DeadlineExceeded,
             ContainerError::Shim(e) => e.kind(),
-            ContainerError::Io(_) | ContainerError::Store(_) | ContainerError::ExecFailed(_) => {
-                Kind::Internal
-            }
+            ContainerError::Cgroup(berth_cgroups::Error::InvalidSpec(_)) => Kind::InvalidArgument,
+            ContainerError::Io(_)
+            | ContainerError::Store(_)
+            | ContainerError::ExecFailed(_)
+            | ContainerError::Cgroup(_) => Kind::Internal,
         }
     }
 }
@@ -583,6 +587,8 @@ impl Containers {
                 sandbox: &sb,
                 rootfs: &root,
                 cgroup_ns,
+                systemd_cgroup: crate::cgroup_driver::kind()
+                    == crate::config::CgroupDriver::Systemd,
                 target_pid_ns,
             })
         });
@@ -645,6 +651,13 @@ impl Containers {
         rec.pid =
             shim_client::spawn(&self.shim_binary, &rec.id, &bundle, &paths, &log, stdin).await?;
         crate::metrics::phase("shim_spawn", t);
+        if let Some(cg) = oci.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
+            let t = std::time::Instant::now();
+            let resources = oci.linux().as_ref().and_then(|l| l.resources().as_ref());
+            crate::cgroup_driver::container_created(&cg.to_string_lossy(), rec.pid, resources)
+                .await?;
+            crate::metrics::phase("cgroup_driver", t);
+        }
         Ok(())
     }
 
@@ -672,6 +685,9 @@ impl Containers {
         // The shim exits once it has shut down (or was killed): its own cgroup goes with it.
         shim_client::remove_helper_cgroup(id).await;
         let bundle = self.bundle(id);
+        if let Some(cg) = crate::cgroup_driver::bundle_cgroups_path(&bundle) {
+            crate::cgroup_driver::container_removed(&cg).await?;
+        }
         snapshot::mount::unmount(&bundle.join("rootfs"))?;
         ActiveSnapshot::in_bundle(&bundle).remove()?;
         crate::snapshot::remove_tree(&bundle).context(format!("removing {}", bundle.display()))?;

@@ -75,13 +75,18 @@ impl Containers {
             )));
         }
         // Device rules are the container's, not part of an update.
-        let update =
-            serde_json::to_value(super::spec::linux_resources(resources)?).map_err(|e| {
-                ContainerError::Io(IoError::new(
-                    "encoding the resources",
-                    std::io::Error::other(e),
-                ))
-            })?;
+        let linux_resources = super::spec::linux_resources(resources)?;
+        let update = serde_json::to_value(&linux_resources).map_err(|e| {
+            ContainerError::Io(IoError::new(
+                "encoding the resources",
+                std::io::Error::other(e),
+            ))
+        })?;
+        // The systemd driver: the unit's properties first, then the shim writes cgroupfs (the
+        // spec's exact values win, as runc's systemd manager writes both).
+        if let Some(cg) = crate::cgroup_driver::bundle_cgroups_path(&self.bundle(&rec.id)) {
+            crate::cgroup_driver::container_updated(&cg, &linux_resources).await?;
+        }
         let paths = ShimPaths::new(&self.state_dir, &rec.id);
         let mut c = shim_client::connect(&paths.socket).await?;
         c.update(shim::UpdateRequest {

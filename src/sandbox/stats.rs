@@ -72,7 +72,9 @@ pub fn interfaces_in(pin: &Path) -> std::io::Result<Vec<InterfaceUsage>> {
 
 /// Read a pod's usage: its cgroup parent (if any) and its network namespace (if own).
 pub fn pod_usage(cgroup_parent: Option<&str>, netns: Option<&Path>) -> PodUsage {
-    let cg = cgroup_parent.and_then(|p| Cgroup::for_host(Path::new(p)).ok());
+    let cg = cgroup_parent
+        .and_then(crate::cgroup_driver::pod_cgroup_path)
+        .and_then(|p| Cgroup::for_host(&p).ok());
     PodUsage {
         timestamp: berth_sys::time::now_nanos(),
         cgroup: cg

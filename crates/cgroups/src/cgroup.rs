@@ -317,6 +317,15 @@ pub fn relative_cgroup_path(path: &Path) -> Result<PathBuf> {
             path.display()
         )))
     };
+    // The systemd driver's `<slice>:<prefix>:<name>`: its scope's directory.
+    if let Some(dir) = path.to_str().and_then(crate::systemd::cgroups_path_dir) {
+        let dir = dir?;
+        let rel = dir.strip_prefix("/").unwrap_or(&dir).to_path_buf();
+        if rel.as_os_str().is_empty() {
+            return bad("the root cgroup cannot be a container's");
+        }
+        return Ok(rel);
+    }
     if !path.is_absolute() {
         return bad("relative cgroup paths are not supported");
     }
@@ -357,7 +366,20 @@ mod tests {
             relative_cgroup_path(Path::new("//kubepods/./pod/c/")).unwrap(),
             PathBuf::from("kubepods/pod/c")
         );
-        for bad in ["berth/c1", "/berth/../x", "/", ""] {
+        // The systemd driver's form: its scope's directory.
+        assert_eq!(
+            relative_cgroup_path(Path::new("kubepods-pod1.slice:berth:c1")).unwrap(),
+            PathBuf::from("kubepods.slice/kubepods-pod1.slice/berth-c1.scope")
+        );
+        for bad in [
+            "berth/c1",
+            "/berth/../x",
+            "/",
+            "",
+            "a--b.slice:berth:c1",
+            "x.slice:berth:../c",
+            "x.slice::-.slice",
+        ] {
             let err = relative_cgroup_path(Path::new(bad)).unwrap_err();
             assert!(matches!(err, Error::InvalidSpec(_)), "{bad}: {err}");
         }

@@ -14,6 +14,9 @@ pub enum Error {
     /// rmdir refused: processes (or exiting ones) are still in it.
     #[error("removing {0}: the cgroup still has processes")]
     Busy(PathBuf),
+    /// systemd refused or failed a unit operation (the systemd driver).
+    #[error("systemd: {0}")]
+    Systemd(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

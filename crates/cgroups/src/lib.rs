@@ -16,8 +16,12 @@
 //!
 //! v2 device rules are an eBPF program berth emits and attaches ([`v2`]`/devices.rs`).
 //!
+//! - [`systemd`]: the systemd driver's `<slice>:<prefix>:<name>` paths (their cgroup directory
+//!   is what [`relative_cgroup_path`] answers), unit names and properties; with feature `dbus`,
+//!   the D-Bus client berthd starts, updates and stops container scopes with.
+//!
 //! Not here: blockIO, network and rdma resources (logged and skipped), relative cgroupsPaths
-//! (refused), the systemd driver.
+//! (refused).
 
 pub mod cgroup;
 mod common;
@@ -26,6 +30,7 @@ pub mod error;
 pub mod helper;
 pub mod layout;
 pub mod stats;
+pub mod systemd;
 pub mod v1;
 pub mod v2;
 

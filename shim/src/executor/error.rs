@@ -43,7 +43,7 @@ impl From<berth_cgroups::Error> for Error {
                 context: format!("cgroup: {context}"),
                 source,
             },
-            e @ E::Busy(_) => Error::Init(format!("cgroup: {e}")),
+            e @ (E::Busy(_) | E::Systemd(_)) => Error::Init(format!("cgroup: {e}")),
         }
     }
 }

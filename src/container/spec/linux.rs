@@ -67,7 +67,8 @@ pub fn with_sysctls(req: &Request<'_>, draft: &mut Draft) -> Result<(), SpecErro
     Ok(())
 }
 
-/// `<pod's cgroup parent, else /berth>/<container id>`.
+/// cgroupfs: `<pod's cgroup parent, else /berth>/<container id>`; systemd:
+/// `<pod's slice, else berth.slice>:berth:<container id>` (see `crate::cgroup_driver`).
 pub fn with_cgroups_path(req: &Request<'_>, draft: &mut Draft) -> Result<(), SpecError> {
     let parent = req
         .sandbox
@@ -75,10 +76,15 @@ pub fn with_cgroups_path(req: &Request<'_>, draft: &mut Draft) -> Result<(), Spe
         .linux
         .as_ref()
         .map(|l| l.cgroup_parent.as_str())
-        .filter(|p| !p.is_empty())
-        .unwrap_or("/berth");
-    draft.linux.set_cgroups_path(Some(
-        format!("{}/{}", parent.trim_end_matches('/'), req.input.id).into(),
-    ));
+        .unwrap_or("");
+    let path = crate::cgroup_driver::container_cgroups_path(
+        req.input.systemd_cgroup,
+        parent,
+        req.input.id,
+    );
+    // A parent the shim could not use (a slice name systemd refuses, `..`): refused here.
+    berth_cgroups::relative_cgroup_path(std::path::Path::new(&path))
+        .map_err(|e| SpecError::Invalid(format!("cgroup_parent {parent:?}: {e}")))?;
+    draft.linux.set_cgroups_path(Some(path.into()));
     Ok(())
 }

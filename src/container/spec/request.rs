@@ -23,6 +23,8 @@ pub struct SpecInput<'a> {
     pub rootfs: &'a Path,
     /// Give the container its own cgroup namespace (cgroup v2 hosts, as containerd).
     pub cgroup_ns: bool,
+    /// The systemd cgroup driver: `linux.cgroupsPath` is `<pod slice>:berth:<id>`.
+    pub systemd_cgroup: bool,
     /// PID namespace mode TARGET (kubectl debug --target): the target container's namespace.
     pub target_pid_ns: Option<PathBuf>,
 }

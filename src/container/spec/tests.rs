@@ -69,6 +69,7 @@ fn build_with(
         sandbox: sb,
         rootfs: r.path(),
         cgroup_ns: false,
+        systemd_cgroup: false,
         target_pid_ns: None,
     })
 }

@@ -7,14 +7,17 @@ use k8s_cri::v1::{
 use crate::daemon::Daemon;
 use crate::error::Error;
 
-/// berth manages cgroups through cgroupfs (DESIGN.md: the systemd driver follows later).
+/// The node's `[cgroup] driver`: kubelet uses the same one.
 pub async fn handle(
     _daemon: &Daemon,
     _req: RuntimeConfigRequest,
 ) -> Result<RuntimeConfigResponse, Error> {
     Ok(RuntimeConfigResponse {
         linux: Some(LinuxRuntimeConfiguration {
-            cgroup_driver: CgroupDriver::Cgroupfs as i32,
+            cgroup_driver: match crate::cgroup_driver::kind() {
+                crate::config::CgroupDriver::Cgroupfs => CgroupDriver::Cgroupfs,
+                crate::config::CgroupDriver::Systemd => CgroupDriver::Systemd,
+            } as i32,
         }),
     })
 }

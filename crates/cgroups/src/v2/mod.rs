@@ -5,11 +5,11 @@
 //! verbatim ([`unified`]), which overrides them (as runc).
 
 mod bpf;
-mod cpu;
+pub(crate) mod cpu;
 mod cpuset;
 mod devices;
 mod hugetlb;
-mod memory;
+pub(crate) mod memory;
 mod pids;
 mod unified;
 
