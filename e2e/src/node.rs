@@ -88,6 +88,12 @@ impl Node {
         Node::start_configured(&[], metrics_keys).await
     }
 
+    /// As `start`, with `tables` (whole TOML tables, e.g. `[cgroup]\ndriver = "systemd"`)
+    /// appended to the config.
+    pub async fn start_with_config(tables: &str) -> Node {
+        Node::start_configured(&[], &format!("\n{tables}")).await
+    }
+
     async fn start_configured(env: &[(&str, &str)], metrics_keys: &str) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("berth-e2e-")

@@ -22,7 +22,9 @@
 //! dynamic `busybox` package file; default: downloaded with `apt-get download` into
 //! `target/critest/`), `CRITEST_BERTHD_LOG` (where berthd's log is kept; default
 //! `target/critest/berthd.log`; containerd's goes to `target/critest/containerd.log`), `BERTHD`
-//! (the berthd binary, e.g. `target/release/berthd`; default: the one built next to this test).
+//! (the berthd binary, e.g. `target/release/berthd`; default: the one built next to this test),
+//! `CRITEST_CGROUP_DRIVER` (berthd's `[cgroup] driver`: `cgroupfs`, the default, or `systemd`,
+//! where systemd runs the machine, e.g. `e2e/cg2vm --systemd`).
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -159,7 +161,16 @@ fn main() -> ExitCode {
 
     let target = match kind {
         RuntimeKind::Berthd => {
-            let node = rt.block_on(Node::start());
+            let node = match std::env::var("CRITEST_CGROUP_DRIVER").as_deref() {
+                Ok("systemd") => {
+                    rt.block_on(Node::start_with_config("[cgroup]\ndriver = \"systemd\"\n"))
+                }
+                Ok("") | Ok("cgroupfs") | Err(_) => rt.block_on(Node::start()),
+                Ok(other) => {
+                    eprintln!("critest: CRITEST_CGROUP_DRIVER {other:?}: cgroupfs or systemd");
+                    return ExitCode::from(2);
+                }
+            };
             critest_images::write_mirror_hosts(
                 &node.certs_d,
                 critest_images::MIRRORED_REGISTRIES,

@@ -3,7 +3,8 @@
 //! (ExecSync, limits, stats, events; also run on a cgroup v2 kernel by `make test-cgroup2`),
 //! `network` (CNI pod networking), `streaming` (Exec, Attach and PortForward over SPDY and
 //! WebSocket), `cli` (the `berth` binary's docker verbs, through a tmux pty too), `metrics`
-//! (CRI pod metrics, and Debian's prometheus scraping berthd), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
+//! (CRI pod metrics, and Debian's prometheus scraping berthd), `systemd_driver` (the systemd
+//! cgroup driver against a real systemd: `make test-systemd`, in e2e/cg2vm --systemd), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
 //! never `make e2e`) and `fuzz` (mutated CRI requests: `make fuzz-cri` only). One binary links
 //! the test bed once instead of seven times.
 //!
@@ -31,6 +32,7 @@ mod metrics;
 mod network;
 mod resources;
 mod streaming;
+mod systemd_driver;
 
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
@@ -111,6 +113,15 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: metrics::setup,
                 tests: metrics::TESTS,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "systemd_driver",
+                max_threads: Some(1),
+                setup: systemd_driver::setup,
+                tests: systemd_driver::TESTS,
             },
         ),
         run(
