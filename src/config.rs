@@ -49,6 +49,7 @@ pub struct Config {
     pub streaming: StreamingConfig,
     pub runtime: RuntimeConfig,
     pub cgroup: CgroupConfig,
+    pub shim_logs: ShimLogsConfig,
 }
 
 /// `[cgroup]`: who manages container cgroups.
@@ -68,6 +69,27 @@ pub enum CgroupDriver {
     #[default]
     Cgroupfs,
     Systemd,
+}
+
+/// `[shim_logs]`: the persistent copies of shims' own logs, `<root>/shim-logs/<id>.log`
+/// (each rotated at 1 MiB, one `.log.1` kept), which outlive their containers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShimLogsConfig {
+    /// Logs of removed containers kept (the most recently removed); 0 removes a container's
+    /// log with it.
+    pub keep_removed: usize,
+    /// Bytes the kept logs of removed containers may take together.
+    pub max_removed_bytes: u64,
+}
+
+impl Default for ShimLogsConfig {
+    fn default() -> Self {
+        ShimLogsConfig {
+            keep_removed: 100,
+            max_removed_bytes: 64 << 20,
+        }
+    }
 }
 
 /// `[runtime]`: the runtime handlers berth serves.
@@ -183,6 +205,7 @@ impl Default for Config {
             streaming: StreamingConfig::default(),
             runtime: RuntimeConfig::default(),
             cgroup: CgroupConfig::default(),
+            shim_logs: ShimLogsConfig::default(),
         }
     }
 }
@@ -502,6 +525,18 @@ mod tests {
             CgroupDriver::Systemd
         );
         std::fs::write(&main, "[cgroup]\ndriver = \"Systemd\"\n").unwrap();
+        assert!(Config::load(&main, true).is_err());
+    }
+
+    #[test]
+    fn shim_logs_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("berth.toml");
+        std::fs::write(&main, "[shim_logs]\nkeep_removed = 0\n").unwrap();
+        let c = Config::load(&main, true).unwrap();
+        assert_eq!(c.shim_logs.keep_removed, 0);
+        assert_eq!(c.shim_logs.max_removed_bytes, 64 << 20);
+        std::fs::write(&main, "[shim_logs]\nkeep = 1\n").unwrap();
         assert!(Config::load(&main, true).is_err());
     }
 

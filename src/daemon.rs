@@ -129,6 +129,10 @@ impl Daemon {
                 &config.state,
                 shim.path().to_path_buf(),
                 events.clone(),
+                crate::container::ShimLogSettings {
+                    format: config.log_format,
+                    config: config.shim_logs.clone(),
+                },
             )
             .await?,
         );

@@ -18,6 +18,7 @@ pub mod sandbox;
 pub mod sd_notify;
 pub mod server;
 pub mod shim_client;
+pub mod shim_logs;
 pub mod shim_view;
 pub mod snapshot;
 pub mod store;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use berth_proto::args::{PodInitArgs, ShimArgs, StdinMode};
+use berth_proto::args::{LogFormat, PodInitArgs, ShimArgs, StdinMode};
 use berth_proto::handshake::Handshake;
 use berth_proto::paths::ShimPaths;
 use berth_proto::v1::shim_client::ShimClient;
@@ -77,6 +77,14 @@ fn parse_handshake(out: &str) -> Result<u32, ShimError> {
     }
 }
 
+/// How a shim logs (its own lines, not the container's): in berthd's format to the stderr it
+/// inherits from berthd, and to `file`, which outlives the container (`crate::shim_logs`).
+#[derive(Debug, Clone)]
+pub struct ShimLogging {
+    pub format: LogFormat,
+    pub file: std::path::PathBuf,
+}
+
 /// Run `berth-shim` for a container and wait for its handshake; returns the init pid.
 pub async fn spawn(
     binary: &Path,
@@ -85,6 +93,7 @@ pub async fn spawn(
     paths: &ShimPaths,
     log_path: &Path,
     stdin: Option<StdinMode>,
+    logging: &ShimLogging,
 ) -> Result<u32, ShimError> {
     let spawn_err = |source| ShimError::Spawn {
         binary: binary.display().to_string(),
@@ -98,12 +107,15 @@ pub async fn spawn(
         log: log_path.to_path_buf(),
         exit_file: paths.exit_file.clone(),
         stdin,
+        log_format: Some(logging.format),
+        shim_log: Some(logging.file.clone()),
     };
+    // stderr: berthd's own, which the shim keeps as its log stream (see berth_shim::log).
     let child = tokio::process::Command::new(binary)
         .args(args.to_args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .map_err(spawn_err)?;
     let pid = read_handshake(child, Some(&paths.pid_file), HANDSHAKE_TIMEOUT).await?;

@@ -1,4 +1,5 @@
-//! berth-shim: `berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH`.
+//! berth-shim: `berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH
+//! [--log-format text|json] [--shim-log PATH]` (its own log: see `berth_shim::log`).
 //!
 //! Startup, all while single-threaded: validate the bundle, daemonize, become a child
 //! subreaper, bind the socket, open the container log, create the container init (CREATED),
@@ -9,13 +10,13 @@
 //! command in a running container (see `executor::exec`); berthd starts it straight into exec,
 //! so no clone or setns ever happens in a process with a runtime.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use berth_proto::args::{ExecArgs, Mode, PodInitArgs, ShimArgs, StdinMode};
 use berth_proto::handshake::Handshake;
@@ -47,10 +48,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&args) {
-        daemon::write_handshake(handshake, &Handshake::Error(format!("shim log: {e}")));
-        return ExitCode::from(1);
-    }
+    // Every line from here on is tagged with the container (the span stays entered).
+    let _span = match berth_shim::log::init(
+        &args.id,
+        args.log_format.unwrap_or_default(),
+        args.shim_log.as_deref(),
+    ) {
+        Ok(span) => span,
+        Err(e) => {
+            daemon::write_handshake(handshake, &Handshake::Error(format!("shim log: {e}")));
+            return ExitCode::from(1);
+        }
+    };
     match run(args, handshake) {
         Ok(()) => ExitCode::SUCCESS,
         Err(()) => ExitCode::from(1),
@@ -150,25 +159,10 @@ fn pod_userns_main() -> ExitCode {
     }
 }
 
-/// The shim's own log: `shim.log` next to the socket (never the container's log).
-fn init_logging(args: &ShimArgs) -> std::io::Result<()> {
-    let dir = args.state_dir();
-    fs::create_dir_all(&dir)?;
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join("shim.log"))?;
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(Mutex::new(file))
-        .with_target(false)
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)
-}
-
 /// Everything after the command line; the error has already been logged and handed to berthd.
 fn run(args: ShimArgs, handshake: OwnedFd) -> Result<(), ()> {
     let fail = |handshake: OwnedFd, msg: String| -> Result<(), ()> {
-        tracing::error!("container {}: {msg}", args.id);
+        tracing::error!("creating the container: {msg}");
         daemon::write_handshake(handshake, &Handshake::Error(msg));
         Err(())
     };
@@ -189,6 +183,10 @@ fn run(args: ShimArgs, handshake: OwnedFd) -> Result<(), ()> {
     // From here on this is the detached shim. Its pid first: berthd kills it by this if the
     // handshake never comes.
     daemon::cloexec_inherited_fds();
+    let dir = args.state_dir();
+    if let Err(e) = fs::create_dir_all(&dir) {
+        return fail(handshake, format!("creating {}: {e}", dir.display()));
+    }
     let pid_file = berth_proto::paths::pid_file_beside(&args.socket);
     if let Err(e) = fs::write(&pid_file, std::process::id().to_string()) {
         return fail(handshake, format!("writing {}: {e}", pid_file.display()));
@@ -245,7 +243,7 @@ fn run(args: ShimArgs, handshake: OwnedFd) -> Result<(), ()> {
             return fail(handshake, format!("starting the runtime: {e}"));
         }
     };
-    tracing::info!("container {} created, init pid {}", args.id, init.pid);
+    tracing::info!(pid = init.pid.as_raw(), "container created");
     let pid = u32::try_from(init.pid.as_raw()).unwrap_or(0);
     daemon::write_handshake(handshake, &Handshake::Ok(pid));
 
@@ -260,11 +258,11 @@ fn run(args: ShimArgs, handshake: OwnedFd) -> Result<(), ()> {
     let _ = fs::remove_file(&args.socket);
     match served {
         Ok(()) => {
-            tracing::info!("container {}: shim exiting", args.id);
+            tracing::info!("shim exiting");
             Ok(())
         }
         Err(e) => {
-            tracing::error!("container {}: serving: {e}", args.id);
+            tracing::error!("serving: {e}");
             Err(())
         }
     }

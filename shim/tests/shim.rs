@@ -161,6 +161,8 @@ impl Bed {
             .arg(self.log())
             .arg("--exit-file")
             .arg(self.exit_file())
+            .arg("--shim-log")
+            .arg(self.root.join("shim.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -201,7 +203,7 @@ impl Bed {
     }
 
     fn shim_log(&self) -> String {
-        std::fs::read_to_string(self.root.join("state/shim.log")).unwrap_or_default()
+        std::fs::read_to_string(self.root.join("shim.log")).unwrap_or_default()
     }
 
     async fn client(&self) -> ShimClient<Channel> {

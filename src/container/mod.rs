@@ -31,6 +31,7 @@ use crate::image::Images;
 use crate::registry::{LookupError, NameTaken, Record, Registry, id_matches, labels_match};
 use crate::sandbox::{SandboxRecord, SandboxState, Sandboxes};
 use crate::shim_client::{self, ShimError};
+use crate::shim_logs::ShimLogs;
 use crate::snapshot::{self, ActiveSnapshot, MountError, PrepareError, Remap};
 use crate::store::{CONTAINERS, Change, Store, StoreError};
 
@@ -224,6 +225,16 @@ pub struct Containers {
     /// The previous CPU reading of each container (for usage_nano_cores).
     cpu_samples: CpuSamples,
     events: Events,
+    /// Shims' own logs, kept after their containers for post-mortems.
+    shim_logs: ShimLogs,
+    log_format: berth_proto::args::LogFormat,
+}
+
+/// How containers' shims log: berthd's `log_format`, and the `[shim_logs]` bounds.
+#[derive(Debug, Clone, Default)]
+pub struct ShimLogSettings {
+    pub format: crate::config::LogFormat,
+    pub config: crate::config::ShimLogsConfig,
 }
 
 use berth_sys::fs::dir_names;
@@ -254,9 +265,11 @@ impl Containers {
         state_dir: &Path,
         shim_binary: PathBuf,
         events: Events,
+        logging: ShimLogSettings,
     ) -> Result<Containers, ContainerError> {
         let dir = root.join("containers");
         std::fs::create_dir_all(&dir).context(format!("creating {}", dir.display()))?;
+        let shim_logs = ShimLogs::open(root, &logging.config)?;
         let records = store.load::<ContainerRecord>(CONTAINERS)?;
         let containers = Containers {
             store,
@@ -268,6 +281,11 @@ impl Containers {
             locks: IdLocks::default(),
             cpu_samples: Default::default(),
             events,
+            shim_logs,
+            log_format: match logging.format {
+                crate::config::LogFormat::Text => berth_proto::args::LogFormat::Text,
+                crate::config::LogFormat::Json => berth_proto::args::LogFormat::Json,
+            },
         };
         // Error files of exec helpers that ran before a restart.
         let _ = crate::snapshot::remove_tree(&containers.exec_dir());
@@ -280,6 +298,7 @@ impl Containers {
             r?;
         }
         containers.sweep().await;
+        containers.prune_shim_logs();
         Ok(containers)
     }
 
@@ -333,6 +352,25 @@ impl Containers {
         }
         if swept > 0 {
             tracing::info!(swept, "removed what unrecorded containers left behind");
+        }
+    }
+
+    /// Delete the shim logs of removed containers beyond `[shim_logs]`'s bounds. A container
+    /// is live while it is recorded or its shim directory exists (a create under way).
+    fn prune_shim_logs(&self) {
+        let recorded: std::collections::HashSet<String> = self
+            .registry
+            .scan(|r| Some(r.id.clone()))
+            .into_iter()
+            .collect();
+        let pruned = self
+            .shim_logs
+            .prune(|id| recorded.contains(id) || ShimPaths::new(&self.state_dir, id).dir.exists());
+        if !pruned.is_empty() {
+            tracing::debug!(
+                count = pruned.len(),
+                "pruned the shim logs of removed containers"
+            );
         }
     }
 
@@ -648,8 +686,20 @@ impl Containers {
             (true, true) => Some(StdinMode::Once),
         };
         let t = std::time::Instant::now();
-        rec.pid =
-            shim_client::spawn(&self.shim_binary, &rec.id, &bundle, &paths, &log, stdin).await?;
+        let logging = shim_client::ShimLogging {
+            format: self.log_format,
+            file: self.shim_logs.path(&rec.id),
+        };
+        rec.pid = shim_client::spawn(
+            &self.shim_binary,
+            &rec.id,
+            &bundle,
+            &paths,
+            &log,
+            stdin,
+            &logging,
+        )
+        .await?;
         crate::metrics::phase("shim_spawn", t);
         if let Some(cg) = oci.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
             let t = std::time::Instant::now();
@@ -886,6 +936,8 @@ impl Containers {
         self.registry.remove(&rec.id);
         self.locks.forget(&rec.id);
         tracing::info!(container = %rec.id, "container removed");
+        self.shim_logs.touch(&rec.id);
+        self.prune_shim_logs();
         self.events
             .container(&rec.id, &rec.sandbox_id, EventKind::Deleted);
         Ok(())

@@ -117,6 +117,10 @@ pub const TESTS: &[(&str, TestFn)] = &[
         "container_mounts_image_view_and_log_reopen",
         container_mounts_image_view_and_log_reopen,
     ),
+    (
+        "shim_logs_reach_berthd_and_outlive_containers",
+        shim_logs_reach_berthd_and_outlive_containers,
+    ),
 ];
 
 /// The suite's environment: a runtime, and a registry (with an access log) holding the
@@ -2856,5 +2860,158 @@ fn container_mounts_image_view_and_log_reopen(env: &Env) {
         .await
         .unwrap();
         assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+    });
+}
+
+/// The `<root>/shim-logs` files: `<id>.log` names.
+fn shim_log_names(node: &Node) -> Vec<String> {
+    let mut names: Vec<String> = dir_entries(&node.root.join("shim-logs"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Wait until `path` holds a line with `needle`; returns its text.
+async fn wait_for_line(path: &Path, needle: &str) -> String {
+    for _ in 0..250 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l.contains(needle)) {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "no line with {needle:?} in {}:\n{}",
+        path.display(),
+        std::fs::read_to_string(path).unwrap_or_default()
+    );
+}
+
+/// Issue 13 item 5: every shim's own lines reach berthd's stderr tagged with its container (in
+/// berthd's log format) and a file under root that outlives the container; berthd prunes the
+/// files of removed containers beyond `[shim_logs] keep_removed`, on removal and at start-up,
+/// never a live container's.
+fn shim_logs_reach_berthd_and_outlive_containers(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        assert!(node.stop().success());
+        let config = std::fs::read_to_string(&node.config).unwrap();
+        std::fs::write(
+            &node.config,
+            format!("{config}\n[shim_logs]\nkeep_removed = 2\n"),
+        )
+        .unwrap();
+        node.spawn().await;
+        let bb = env.set.busybox.reference();
+        pull_ok(&node, &bb).await;
+        let pod = run_pod(&node, pod_config("shimlogs", NamespaceMode::Pod))
+            .await
+            .unwrap();
+        let live = create_container(
+            &node,
+            &pod,
+            container_config("live", &bb, &["sleep", "1000"]),
+        )
+        .await
+        .unwrap();
+        start_container(&node, &live).await;
+        let mut removed = Vec::new();
+        for i in 0..4 {
+            let (st, _) = run_script(&node, &pod, &format!("gone{i}"), &bb, "true", |_| {}).await;
+            assert_eq!(st.exit_code, 0);
+            removed.push(st.id);
+        }
+        let logs_dir = node.root.join("shim-logs");
+        let log_of = |id: &str| logs_dir.join(format!("{id}.log"));
+        for id in removed.iter().chain([&live]) {
+            let text = wait_for_line(&log_of(id), "container created").await;
+            let tag = format!("shim{{container={id}}}");
+            for l in text.lines() {
+                assert!(l.contains(&tag), "untagged shim line {l:?} in:\n{text}");
+            }
+            // The same lines in berthd's own stream (its stderr, here berthd.log).
+            let berthd = node.log_text();
+            assert!(
+                berthd
+                    .lines()
+                    .any(|l| l.contains(&format!("shim{{container={id}}}"))
+                        && l.contains("container created")),
+                "no shim line of {id} in berthd's log:\n{berthd}"
+            );
+        }
+        // Removed one by one: each log stays, tagged, with the shim's last line, until more
+        // than two removed containers have logs; the live container's is never pruned.
+        let mut rt = node.runtime().await;
+        for (n, id) in removed.iter().enumerate() {
+            rt.remove_container(RemoveContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap();
+            wait_for_line(&log_of(id), "shim exiting").await;
+            let names = shim_log_names(&node);
+            assert!(names.contains(&format!("{live}.log")), "{names:?}");
+            // The live one, those not removed yet, at most two removed.
+            assert_eq!(names.len(), 1 + (3 - n) + (n + 1).min(2), "{names:?}");
+            // Distinct modification times, in removal order.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut want = vec![
+            format!("{}.log", removed[2]),
+            format!("{}.log", removed[3]),
+            format!("{live}.log"),
+        ];
+        want.sort();
+        assert_eq!(shim_log_names(&node), want);
+        drop(rt);
+
+        // Restarted with a bound of one and JSON lines: the start-up prune leaves the newest
+        // removed container's log, and new shims write JSON, tagged in their span.
+        assert!(node.stop().success());
+        std::fs::write(
+            &node.config,
+            format!("log_format = \"json\"\n{config}\n[shim_logs]\nkeep_removed = 1\n"),
+        )
+        .unwrap();
+        let before = node.log_text().len();
+        node.spawn().await;
+        let mut want = vec![format!("{}.log", removed[3]), format!("{live}.log")];
+        want.sort();
+        assert_eq!(shim_log_names(&node), want);
+        let (st, _) = run_script(&node, &pod, "json", &bb, "true", |_| {}).await;
+        let text = wait_for_line(&log_of(&st.id), "container created").await;
+        for l in text.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            assert_eq!(v["span"]["container"], st.id.as_str(), "{l}");
+        }
+        let berthd = node.log_text()[before..].to_string();
+        let tagged = berthd
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["span"]["container"] == st.id.as_str())
+            .count();
+        assert!(tagged > 0, "no JSON shim line of {} in:\n{berthd}", st.id);
+
+        let mut rt = node.runtime().await;
+        rt.stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+        // The pod's removal removed its containers: one removed container's log is kept.
+        assert_eq!(
+            shim_log_names(&node).len(),
+            1,
+            "{:?}",
+            shim_log_names(&node)
+        );
     });
 }

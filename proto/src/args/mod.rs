@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! berth-shim [--stdin open|once] --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH
+//!            [--log-format text|json] [--shim-log PATH]
 //! berth-shim exec --bundle DIR --pid PID --error-file PATH [--console-socket PATH
 //!                 [--console-size WxH]] -- COMMAND [ARG...]
 //! berth-shim pod-init --pin PATH
@@ -24,7 +25,7 @@ pub use exec::ExecArgs;
 pub use mode::{ArgsError, Mode};
 pub use pod_init::PodInitArgs;
 pub use pod_userns::{IdMap, PodUsernsArgs};
-pub use shim::{ShimArgs, StdinMode};
+pub use shim::{LogFormat, ShimArgs, StdinMode};
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
 //! `berth-shim [--stdin open|once] --id ID --bundle DIR --socket PATH --log PATH --exit-file
-//! PATH`: the per-container shim.
+//! PATH [--log-format text|json] [--shim-log PATH]`: the per-container shim.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,26 @@ impl StdinMode {
     }
 }
 
+/// How the shim writes its own log lines: berthd's `log_format`, so that the shim's lines read
+/// as berthd's in the stream they share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// tracing's human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn word(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// The shim's command line; once parsed, every path is absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShimArgs {
@@ -35,6 +55,11 @@ pub struct ShimArgs {
     pub log: PathBuf,
     pub exit_file: PathBuf,
     pub stdin: Option<StdinMode>,
+    /// The format of the shim's own log lines (text when not given).
+    pub log_format: Option<LogFormat>,
+    /// The persistent copy of the shim's own log (rotated by the shim; it outlives the
+    /// container). Without it the shim keeps its log only in the stream it inherited on stderr.
+    pub shim_log: Option<PathBuf>,
 }
 
 const SPEC: Spec = Spec {
@@ -46,13 +71,15 @@ const SPEC: Spec = Spec {
         "--log",
         "--exit-file",
         "--stdin",
+        "--log-format",
+        "--shim-log",
     ],
     may_be_empty: &[],
     command: false,
 };
 
 impl ShimArgs {
-    pub const USAGE: &str = "usage: berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH [--stdin open|once]";
+    pub const USAGE: &str = "usage: berth-shim --id ID --bundle DIR --socket PATH --log PATH --exit-file PATH [--stdin open|once] [--log-format text|json] [--shim-log PATH]";
 
     /// The argv after the program name.
     pub fn to_args(&self) -> Vec<OsString> {
@@ -63,6 +90,8 @@ impl ShimArgs {
             .flag("--socket", &self.socket)
             .flag("--log", &self.log)
             .flag("--exit-file", &self.exit_file)
+            .flag_if("--log-format", self.log_format.map(LogFormat::word))
+            .flag_if("--shim-log", self.shim_log.as_ref())
             .done()
     }
 
@@ -90,10 +119,23 @@ impl ShimArgs {
                     });
                 }
             },
+            log_format: match f.take("--log-format").as_deref() {
+                None => None,
+                Some("text") => Some(LogFormat::Text),
+                Some("json") => Some(LogFormat::Json),
+                Some(v) => {
+                    return Err(ArgsError::Invalid {
+                        flag: "--log-format",
+                        value: v.to_string(),
+                        expected: "text or json",
+                    });
+                }
+            },
+            shim_log: f.take("--shim-log").map(|p| cwd.join(p)),
         })
     }
 
-    /// The directory of the socket, where the shim keeps its own log.
+    /// The directory of the socket (the shim's pid file is there).
     pub fn state_dir(&self) -> PathBuf {
         self.socket
             .parent()
@@ -149,6 +191,11 @@ mod tests {
         ];
         full.extend(["--exit-file", "/e", "--stdin", "always"]);
         assert!(parse(&full).unwrap_err().contains("open or once"));
+        let mut full = vec![
+            "--id", "c", "--bundle", "/b", "--socket", "/s", "--log", "/l",
+        ];
+        full.extend(["--exit-file", "/e", "--log-format", "xml"]);
+        assert!(parse(&full).unwrap_err().contains("text or json"));
     }
 
     #[test]
@@ -160,10 +207,21 @@ mod tests {
             log: "/var/log/pods/0.log".into(),
             exit_file: "/run/s/exit".into(),
             stdin: None,
+            log_format: None,
+            shim_log: None,
         };
         for stdin in [None, Some(StdinMode::Open), Some(StdinMode::Once)] {
             a.stdin = stdin;
             assert_eq!(ShimArgs::parse(a.to_args(), Path::new("/x")).unwrap(), a);
+        }
+        let mut logged = a.clone();
+        logged.shim_log = Some("/var/lib/berth/shim-logs/c1.log".into());
+        for format in [None, Some(LogFormat::Text), Some(LogFormat::Json)] {
+            logged.log_format = format;
+            assert_eq!(
+                ShimArgs::parse(logged.to_args(), Path::new("/x")).unwrap(),
+                logged
+            );
         }
         // The argv berthd has always written (a shim of any version reads it).
         a.stdin = Some(StdinMode::Once);
