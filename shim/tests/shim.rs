@@ -1,7 +1,9 @@
 //! The real `berth-shim` binary against a busybox rootfs, driven over its socket with the
 //! generated client. Needs root (skipped otherwise) and /bin/busybox (Debian's busybox-static).
 
-use std::os::unix::fs::symlink;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -146,6 +148,11 @@ impl Bed {
 
     /// Run the shim as berthd does; returns the handshake line and the first process's status.
     fn spawn(&self) -> (String, i32) {
+        self.spawn_with(Stdio::null(), &[])
+    }
+
+    /// As `spawn`, with `stderr` as berthd's stderr and `extra` flags.
+    fn spawn_with(&self, stderr: Stdio, extra: &[&str]) -> (String, i32) {
         // BERTH_SHIM_BIN: measure another build (the release binary) with the same tests.
         let bin = std::env::var_os("BERTH_SHIM_BIN")
             .map(PathBuf::from)
@@ -163,9 +170,10 @@ impl Bed {
             .arg(self.exit_file())
             .arg("--shim-log")
             .arg(self.root.join("shim.log"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let status = child.wait().unwrap();
@@ -767,6 +775,73 @@ async fn reopen_log_after_rotation() {
     assert_eq!(records_of(&rotated), vec![rec("stdout", "F", "one")]);
     assert_eq!(bed.records(), vec![rec("stdout", "F", "two")]);
     bed.shutdown(&mut c).await;
+}
+
+#[tokio::test]
+async fn its_own_log_waits_for_a_full_stderr_without_blocking() {
+    require_root!();
+    let bed = Bed::new("stderr");
+    bed.write_spec(&spec(&["sh", "-c", "exit 3"]));
+    // berthd's stderr: a pipe nobody reads, full before the shim starts. The pipe stays
+    // blocking (it is filled through an open file of its own).
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", w.as_raw_fd()))
+        .unwrap();
+    let mut filled = 0usize;
+    loop {
+        match (&filler).write(&[b'f'; 4096]) {
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    drop(filler);
+    // A shim writing to it as it is would hang before its handshake.
+    let (line, code) = bed.spawn_with(Stdio::from(w), &["--log-format", "json"]);
+    assert_eq!(code, 0);
+    let pid: u32 = line
+        .strip_prefix("ok ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("handshake {line:?}; shim.log: {}", bed.shim_log()));
+    let sock = std::os::unix::net::UnixStream::connect(bed.socket()).unwrap();
+    let cred =
+        nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials).unwrap();
+    drop(sock);
+    bed.pids.set(Some((cred.pid(), pid as i32)));
+    let mut c = bed.client().await;
+    c.start(StartRequest {}).await.unwrap();
+    assert_eq!(wait(&mut c).await.exit_code, 3);
+    // The reader comes back: the filler, then the shim's lines, kept meanwhile, as they come;
+    // EOF once the shim has exited.
+    let reader = std::thread::spawn(move || {
+        let mut r = std::fs::File::from(r);
+        let mut head = vec![0u8; filled];
+        std::io::Read::read_exact(&mut r, &mut head).unwrap();
+        assert!(head.iter().all(|b| *b == b'f'));
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+        String::from_utf8(rest).unwrap()
+    });
+    bed.shutdown(&mut c).await;
+    let rest = tokio::task::spawn_blocking(move || reader.join().unwrap())
+        .await
+        .unwrap();
+    let lines: Vec<Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for l in &lines {
+        assert_eq!(l["span"]["container"], "stderr", "{l}");
+    }
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"container created"), "{rest}");
+    assert!(messages.contains(&"shim exiting"), "{rest}");
 }
 
 #[tokio::test]
