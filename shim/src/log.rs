@@ -7,7 +7,8 @@
 //!   socket is sent to with `MSG_DONTWAIT | MSG_NOSIGNAL`; a pipe or terminal is reopened as an
 //!   open file of the shim's own with `O_NONBLOCK`, never changing berthd's; a regular file is
 //!   written as it is), lines wait in a bounded buffer while the stream is full and are dropped
-//!   beyond it, and a stream that fails (EPIPE: nobody reads any more) is given up.
+//!   beyond it (waiting lines go out with the next line; those still waiting when the shim
+//!   exits are lost), and a stream that fails (EPIPE: nobody reads any more) is given up.
 //! - A persistent copy for post-mortems, `<root>/shim-logs/<id>.log` (berthd names it), that
 //!   outlives the container: rotated when it would pass [`ROTATE_BYTES`], one `.1` kept; berthd
 //!   prunes the logs of removed containers.

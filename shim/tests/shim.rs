@@ -814,13 +814,14 @@ async fn its_own_log_waits_for_a_full_stderr_without_blocking() {
     let mut c = bed.client().await;
     c.start(StartRequest {}).await.unwrap();
     assert_eq!(wait(&mut c).await.exit_code, 3);
-    // The reader comes back: the filler, then the shim's lines, kept meanwhile, as they come;
-    // EOF once the shim has exited.
+    // The reader comes back: the filler first (the shim's lines waited in its buffer: the
+    // pipe had no room), then, from the shim's next line on (its exit), every line kept; EOF
+    // once the shim has exited.
+    let mut r = std::fs::File::from(r);
+    let mut head = vec![0u8; filled];
+    std::io::Read::read_exact(&mut r, &mut head).unwrap();
+    assert!(head.iter().all(|b| *b == b'f'));
     let reader = std::thread::spawn(move || {
-        let mut r = std::fs::File::from(r);
-        let mut head = vec![0u8; filled];
-        std::io::Read::read_exact(&mut r, &mut head).unwrap();
-        assert!(head.iter().all(|b| *b == b'f'));
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
         String::from_utf8(rest).unwrap()

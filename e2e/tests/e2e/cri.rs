@@ -2895,15 +2895,8 @@ async fn wait_for_line(path: &Path, needle: &str) -> String {
 /// never a live container's.
 fn shim_logs_reach_berthd_and_outlive_containers(env: &Env) {
     env.rt.block_on(async {
-        let mut node = Node::start().await;
-        assert!(node.stop().success());
+        let mut node = Node::start_with_config("[shim_logs]\nkeep_removed = 2\n").await;
         let config = std::fs::read_to_string(&node.config).unwrap();
-        std::fs::write(
-            &node.config,
-            format!("{config}\n[shim_logs]\nkeep_removed = 2\n"),
-        )
-        .unwrap();
-        node.spawn().await;
         let bb = env.set.busybox.reference();
         pull_ok(&node, &bb).await;
         let pod = run_pod(&node, pod_config("shimlogs", NamespaceMode::Pod))
@@ -2972,7 +2965,10 @@ fn shim_logs_reach_berthd_and_outlive_containers(env: &Env) {
         assert!(node.stop().success());
         std::fs::write(
             &node.config,
-            format!("log_format = \"json\"\n{config}\n[shim_logs]\nkeep_removed = 1\n"),
+            format!(
+                "log_format = \"json\"\n{}",
+                config.replace("keep_removed = 2", "keep_removed = 1")
+            ),
         )
         .unwrap();
         let before = node.log_text().len();
