@@ -1,7 +1,8 @@
 # berth — one command runs it, one command tests it (as root, on Debian).
 #   make run    install what is missing, build, start berthd with its defaults
-#   make test   install test dependencies, run fmt/clippy/unit tests, the e2e suite and the
-#               cgroup v2 tests in a VM (make test-cgroup2)
+#   make test   install test dependencies, run fmt/clippy/unit tests, the e2e suite, the
+#               cgroup v2 tests in a VM (make test-cgroup2) and berthd.service under systemd in
+#               a VM (make test-systemd)
 #   make bench  pull, pod, container, memory and exec benchmarks, side by side with containerd
 
 SHELL := /bin/bash
@@ -17,7 +18,7 @@ TEST_DEBS := docker-registry busybox-static containernetworking-plugins iproute2
 	qemu-system-x86 kmod cpio python3-venv tmux prometheus
 E2E_PYTHON := target/e2e-python/bin/python
 
-.PHONY: all build release run test test-cgroup2 unit e2e lint deps-build deps-test rust bench install uninstall clean critest chaos fuzz fuzz-cri
+.PHONY: all build release run test test-cgroup2 test-systemd unit e2e lint deps-build deps-test rust bench install install-files uninstall clean critest chaos fuzz fuzz-cri
 
 all: build
 
@@ -117,7 +118,21 @@ test-cgroup2: deps-test build
 	echo "cg2vm: $$bin --test-threads=1 $(CG2VM_TEST) $(CG2VM_ARGS)"; \
 	time e2e/cg2vm --share $(CURDIR) --mem $(CG2VM_MEM) -- "$$bin" --test-threads=1 $(CG2VM_TEST) $(CG2VM_ARGS)
 
-test: deps-test lint unit e2e test-cgroup2
+# In a VM whose PID 1 is the host's systemd (e2e/cg2vm --systemd), each in a process of its own:
+# the e2e suite systemd:: (e2e/tests/e2e/systemd.rs: berthd installed as a systemd service with
+# `make install-files` from the debug build, systemd-analyze verify, systemctl start
+# (Type=notify), a pod, systemctl restart under KillMode=process and control-group with the
+# container still running, make uninstall) and systemd_driver:: (the systemd cgroup driver).
+test-systemd: deps-test build
+	@bin=$$($(CARGO) test -p berth-e2e --test e2e --no-run --message-format=json \
+	  | grep '"reason":"compiler-artifact"' | grep '"name":"e2e"' \
+	  | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1); \
+	[ -x "$$bin" ] || { echo "test-systemd: no test executable for the e2e harness" >&2; exit 1; }; \
+	echo "cg2vm --systemd: $$bin --test-threads=1 systemd:: and systemd_driver::"; \
+	time e2e/cg2vm --systemd --share $(CURDIR) --mem $(CG2VM_MEM) -- env BERTH_E2E_SYSTEMD=1 \
+	  sh -c '"$$0" --test-threads=1 systemd:: && "$$0" --test-threads=1 systemd_driver::' "$$bin"
+
+test: deps-test lint unit e2e test-cgroup2 test-systemd
 
 # cri-tools' critest (built by hand, never by this Makefile: see README) against a debug berthd
 # in a private network namespace, with stand-in images (e2e/src/critest_images.rs). Not part of
@@ -141,11 +156,17 @@ bench: deps-test rust
 # install: the binaries, the config, crictl's config and a pod network when the node has none, and
 # the systemd unit (deploy/berthd.service), enabled when systemd runs the machine. Files an operator
 # may have edited (/etc/berth/berth.toml, /etc/crictl.yaml) are never overwritten.
+# install-files: the same from already built binaries in BIN_SRC (default target/release; `make
+# test-systemd` installs a debug build with it), without building.
 # uninstall: the binaries and the unit (stopped and disabled first); configs and data stay.
 SYSTEMD_UNIT_DIR ?= /etc/systemd/system
+BIN_SRC ?= target/release
 install: release
+	$(MAKE) install-files BIN_SRC=target/release
+
+install-files:
 	install -d $(PREFIX)/bin
-	install -m 0755 target/release/berthd target/release/berth target/release/berth-shim $(PREFIX)/bin/
+	install -m 0755 $(BIN_SRC)/berthd $(BIN_SRC)/berth $(BIN_SRC)/berth-shim $(PREFIX)/bin/
 	install -d /etc/berth
 	[ -f /etc/berth/berth.toml ] || install -m 0644 config/berth.toml /etc/berth/berth.toml
 	[ -f /etc/crictl.yaml ] || install -m 0644 deploy/crictl.yaml /etc/crictl.yaml

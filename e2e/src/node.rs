@@ -69,6 +69,8 @@ pub struct Node {
     pub log: PathBuf,
     /// Extra environment for berthd.
     pub env: Vec<(String, String)>,
+    /// The systemd unit running berthd, when systemd does (its journal is berthd's log).
+    pub journal_unit: Option<String>,
     child: Option<Child>,
 }
 
@@ -99,8 +101,27 @@ impl Node {
             .prefix("berth-e2e-")
             .tempdir_in("/var/tmp")
             .expect("tempdir");
-        let root = dir.path().join("root");
         let state = dir.path().join("state");
+        let config = dir.path().join("berth.toml");
+        let mut node = Node::configure(dir, state, config, metrics_keys);
+        node.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        node.spawn().await;
+        node
+    }
+
+    /// A node's directories under `dir` (root, certs.d, net.d, cni-bin), its state in `state`
+    /// (the socket there) and its config written to `config`, without starting berthd: for a
+    /// berthd that something else runs (see [`Node::under_systemd`]), or `spawn` to start it.
+    pub fn configure(
+        dir: tempfile::TempDir,
+        state: PathBuf,
+        config: PathBuf,
+        metrics_keys: &str,
+    ) -> Node {
+        let root = dir.path().join("root");
         let socket = state.join("berth.sock");
         let certs_d = dir.path().join("certs.d");
         let cni_conf = dir.path().join("net.d");
@@ -110,7 +131,6 @@ impl Node {
         let cni_bin = dir.path().join("cni-bin");
         std::fs::create_dir_all(&cni_bin).expect("mkdir cni-bin");
         let metrics = format!("127.0.0.1:{}", free_port());
-        let config = dir.path().join("berth.toml");
         std::fs::write(
             &config,
             format!(
@@ -122,7 +142,7 @@ impl Node {
         )
         .expect("writing berth.toml");
         let log = dir.path().join("berthd.log");
-        let mut node = Node {
+        Node {
             dir,
             root,
             state,
@@ -132,14 +152,17 @@ impl Node {
             cni_conf,
             metrics,
             log,
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: Vec::new(),
+            journal_unit: None,
             child: None,
-        };
-        node.spawn().await;
-        node
+        }
+    }
+
+    /// A node whose berthd the systemd unit `unit` runs (the test starts and stops it with
+    /// systemctl); its log is the unit's journal.
+    pub fn under_systemd(mut self, unit: &str) -> Node {
+        self.journal_unit = Some(unit.to_string());
+        self
     }
 
     /// Start berthd again with the same config (after stop or kill).
@@ -194,6 +217,13 @@ impl Node {
 
     /// berthd's log so far.
     pub fn log_text(&self) -> String {
+        if let Some(unit) = &self.journal_unit {
+            return Command::new("journalctl")
+                .args(["--no-pager", "-o", "cat", "-u", unit])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+        }
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 

@@ -4,9 +4,11 @@
 //! `network` (CNI pod networking), `streaming` (Exec, Attach and PortForward over SPDY and
 //! WebSocket), `cli` (the `berth` binary's docker verbs, through a tmux pty too), `metrics`
 //! (CRI pod metrics, and Debian's prometheus scraping berthd), `systemd_driver` (the systemd
-//! cgroup driver against a real systemd: `make test-systemd`, in e2e/cg2vm --systemd), and `chaos` (random operations with berthd and shims killed: `make chaos` only,
-//! never `make e2e`) and `fuzz` (mutated CRI requests: `make fuzz-cri` only). One binary links
-//! the test bed once instead of seven times.
+//! cgroup driver against a real systemd) and `systemd` (berthd installed as a systemd service),
+//! both for `make test-systemd`, in e2e/cg2vm --systemd (elsewhere the systemd suite's tests are
+//! reported ignored, "skipped: ..."), and `chaos` (random operations with berthd and shims
+//! killed: `make chaos` only, never `make e2e`) and `fuzz` (mutated CRI requests: `make
+//! fuzz-cri` only). One binary links the test bed once instead of ten times.
 //!
 //! Every test is named `<suite>::<test>`, so libtest's usual filter picks a suite or one test:
 //!
@@ -32,6 +34,7 @@ mod metrics;
 mod network;
 mod resources;
 mod streaming;
+mod systemd;
 mod systemd_driver;
 
 use std::process::ExitCode;
@@ -40,7 +43,7 @@ use std::sync::{Arc, OnceLock};
 use berth_e2e::cri::remove_cgroup_parents;
 use berth_e2e::netns;
 use berth_e2e::registry::install_crypto_provider;
-use libtest_mimic::{Arguments, Conclusion, Trial};
+use libtest_mimic::{Arguments, Completion, Conclusion, Trial};
 
 /// One suite: tests that share an environment `E`.
 struct Suite<E: 'static> {
@@ -49,6 +52,11 @@ struct Suite<E: 'static> {
     max_threads: Option<usize>,
     setup: fn() -> E,
     tests: &'static [Test<E>],
+    /// What the machine lacks for the suite (e.g. systemd as PID 1), checked before setup: then
+    /// its tests are reported ignored ("skipped: <why>"), or fail when the environment variable
+    /// named by `required_by` is `1` (the runner that set it promised the environment).
+    unavailable: Option<fn() -> Option<String>>,
+    required_by: Option<&'static str>,
 }
 
 /// A test's name within its suite, and the test.
@@ -68,6 +76,8 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: cri::setup,
                 tests: cri::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -77,6 +87,8 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: resources::setup,
                 tests: resources::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -86,6 +98,8 @@ fn main() -> ExitCode {
                 max_threads: Some(1),
                 setup: network::setup,
                 tests: network::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -95,6 +109,8 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: streaming::setup,
                 tests: streaming::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -104,6 +120,8 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: cli::setup,
                 tests: cli::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -113,6 +131,8 @@ fn main() -> ExitCode {
                 max_threads: None,
                 setup: metrics::setup,
                 tests: metrics::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -122,6 +142,8 @@ fn main() -> ExitCode {
                 max_threads: Some(1),
                 setup: systemd_driver::setup,
                 tests: systemd_driver::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -131,6 +153,8 @@ fn main() -> ExitCode {
                 max_threads: Some(1),
                 setup: chaos::setup,
                 tests: chaos::TESTS,
+                unavailable: None,
+                required_by: None,
             },
         ),
         run(
@@ -140,6 +164,19 @@ fn main() -> ExitCode {
                 max_threads: Some(1),
                 setup: fuzz::setup,
                 tests: fuzz::TESTS,
+                unavailable: None,
+                required_by: None,
+            },
+        ),
+        run(
+            &args,
+            Suite {
+                name: "systemd",
+                max_threads: Some(1),
+                setup: systemd::setup,
+                tests: systemd::TESTS,
+                unavailable: Some(systemd::unavailable),
+                required_by: Some(systemd::REQUIRED_BY),
             },
         ),
     ];
@@ -177,6 +214,26 @@ fn run<E: Send + Sync + 'static>(args: &Arguments, suite: Suite<E>) -> Option<Co
         return None;
     }
     if args.list {
+        return Some(libtest_mimic::run(args, trials));
+    }
+    if let Some(why) = suite.unavailable.and_then(|f| f()) {
+        let required = suite
+            .required_by
+            .filter(|var| std::env::var(var).is_ok_and(|v| v == "1"));
+        let trials = trials
+            .iter()
+            .map(|t| {
+                let why = why.clone();
+                match required {
+                    Some(var) => Trial::test(t.name(), move || {
+                        Err(format!("{why}, but {var}=1 says this machine has it").into())
+                    }),
+                    None => Trial::ignorable_test(t.name(), move || {
+                        Ok(Completion::ignored_with(format!("skipped: {why}")))
+                    }),
+                }
+            })
+            .collect();
         return Some(libtest_mimic::run(args, trials));
     }
     // The cell's only set, so it cannot fail.
