@@ -1,13 +1,14 @@
 //! berthd's systemd client: container scopes started, updated and stopped over D-Bus
 //! (`org.freedesktop.systemd1.Manager`), as runc's systemd driver does through go-systemd.
 //!
-//! As root it talks to systemd's private socket (`/run/systemd/private`, no bus daemon needed,
-//! go-systemd's choice for root), else the system bus. The connection is made on first use and
+//! It talks to systemd over the system bus, as runc does. Not systemd's private socket
+//! (`/run/systemd/private`): systemd stamps its messages there with the sender
+//! `org.freedesktop.systemd1`, a well-known name where D-Bus allows only a unique one, and zbus
+//! refuses such replies ("Invalid unique name"). The connection is made on first use and
 //! made again after it breaks (a `systemctl daemon-reexec` closes it). A job is waited for by
 //! polling its object until systemd drops it, then the unit's `ActiveState` tells how it went:
-//! no signal subscription to get wrong on either kind of connection.
+//! no signal subscription to miss.
 
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
@@ -20,7 +21,6 @@ use crate::error::{Error, Result};
 const DEST: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-const PRIVATE_SOCKET: &str = "/run/systemd/private";
 /// One D-Bus call; systemd answers in milliseconds unless it is stuck.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A scope's start or stop job.
@@ -70,38 +70,13 @@ impl Systemd {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        let private = if nix::unistd::geteuid().is_root() {
-            match UnixStream::connect(PRIVATE_SOCKET) {
-                Ok(s) => Some(
-                    zbus::connection::Builder::unix_stream(s)
-                        .p2p()
-                        .method_timeout(CALL_TIMEOUT)
-                        .build()
-                        .await,
-                ),
-                Err(_) => None,
-            }
-        } else {
-            None
-        };
-        let conn = match private {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "systemd's private socket refused; trying the system bus");
-                Self::system_bus().await?
-            }
-            None => Self::system_bus().await?,
-        };
-        *guard = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn system_bus() -> Result<Connection> {
-        zbus::connection::Builder::system()
+        let conn = zbus::connection::Builder::system()
             .method_timeout(CALL_TIMEOUT)
             .build()
             .await
-            .map_err(|e| err("connecting to systemd over D-Bus", e))
+            .map_err(|e| err("connecting to the system bus", e))?;
+        *guard = Some(conn.clone());
+        Ok(conn)
     }
 
     /// Call a method; a broken connection is dropped so the next call connects again.
