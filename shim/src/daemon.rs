@@ -70,6 +70,17 @@ pub fn daemonize() -> io::Result<()> {
     Ok(())
 }
 
+/// Close every descriptor from 3 up: the first thing a long-lived shim or pod-init does, before
+/// it opens anything. berthd passes nothing but stdio, but whatever berthd itself inherited
+/// without CLOEXEC (from flock(1), a shell, a careless parent) would otherwise stay open in a
+/// process that outlives berthd by months (a lock held, a pipe never at EOF). As Go's os/exec,
+/// which containerd's shims get for free.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range passes no memory; nothing in this process owns a descriptor above 2
+    // yet (called first thing in main, before any file is opened).
+    unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+}
+
 /// Mark every descriptor from 3 up close-on-exec, whatever berthd leaked to us.
 pub fn cloexec_inherited_fds() {
     // SAFETY: close_range only flags descriptors; no memory is passed.

@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Mode::PodInit => return pod_init_main(),
         Mode::PodUserns => return pod_userns_main(),
     }
+    daemon::close_inherited_fds();
     let handshake = match daemon::take_handshake_pipe() {
         Ok(fd) => fd,
         Err(e) => {
@@ -112,6 +113,7 @@ fn exec_main() -> ExitCode {
 
 /// `berth-shim pod-init --pin PATH`: PID 1 of a pod's shared PID namespace (see pod_init.rs).
 fn pod_init_main() -> ExitCode {
+    daemon::close_inherited_fds();
     let handshake = match daemon::take_handshake_pipe() {
         Ok(fd) => fd,
         Err(e) => {

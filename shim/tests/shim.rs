@@ -846,6 +846,34 @@ async fn its_own_log_waits_for_a_full_stderr_without_blocking() {
 }
 
 #[tokio::test]
+async fn keeps_no_descriptor_its_parent_inherited() {
+    require_root!();
+    let bed = Bed::new("fds");
+    bed.write_spec(&spec(&["sleep", "30"]));
+    // A pipe without CLOEXEC, as flock(1) or a shell leaves to berthd: the shim inherits it.
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let pipe = std::fs::read_link(format!("/proc/self/fd/{}", r.as_raw_fd())).unwrap();
+    let init = bed.spawn_ok();
+    let (shim, _) = bed.pids.get().unwrap();
+    for pid in [shim, init as i32] {
+        for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+            let entry = entry.unwrap();
+            let target = std::fs::read_link(entry.path()).unwrap_or_default();
+            assert_ne!(
+                target,
+                pipe,
+                "process {pid} holds the inherited {} as fd {:?}",
+                pipe.display(),
+                entry.file_name()
+            );
+        }
+    }
+    drop((r, w));
+    let mut c = bed.client().await;
+    bed.shutdown(&mut c).await;
+}
+
+#[tokio::test]
 async fn shutdown_force_kills_a_created_container() {
     require_root!();
     let bed = Bed::new("created");
