@@ -14,8 +14,8 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,9 +28,12 @@ use berth_proto::v1::{
     WaitRequest, attach_input, attach_output,
 };
 use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::socket::MsgFlags;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{oneshot, watch};
 use tonic::{Request, Response, Status};
@@ -97,6 +100,8 @@ struct Inner {
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
     /// The container's cgroup, removed at Shutdown.
     cgroup: Option<Cgroup>,
+    /// An OOM kill seen while the container ran (`watch_oom`).
+    oom_seen: std::sync::atomic::AtomicBool,
     /// Attachers' input goes here (None: no stdin, or closed after stdin_once).
     stdin: tokio::sync::Mutex<Option<StdinWriter>>,
     stdin_once: bool,
@@ -199,11 +204,20 @@ pub async fn serve(
         io_closed,
         shutdown: Mutex::new(Some(shutdown_tx)),
         cgroup: init.cgroup.map(|cg| cg.keep()),
+        oom_seen: std::sync::atomic::AtomicBool::new(false),
         stdin: tokio::sync::Mutex::new(stdin),
         stdin_once: opts.stdin_once,
         console: parts.console,
         output,
     });
+    if let Some(file) = inner.cgroup.as_ref().and_then(Cgroup::oom_events_file) {
+        match OomWatch::new(&file) {
+            Ok(w) => {
+                tokio::spawn(watch_oom(inner.clone(), w));
+            }
+            Err(e) => tracing::warn!("watching {} for OOM kills: {e}", file.display()),
+        }
+    }
     tokio::spawn(reap_children(inner.clone(), sigchld));
 
     listener.set_nonblocking(true)?;
@@ -274,9 +288,12 @@ fn init_exited(inner: &Arc<Inner>, exit_code: i32) {
     tokio::spawn(finish(inner.clone()));
 }
 
-/// Whether the kernel OOM-killed anything in the container's cgroup (read once the init is
-/// reaped: the counter is final for it).
+/// Whether the kernel OOM-killed anything in the container's cgroup: seen while it ran, or the
+/// counter read once the init is reaped (final for it, if the cgroup is still there).
 fn oom_killed(inner: &Inner) -> bool {
+    if inner.oom_seen.load(std::sync::atomic::Ordering::SeqCst) {
+        return true;
+    }
     let Some(cg) = &inner.cgroup else {
         return false;
     };
@@ -289,6 +306,78 @@ fn oom_killed(inner: &Inner) -> bool {
         Err(e) => {
             tracing::warn!("container {}: reading the OOM-kill counter: {e}", inner.id);
             false
+        }
+    }
+}
+
+/// An inotify watch on the cgroup's `memory.events`.
+struct OomWatch {
+    inotify: Inotify,
+}
+
+impl OomWatch {
+    fn new(file: &Path) -> nix::Result<OomWatch> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        inotify.add_watch(file, AddWatchFlags::IN_MODIFY)?;
+        Ok(OomWatch { inotify })
+    }
+}
+
+impl AsRawFd for OomWatch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inotify.as_fd().as_raw_fd()
+    }
+}
+
+/// Record OOM kills as the kernel reports them (as containerd's shim watches `memory.events`):
+/// with the systemd cgroup driver, systemd removes a scope's cgroup as soon as it is empty,
+/// often before the init is reaped and its counter could be read. Ends when the cgroup goes
+/// (IN_IGNORED) or the first kill is seen.
+async fn watch_oom(inner: Arc<Inner>, watch: OomWatch) {
+    // SAFETY: the AsyncFd owns the OomWatch and its inotify descriptor, which stays open and
+    // the same for the AsyncFd's whole life.
+    let fd = match unsafe { AsyncFd::register_with_interest(watch, Interest::READABLE) } {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!("watching for OOM kills: {e}");
+            return;
+        }
+    };
+    loop {
+        let mut ready = match fd.readable().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("watching for OOM kills: {e}");
+                return;
+            }
+        };
+        let events = match ready.get_inner().inotify.read_events() {
+            Ok(ev) => ev,
+            Err(Errno::EAGAIN) => {
+                ready.clear_ready();
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("watching for OOM kills: {e}");
+                return;
+            }
+        };
+        let count = inner
+            .cgroup
+            .as_ref()
+            .and_then(|cg| cg.oom_kill_count().ok().flatten());
+        if let Some(n) = count.filter(|n| *n > 0) {
+            tracing::warn!("container {}: {n} process(es) OOM-killed", inner.id);
+            inner
+                .oom_seen
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+        if events
+            .iter()
+            .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED))
+        {
+            return;
         }
     }
 }

@@ -110,6 +110,15 @@ impl Cgroup {
         }
     }
 
+    /// The file the kernel notifies (inotify IN_MODIFY) when it OOM-kills in this cgroup:
+    /// `memory.events` on v2; None on v1 (its `memory.oom_control` is an eventfd interface).
+    pub fn oom_events_file(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Cgroup::V1(_) => None,
+            Cgroup::V2(v2) => Some(v2.dir.join("memory.events")),
+        }
+    }
+
     /// How many processes the kernel OOM-killed in this cgroup; None without a memory
     /// controller.
     pub fn oom_kill_count(&self) -> Result<Option<u64>> {

@@ -3,7 +3,7 @@
 //! kubelet's kind of cgroup parent (`kubepods-burstable-pod<uid>.slice`): its container must
 //! become the scope `berth-<id>.scope` in that slice, with its resources as unit properties and
 //! the exact values in cgroupfs, follow UpdateContainerResources, and be gone with the
-//! container. Where systemd does not run the machine the suite's tests say so and pass, unless
+//! container; an OOM kill in a scope is reported as OOMKilled. Where systemd does not run the machine the suite's tests say so and pass, unless
 //! `BERTH_E2E_SYSTEMD=1` says systemd must be there.
 
 use std::path::Path;
@@ -198,6 +198,32 @@ fn container_scope_in_pod_slice(env: &Env) {
         );
         assert_eq!(read(&scope_dir.join("memory.max")), "134217728");
         assert_eq!(read(&scope_dir.join("cpu.max")), "50000 100000");
+
+        // An OOM kill is reported although systemd removes the scope's cgroup as soon as it is
+        // empty (before the shim has reaped the init and could read the counter).
+        let (st, _) = run_script(
+            &node,
+            &pod,
+            "oom",
+            &env.set.busybox.reference(),
+            "tail /dev/zero",
+            |c| {
+                c.linux = Some(LinuxContainerConfig {
+                    resources: Some(LinuxContainerResources {
+                        memory_limit_in_bytes: 20 << 20,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            },
+        )
+        .await;
+        assert_eq!(
+            (st.exit_code, st.reason.as_str()),
+            (137, "OOMKilled"),
+            "{}",
+            node.log_text()
+        );
 
         // A bad slice name is the request's to fix, and leaves nothing.
         let mut bad = pod_config("sdriver-bad", NamespaceMode::Pod);
