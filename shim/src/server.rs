@@ -102,6 +102,9 @@ struct Inner {
     cgroup: Option<Cgroup>,
     /// An OOM kill seen while the container ran (`watch_oom`).
     oom_seen: std::sync::atomic::AtomicBool,
+    /// The parent cgroup's `memory.events` and its `oom_kill` count while this container's own
+    /// count was still readable and 0 (kills there were siblings'); `watch_oom`.
+    parent_oom: Mutex<Option<(PathBuf, u64)>>,
     /// Attachers' input goes here (None: no stdin, or closed after stdin_once).
     stdin: tokio::sync::Mutex<Option<StdinWriter>>,
     stdin_once: bool,
@@ -205,13 +208,14 @@ pub async fn serve(
         shutdown: Mutex::new(Some(shutdown_tx)),
         cgroup: init.cgroup.map(|cg| cg.keep()),
         oom_seen: std::sync::atomic::AtomicBool::new(false),
+        parent_oom: Mutex::new(None),
         stdin: tokio::sync::Mutex::new(stdin),
         stdin_once: opts.stdin_once,
         console: parts.console,
         output,
     });
     if let Some(file) = inner.cgroup.as_ref().and_then(Cgroup::oom_events_file) {
-        match OomWatch::new(&file) {
+        match OomWatch::new(&inner, &file) {
             Ok(w) => {
                 tokio::spawn(watch_oom(inner.clone(), w));
             }
@@ -277,7 +281,7 @@ async fn reap_children(inner: Arc<Inner>, mut sigchld: tokio::signal::unix::Sign
 fn init_exited(inner: &Arc<Inner>, exit_code: i32) {
     let finished_at = now_nanos();
     tracing::info!("container {} init exited with {exit_code}", inner.id);
-    let oom_killed = oom_killed(inner);
+    let oom_killed = oom_killed(inner, exit_code);
     inner.state.send_modify(|s| {
         s.reaped = true;
         s.pid = 0;
@@ -289,8 +293,11 @@ fn init_exited(inner: &Arc<Inner>, exit_code: i32) {
 }
 
 /// Whether the kernel OOM-killed anything in the container's cgroup: seen while it ran, or the
-/// counter read once the init is reaped (final for it, if the cgroup is still there).
-fn oom_killed(inner: &Inner) -> bool {
+/// counter read once the init is reaped (final for it, if the cgroup is still there). When the
+/// cgroup is already gone (systemd removes an empty scope's at once: the race containerd and
+/// CRI-O know, runc#5071, cri-o#7035) and the init died of SIGKILL, a rise of the parent's
+/// count since the last time this container's own count read 0 is this container's kill.
+fn oom_killed(inner: &Inner, exit_code: i32) -> bool {
     if inner.oom_seen.load(std::sync::atomic::Ordering::SeqCst) {
         return true;
     }
@@ -302,7 +309,25 @@ fn oom_killed(inner: &Inner) -> bool {
             tracing::warn!("container {}: {n} process(es) OOM-killed", inner.id);
             true
         }
-        Ok(_) => false,
+        Ok(Some(_)) => false,
+        Ok(None) => {
+            let parent = inner.parent_oom.lock().ok().and_then(|p| p.clone());
+            let Some((file, base)) = parent.filter(|_| exit_code == 128 + libc::SIGKILL) else {
+                return false;
+            };
+            match Cgroup::read_oom_kill(&file) {
+                Ok(Some(n)) if n > base => {
+                    tracing::warn!(
+                        "container {}: OOM-killed (its cgroup is gone; {} counts {} more)",
+                        inner.id,
+                        file.display(),
+                        n - base
+                    );
+                    true
+                }
+                _ => false,
+            }
+        }
         Err(e) => {
             tracing::warn!("container {}: reading the OOM-kill counter: {e}", inner.id);
             false
@@ -310,16 +335,31 @@ fn oom_killed(inner: &Inner) -> bool {
     }
 }
 
-/// An inotify watch on the cgroup's `memory.events`.
+/// An inotify watch on the cgroup's `memory.events` and its parent's.
 struct OomWatch {
     inotify: Inotify,
+    own: PathBuf,
 }
 
 impl OomWatch {
-    fn new(file: &Path) -> nix::Result<OomWatch> {
+    fn new(inner: &Inner, file: &Path) -> nix::Result<OomWatch> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         inotify.add_watch(file, AddWatchFlags::IN_MODIFY)?;
-        Ok(OomWatch { inotify })
+        let parent = file
+            .parent()
+            .and_then(Path::parent)
+            .map(|d| d.join("memory.events"));
+        if let Some(parent) = parent
+            && let Ok(Some(base)) = Cgroup::read_oom_kill(&parent)
+            && inotify.add_watch(&parent, AddWatchFlags::IN_MODIFY).is_ok()
+            && let Ok(mut p) = inner.parent_oom.lock()
+        {
+            *p = Some((parent, base));
+        }
+        Ok(OomWatch {
+            inotify,
+            own: file.to_path_buf(),
+        })
     }
 }
 
@@ -331,8 +371,9 @@ impl AsRawFd for OomWatch {
 
 /// Record OOM kills as the kernel reports them (as containerd's shim watches `memory.events`):
 /// with the systemd cgroup driver, systemd removes a scope's cgroup as soon as it is empty,
-/// often before the init is reaped and its counter could be read. Ends when the cgroup goes
-/// (IN_IGNORED) or the first kill is seen.
+/// often before the init is reaped and its counter could be read. While the container's own
+/// count reads 0, the parent's count is kept as the base `oom_killed` compares with. Ends when
+/// the container's cgroup is gone or the first kill is seen.
 async fn watch_oom(inner: Arc<Inner>, watch: OomWatch) {
     // SAFETY: the AsyncFd owns the OomWatch and its inotify descriptor, which stays open and
     // the same for the AsyncFd's whole life.
@@ -351,8 +392,8 @@ async fn watch_oom(inner: Arc<Inner>, watch: OomWatch) {
                 return;
             }
         };
-        let events = match ready.get_inner().inotify.read_events() {
-            Ok(ev) => ev,
+        match ready.get_inner().inotify.read_events() {
+            Ok(_) => {}
             Err(Errno::EAGAIN) => {
                 ready.clear_ready();
                 continue;
@@ -361,23 +402,29 @@ async fn watch_oom(inner: Arc<Inner>, watch: OomWatch) {
                 tracing::warn!("watching for OOM kills: {e}");
                 return;
             }
-        };
-        let count = inner
-            .cgroup
-            .as_ref()
-            .and_then(|cg| cg.oom_kill_count().ok().flatten());
-        if let Some(n) = count.filter(|n| *n > 0) {
-            tracing::warn!("container {}: {n} process(es) OOM-killed", inner.id);
-            inner
-                .oom_seen
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            return;
         }
-        if events
-            .iter()
-            .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED))
-        {
-            return;
+        // The parent first: a count read before this container's own reads 0 is siblings'.
+        let parent = inner.parent_oom.lock().ok().and_then(|p| p.clone());
+        let parent_now = parent
+            .as_ref()
+            .and_then(|(f, _)| Cgroup::read_oom_kill(f).ok().flatten());
+        match Cgroup::read_oom_kill(&ready.get_inner().own) {
+            Ok(Some(n)) if n > 0 => {
+                tracing::warn!("container {}: {n} process(es) OOM-killed", inner.id);
+                inner
+                    .oom_seen
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return;
+            }
+            Ok(Some(_)) => {
+                if let (Some(now), Ok(mut p)) = (parent_now, inner.parent_oom.lock())
+                    && let Some((_, base)) = p.as_mut()
+                {
+                    *base = now;
+                }
+            }
+            // The cgroup is gone: what the parent counts from now on is not this container's.
+            _ => return,
         }
     }
 }

@@ -119,6 +119,15 @@ impl Cgroup {
         }
     }
 
+    /// The `oom_kill` count in an `oom_events_file` (of this cgroup or another); None when the
+    /// file is not there (the cgroup is gone).
+    pub fn read_oom_kill(file: &std::path::Path) -> Result<Option<u64>> {
+        match (file.parent(), file.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => crate::common::oom_kill_count(dir, name),
+            _ => Ok(None),
+        }
+    }
+
     /// How many processes the kernel OOM-killed in this cgroup; None without a memory
     /// controller.
     pub fn oom_kill_count(&self) -> Result<Option<u64>> {
