@@ -47,12 +47,20 @@ pub fn kind() -> CgroupDriver {
     DRIVER.get().map_or(CgroupDriver::Cgroupfs, |d| d.kind)
 }
 
+/// The cgroupfs parent of containers whose pod names none (crictl's, critest's pods; kubelet
+/// always names one). berthd removes it at shutdown when it is empty.
+pub const DEFAULT_PARENT: &str = "/berth";
+
 /// `linux.cgroupsPath` for container `id` of a pod whose cgroup parent is `parent`.
 pub fn container_cgroups_path(systemd_driver: bool, parent: &str, id: &str) -> String {
     if systemd_driver && let Some(p) = systemd::container_cgroups_path(parent, id) {
         return p;
     }
-    let parent = if parent.is_empty() { "/berth" } else { parent };
+    let parent = if parent.is_empty() {
+        DEFAULT_PARENT
+    } else {
+        parent
+    };
     format!("{}/{}", parent.trim_end_matches('/'), id)
 }
 

@@ -339,13 +339,51 @@ impl Drop for Node {
                 nix::sys::signal::Signal::SIGKILL,
             );
         };
+        let mut killed = Vec::new();
         for pid in shims_of(self.dir.path()) {
-            children_of(pid).into_iter().for_each(kill);
+            let children = children_of(pid);
+            children.iter().copied().for_each(kill);
             kill(pid);
+            killed.push(pid);
+            killed.extend(children);
         }
         // A failed test must not leave pinned namespaces or overlays mounted on the host.
         for m in mounts_under(self.dir.path()) {
             let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
         }
+        // Nor berth's cgroups, which a SIGKILLed berthd cannot remove as it does when it stops.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while killed
+            .iter()
+            .any(|p| Path::new(&format!("/proc/{p}")).exists())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        remove_empty_berth_cgroups();
+    }
+}
+
+/// Remove berth's top-level cgroups (`berth-shims` with its empty helper leaves, the cgroupfs
+/// driver's default parent `berth`) in every hierarchy where nothing uses them any more, as
+/// berthd does when it stops. `rmdir` refuses a cgroup with processes or children, so those of
+/// other nodes still running are left alone; berth recreates a parent that goes from under it.
+pub fn remove_empty_berth_cgroups() {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(root) {
+        hierarchies.extend(entries.flatten().map(|e| e.path()));
+    }
+    for h in hierarchies {
+        let helpers = h.join("berth-shims");
+        if let Ok(leaves) = std::fs::read_dir(&helpers) {
+            for leaf in leaves.flatten() {
+                if leaf.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir(leaf.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(helpers);
+        let _ = std::fs::remove_dir(h.join("berth"));
     }
 }

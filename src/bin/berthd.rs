@@ -188,9 +188,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     collection.abort();
     streaming.abort();
     let _ = std::fs::remove_file(&address);
-    // No container left: no berth-shims cgroup left either (running shims keep theirs).
+    // No container left: no cgroup of berth's left either (running ones keep theirs).
     if let Ok(h) = berth_cgroups::helper::host_hierarchies() {
-        berth_cgroups::helper::remove_empty_parents(&h);
+        let default_parent = berth::cgroup_driver::DEFAULT_PARENT.trim_start_matches('/');
+        berth_cgroups::helper::remove_empty_parents(
+            &h,
+            &[berth_cgroups::helper::HELPERS_DIR, default_parent],
+        );
     }
     served.context("serving CRI")?;
     tracing::info!("berthd stopped");

@@ -78,9 +78,23 @@ pub(crate) fn mkdir(dir: &Path) -> Result<()> {
     }
 }
 
+/// Create `dir` and its missing parents. An empty ancestor removed by someone else between
+/// two of the mkdirs (a berthd that stops removes berth's empty top-level cgroups) is created
+/// again.
 pub(crate) fn mkdir_all(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(io_err(|| format!("creating {}", dir.display())))
+    let mut attempts = 0;
+    loop {
+        match fs::create_dir_all(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < MKDIR_ATTEMPTS => {
+                attempts += 1;
+            }
+            res => return res.map_err(io_err(|| format!("creating {}", dir.display()))),
+        }
+    }
 }
+
+/// How often a creation that lost a race with an ancestor's removal is tried again.
+pub(crate) const MKDIR_ATTEMPTS: u32 = 3;
 
 /// `pids.max` for the spec's limit (only called for a non-zero one): negative is unlimited.
 pub(crate) fn pids_max(limit: i64) -> String {

@@ -130,13 +130,15 @@ pub fn sweep(hierarchies: &[Hierarchy]) -> usize {
     removed
 }
 
-/// Remove the `berth-shims` parent in every hierarchy where it is empty (berthd's shutdown: a
-/// node with no container keeps no cgroup of berth's). One that still holds a helper stays; a
-/// berthd that places a helper later creates it again.
-pub fn remove_empty_parents(hierarchies: &[Hierarchy]) -> usize {
+/// Remove each of the top-level cgroups `names` (e.g. [`HELPERS_DIR`], the cgroupfs driver's
+/// default container parent) in every hierarchy where it is empty (berthd's shutdown: a node
+/// with no container keeps no cgroup of berth's). One that still holds a cgroup stays (`rmdir`
+/// refuses it); whatever needs it later creates it again. Returns how many went.
+pub fn remove_empty_parents(hierarchies: &[Hierarchy], names: &[&str]) -> usize {
     hierarchies
         .iter()
-        .filter(|h| fs::remove_dir(h.root.join(HELPERS_DIR)).is_ok())
+        .flat_map(|h| names.iter().map(|n| h.root.join(n)))
+        .filter(|dir| fs::remove_dir(dir).is_ok())
         .count()
 }
 
@@ -202,8 +204,12 @@ mod tests {
         let hs = vec![h("a"), h("b"), h("c")];
         fs::create_dir_all(dir.path().join("a").join(HELPERS_DIR)).unwrap();
         fs::create_dir_all(dir.path().join("b").join(HELPERS_DIR).join("ctr")).unwrap();
-        assert_eq!(remove_empty_parents(&hs), 1);
+        fs::create_dir_all(dir.path().join("b").join("berth")).unwrap();
+        fs::create_dir_all(dir.path().join("c").join("berth").join("ctr")).unwrap();
+        assert_eq!(remove_empty_parents(&hs, &[HELPERS_DIR, "berth"]), 2);
         assert!(!dir.path().join("a").join(HELPERS_DIR).exists());
+        assert!(!dir.path().join("b").join("berth").exists());
         assert!(dir.path().join("b").join(HELPERS_DIR).join("ctr").exists());
+        assert!(dir.path().join("c").join("berth").join("ctr").exists());
     }
 }

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
-use crate::common::{mkdir, read_file, write_file};
+use crate::common::{MKDIR_ATTEMPTS, mkdir, read_file, write_file};
 use crate::controller::Controller;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::stats::Stats;
 
 pub use cpu::shares_to_weight;
@@ -52,8 +52,24 @@ impl V2Cgroup {
     }
 
     /// Create the directory and its missing parents, each parent's controllers enabled for
-    /// its children.
+    /// its children. An empty ancestor removed meanwhile by someone else (a berthd that stops
+    /// removes berth's empty top-level cgroups) is created again.
     pub fn create(&self) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            match self.create_once() {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound
+                        && attempts < MKDIR_ATTEMPTS =>
+                {
+                    attempts += 1;
+                }
+                res => return res,
+            }
+        }
+    }
+
+    fn create_once(&self) -> Result<()> {
         let rel = self
             .dir
             .strip_prefix(&self.root)
