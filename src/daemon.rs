@@ -1,6 +1,7 @@
 //! The daemon's shared state: configuration, the root lock, the metadata store and the
 //! domain services the CRI handlers call.
 
+pub mod auto_remove;
 mod calls;
 pub mod pod_metrics;
 mod port_forward;

@@ -8,7 +8,8 @@
 //! - [`handshake`]: the one line a starting shim (or pod init) answers on its stdout pipe;
 //! - [`exit`]: the exit record the shim leaves for berthd when the container's init exits;
 //! - [`exec_error`]: how an exec helper says its command could not start;
-//! - [`paths`]: where a container's shim keeps its socket and exit record.
+//! - [`paths`]: where a container's shim keeps its socket and exit record;
+//! - [`labels`]: the CRI labels the `berth` CLI sets that berthd acts on.
 //!
 //! A shim outlives the berthd that started it, so every wire format here stays readable by the
 //! other side's older and newer versions: flags, handshake text and JSON field names only grow.
@@ -18,6 +19,16 @@ pub mod exec_error;
 pub mod exit;
 pub mod handshake;
 pub mod paths;
+
+/// CRI labels the `berth` CLI puts on what it makes and berthd acts on (kubelet sets none).
+pub mod labels {
+    /// On every pod `berth run` makes (one per container): removing its last container
+    /// removes the pod too.
+    pub const RUN_POD: &str = "io.berth.cli/run";
+    /// On a container of `berth run -d --rm`: berthd removes it once it has exited (docker's
+    /// AutoRemove), with its `berth run` pod.
+    pub const AUTO_REMOVE: &str = "io.berth.cli/auto-remove";
+}
 
 /// `berth.shim.v1`: messages, client and server.
 #[allow(clippy::all)]

@@ -145,6 +145,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         std::sync::Arc::downgrade(&daemon),
         collection_period,
     ));
+    let auto_remove = tokio::spawn(berth::daemon::auto_remove::run_forever(
+        std::sync::Arc::downgrade(&daemon),
+    ));
     daemon.set_ready();
     health.set_serving();
     let (runtime_svc, image_svc) = berth::server::services(daemon.clone());
@@ -186,6 +189,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         m.abort();
     }
     collection.abort();
+    auto_remove.abort();
     streaming.abort();
     let _ = std::fs::remove_file(&address);
     // No container left: no cgroup of berth's left either (running ones keep theirs).

@@ -21,6 +21,7 @@ type TestFn = fn(&Env);
 /// The suite's tests; the harness names them `cli::<name>`.
 pub const TESTS: &[(&str, TestFn)] = &[
     ("run_detached_lifecycle", run_detached_lifecycle),
+    ("run_detached_rm", run_detached_rm),
     (
         "run_foreground_pulls_and_exits",
         run_foreground_pulls_and_exits,
@@ -214,6 +215,91 @@ fn run_detached_lifecycle(env: &Env) {
         cli.ok(&["rmi", &bb]);
         assert!(!cli.ok(&["images"]).contains(&env.set.busybox.image_id()[7..20]));
         assert!(berth_e2e::node::mounts_under(node.dir.path()).is_empty());
+    });
+}
+
+/// `run -d --rm` (docker's AutoRemove): berthd removes the container, its pod and its logs when
+/// it exits, also when it exited while berthd was down; a plain `run -d` stays.
+fn run_detached_rm(env: &Env) {
+    env.rt.block_on(async {
+        let mut node = Node::start().await;
+        let cli = Cli::new(&node);
+        let bb = env.set.busybox.reference();
+        cli.ok(&["pull", &bb]);
+        cli.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "kept",
+            "--network",
+            "host",
+            &bb,
+            "true",
+        ]);
+        let gone = cli.ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            "gone",
+            "--network",
+            "host",
+            &bb,
+            "sh",
+            "-c",
+            "echo bye; sleep 1; exit 3",
+        ]);
+        assert_eq!(gone.trim().len(), 64, "{gone}");
+        wait_for("kept exits", || {
+            cli.ps_entry("kept").is_some_and(|e| e["state"] == "Exited")
+        });
+        wait_for("gone is removed", || cli.ps_entry("gone").is_none());
+        let pods = cli.ok(&["pods"]);
+        let pod_named = |name: &str| {
+            pods.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some(name))
+        };
+        assert!(!pod_named("gone"), "the pod run made is removed: {pods}");
+        assert!(pod_named("kept"), "{pods}");
+        let logs: Vec<String> = dir_entries(&cli.log_root)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            logs.len() == 1 && logs[0].starts_with("berth_kept_"),
+            "only kept's log directory is left: {logs:?}"
+        );
+        // Exited while berthd was down: removed when it is back.
+        let later = cli.ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            "later",
+            "--network",
+            "host",
+            &bb,
+            "sleep",
+            "2",
+        ]);
+        node.kill9();
+        // The shim's exit record (`<state>/shims/<id prefix>/exit`).
+        let exit_record = node
+            .state
+            .join("shims")
+            .join(&later.trim()[..16])
+            .join("exit");
+        wait_for("later exits while berthd is down", || exit_record.exists());
+        node.spawn().await;
+        wait_for("later is removed after the restart", || {
+            cli.ps_entry("later").is_none()
+        });
+        assert!(
+            cli.ps_entry("kept").is_some(),
+            "a container without --rm stays"
+        );
+        cli.ok(&["rm", "-f", "kept"]);
+        assert_eq!(dir_entries(&cli.log_root), Vec::<PathBuf>::new());
     });
 }
 

@@ -6,7 +6,7 @@ use k8s_cri::v1::{Container, ListContainersRequest, ListPodSandboxRequest, PodSa
 use crate::client::Clients;
 
 /// The label on every pod `berth run` made: `rm` removes such a pod with its container.
-pub const RUN_LABEL: &str = "io.berth.cli/run";
+pub use berth_proto::labels::RUN_POD as RUN_LABEL;
 
 fn pick<'a, T>(
     what: &str,

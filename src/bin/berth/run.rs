@@ -32,7 +32,7 @@ pub struct RunArgs {
     /// Give the container a terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// Remove the container and its pod when it exits.
+    /// Remove the container and its pod when it exits (with -d, berthd removes them).
     #[arg(long)]
     pub rm: bool,
     /// The container's name (and its pod's); a generated one otherwise.
@@ -164,11 +164,6 @@ pub async fn ensure_image(c: &mut Clients, image: &str, auth: &AuthArgs) -> anyh
 }
 
 pub async fn run(c: &mut Clients, a: RunArgs) -> anyhow::Result<i32> {
-    if a.detach && a.rm {
-        anyhow::bail!(
-            "-d with --rm: nothing would be left to remove the container when it exits; remove it with `berth rm`"
-        );
-    }
     let env = parse_env(&a.env);
     let mounts = a
         .volumes
@@ -255,7 +250,7 @@ pub async fn run(c: &mut Clients, a: RunArgs) -> anyhow::Result<i32> {
         working_dir: a.workdir.clone().unwrap_or_default(),
         envs: env,
         mounts,
-        labels: [(RUN_LABEL.to_string(), "true".to_string())].into(),
+        labels: container_labels(a.detach && a.rm),
         log_path: format!("{name}/0.log"),
         stdin: a.interactive,
         stdin_once: a.interactive,
@@ -289,6 +284,7 @@ pub async fn run(c: &mut Clients, a: RunArgs) -> anyhow::Result<i32> {
         return Err(e.into());
     }
     if a.detach {
+        // With --rm, berthd removes it when it exits (the AUTO_REMOVE label).
         println!("{id}");
         return Ok(0);
     }
@@ -305,6 +301,19 @@ pub async fn run(c: &mut Clients, a: RunArgs) -> anyhow::Result<i32> {
         lifecycle::remove(c, &id, &pod, true).await?;
     }
     code
+}
+
+/// The container's labels: made by `run`; with `-d --rm`, removed by berthd when it exits (in
+/// the foreground this client removes it, after reading its exit code).
+fn container_labels(auto_remove: bool) -> std::collections::HashMap<String, String> {
+    let mut labels = std::collections::HashMap::from([(RUN_LABEL.to_string(), "true".to_string())]);
+    if auto_remove {
+        labels.insert(
+            berth_proto::labels::AUTO_REMOVE.to_string(),
+            "true".to_string(),
+        );
+    }
+    labels
 }
 
 /// Attach this terminal to a running container (Attach over the streaming server).
