@@ -254,13 +254,21 @@ fn run_detached_rm(env: &Env) {
             cli.ps_entry("kept").is_some_and(|e| e["state"] == "Exited")
         });
         wait_for("gone is removed", || cli.ps_entry("gone").is_none());
-        let pods = cli.ok(&["pods"]);
-        let pod_named = |name: &str| {
-            pods.lines()
-                .any(|l| l.split_whitespace().nth(2) == Some(name))
-        };
-        assert!(!pod_named("gone"), "the pod run made is removed: {pods}");
-        assert!(pod_named("kept"), "{pods}");
+        let pods: Vec<serde_json::Value> =
+            serde_json::from_str(&cli.ok(&["pods", "--format", "json"])).expect("pods JSON");
+        let pod_named = |name: &str| pods.iter().any(|p| p["name"] == name);
+        assert!(!pod_named("gone"), "the pod run made is removed: {pods:?}");
+        assert!(pod_named("kept"), "{pods:?}");
+        let ids = cli.ok(&["pods", "-q"]);
+        assert_eq!(
+            ids.lines().collect::<Vec<_>>(),
+            [pods[0]["id"].as_str().unwrap()]
+        );
+        let table = cli.ok(&["pods"]);
+        assert!(
+            table.starts_with("POD ID") && table.contains("kept"),
+            "{table}"
+        );
         let logs: Vec<String> = dir_entries(&cli.log_root)
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())

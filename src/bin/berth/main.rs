@@ -60,7 +60,7 @@ enum Cmd {
     /// Image filesystem usage.
     Imagefsinfo,
     /// List pod sandboxes.
-    Pods,
+    Pods(pods::PodsArgs),
     /// List containers.
     Ps(ps::PsArgs),
     /// Stop pod sandboxes (their containers are killed).
@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Inspecti { image } => images::inspecti(&mut c, image).await?,
         Cmd::Rmi { images } => images::rmi(&mut c, images).await?,
         Cmd::Imagefsinfo => images::imagefsinfo(&mut c).await?,
-        Cmd::Pods => pods::pods(&mut c).await?,
+        Cmd::Pods(a) => pods::pods(&mut c, a).await?,
         Cmd::Ps(a) => ps::run(&mut c, a).await?,
         Cmd::Stopp { ids } => pods::stopp(&mut c, ids).await?,
         Cmd::Rmp { ids } => pods::rmp(&mut c, ids).await?,
