@@ -70,10 +70,20 @@ impl Systemd {
         if let Some(c) = guard.as_ref() {
             return Ok(c.clone());
         }
-        let conn = zbus::connection::Builder::system()
+        // Bounded like every call: a bus that never answers the handshake (hung, or still
+        // starting) fails the CRI call instead of holding it, and every other one queued on this
+        // lock, forever.
+        let built = zbus::connection::Builder::system()
             .method_timeout(CALL_TIMEOUT)
-            .build()
+            .build();
+        let conn = tokio::time::timeout(CALL_TIMEOUT, built)
             .await
+            .map_err(|_| {
+                err(
+                    "connecting to the system bus",
+                    format!("no answer within {}s", CALL_TIMEOUT.as_secs()),
+                )
+            })?
             .map_err(|e| err("connecting to the system bus", e))?;
         *guard = Some(conn.clone());
         Ok(conn)
